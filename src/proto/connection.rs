@@ -1,0 +1,743 @@
+//! The per-connection state machine, for both roles.
+//!
+//! A [`Connection`] is what remains of a WebSocket after the handshake: it is
+//! fed the bytes that arrive ([`Connection::handle_read`]) and the passing of
+//! time ([`Connection::handle_timeout`]), and polled for what happened
+//! ([`Connection::poll_event`]), for bytes to send
+//! ([`Connection::poll_transmit`]) and for when it next needs the clock
+//! ([`Connection::poll_timeout`]). It answers pings and close frames by itself,
+//! enforces the limits, and turns any violation into a Close frame with the
+//! code it earns followed by a terminal state.
+//!
+//! ```
+//! use std::time::Instant;
+//! use ferrows::proto::{Config, Connection, Event};
+//!
+//! let now = Instant::now();
+//! let mut server = Connection::server(Config::default(), now);
+//! // A masked text frame "Hello" from a client (RFC 6455 §5.7).
+//! let mut bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+//! server.handle_read(&mut bytes, now).unwrap();
+//! assert_eq!(server.poll_event(), Some(Event::Text("Hello".into())));
+//!
+//! server.send_text("Hi").unwrap();
+//! let mut out = Vec::new();
+//! server.poll_transmit(&mut out);
+//! assert_eq!(out, [0x81, 0x02, b'H', b'i']);
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use super::close::{self, CloseCode, CloseFrame};
+use super::error::{ProtocolError, UsageError};
+use super::frame::{
+    self, decode_header, Decoded, FrameHeader, HeaderRules, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::Role;
+
+/// Limits and timers of a connection.
+///
+/// The defaults are sized for a public server that still passes the whole
+/// Autobahn testsuite (whose largest message is 16 MiB, sent in as many as
+/// 65,536 fragments).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The largest frame payload accepted (default 16 MiB). Over it: close 1009.
+    pub max_frame_size: usize,
+    /// The largest message accepted, all fragments together (default 16 MiB). Over it: close 1009.
+    pub max_message_size: usize,
+    /// The most frames one message may be split into (default 131,072). Over it: close 1009.
+    pub max_fragments: usize,
+    /// How long to wait for the peer's Close after sending ours (default 5 s).
+    /// `None` waits for ever.
+    pub close_timeout: Option<Duration>,
+    /// Automatic pings on an idle connection (default: ping after 30 s of
+    /// silence, give up 30 s later). `None` never pings.
+    pub keepalive: Option<Keepalive>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            max_fragments: 1 << 17,
+            close_timeout: Some(Duration::from_secs(5)),
+            keepalive: Some(Keepalive { idle: Duration::from_secs(30), timeout: Duration::from_secs(30) }),
+        }
+    }
+}
+
+/// When to ping a silent peer and when to give up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence (no bytes received) after which a Ping is sent.
+    pub idle: Duration,
+    /// How long after that Ping the peer has to send anything at all.
+    pub timeout: Duration,
+}
+
+/// The payload of a Ping or Pong: at most 125 bytes, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ControlPayload {
+    len: u8,
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+}
+
+impl ControlPayload {
+    /// An empty payload.
+    pub const EMPTY: Self = Self { len: 0, bytes: [0; MAX_CONTROL_PAYLOAD] };
+
+    /// A payload holding `data`, or `None` if it is over 125 bytes.
+    #[must_use]
+    pub fn new(data: &[u8]) -> Option<Self> {
+        let mut payload = Self::EMPTY;
+        payload.extend(data).then_some(payload)
+    }
+
+    /// Appends `data`; returns false (and appends nothing) if it would pass 125 bytes.
+    fn extend(&mut self, data: &[u8]) -> bool {
+        let len = usize::from(self.len);
+        let Some(dest) = self.bytes.get_mut(len..len + data.len()) else {
+            return false;
+        };
+        dest.copy_from_slice(data);
+        // len + data.len() <= 125, checked by the `get_mut` above.
+        self.len = (len + data.len()) as u8;
+        true
+    }
+}
+
+impl Deref for ControlPayload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for ControlPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ControlPayload").field(&&**self).finish()
+    }
+}
+
+/// Something that happened on the connection, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A whole text message, already checked to be UTF-8.
+    Text(String),
+    /// A whole binary message.
+    Binary(Vec<u8>),
+    /// A Ping arrived. The Pong is sent automatically (to the latest Ping only).
+    Ping(ControlPayload),
+    /// A Pong arrived.
+    Pong(ControlPayload),
+    /// The peer's Close arrived: its code and reason, or `None` if it had no
+    /// code (reported to applications as 1005). If we had not closed first,
+    /// the echo is already queued.
+    Close(Option<CloseFrame>),
+}
+
+/// Where the closing handshake stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a Close and wait for the peer's, until the deadline.
+    LocalClosed { deadline: Option<Instant> },
+    /// The closing handshake is complete (or the close deadline passed):
+    /// once the output is written the transport can be closed.
+    Closed,
+    /// The peer broke the protocol, or fell silent past the keepalive timeout.
+    Failed(Failure),
+}
+
+/// Why a connection failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    Protocol(ProtocolError),
+    KeepaliveTimeout,
+}
+
+/// Where the frame decoder is in the byte stream.
+#[derive(Debug, Clone)]
+enum ReadState {
+    /// Between frames: the start of a header, kept only when a read cut it short.
+    Header { buf: [u8; MAX_HEADER_LEN], len: usize },
+    /// Inside a frame's payload.
+    Payload { opcode: OpCode, fin: bool, remaining: u64, mask: Option<[u8; 4]>, offset: usize },
+}
+
+const NEW_HEADER: ReadState = ReadState::Header { buf: [0; MAX_HEADER_LEN], len: 0 };
+
+/// The data message being reassembled.
+#[derive(Debug)]
+enum Message {
+    None,
+    Text { text: String, utf8: Utf8Validator, fragments: usize },
+    Binary { data: Vec<u8>, fragments: usize },
+}
+
+impl Message {
+    fn len(&self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Text { text, .. } => text.len(),
+            Self::Binary { data, .. } => data.len(),
+        }
+    }
+}
+
+type MaskSource = Box<dyn FnMut() -> [u8; 4] + Send>;
+
+/// The WebSocket protocol state of one connection, after the handshake.
+///
+/// See the [module documentation](self) for the driving loop.
+pub struct Connection {
+    config: Config,
+    rules: HeaderRules,
+    state: State,
+    read: ReadState,
+    message: Message,
+    /// The payload of the control frame being read.
+    control: ControlPayload,
+    events: VecDeque<Event>,
+    out: Vec<u8>,
+    /// The latest unanswered Ping (RFC 6455 §5.5.3: only the most recent needs a Pong).
+    pending_pong: Option<ControlPayload>,
+    /// Masking keys for frames a client sends; `None` for a server.
+    masks: Option<MaskSource>,
+    last_received: Instant,
+    ping_sent: Option<Instant>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.rules.role)
+            .field("state", &self.state)
+            .field("read", &self.read)
+            .field("message_len", &self.message.len())
+            .field("events", &self.events.len())
+            .field("out", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// The server end of a connection whose handshake completed at `now`.
+    #[must_use]
+    pub fn server(config: Config, now: Instant) -> Self {
+        Self::new(Role::Server, config, None, now)
+    }
+
+    /// The client end of a connection whose handshake completed at `now`.
+    ///
+    /// `masks` supplies the masking key of every frame the client sends
+    /// (RFC 6455 §5.3: unpredictable, from a strong source of entropy).
+    #[must_use]
+    pub fn client(config: Config, now: Instant, masks: impl FnMut() -> [u8; 4] + Send + 'static) -> Self {
+        Self::new(Role::Client, config, Some(Box::new(masks)), now)
+    }
+
+    fn new(role: Role, config: Config, masks: Option<MaskSource>, now: Instant) -> Self {
+        Self {
+            config,
+            rules: HeaderRules { role, allowed_rsv: 0 },
+            state: State::Open,
+            read: NEW_HEADER,
+            message: Message::None,
+            control: ControlPayload::EMPTY,
+            events: VecDeque::new(),
+            out: Vec::new(),
+            pending_pong: None,
+            masks,
+            last_received: now,
+            ping_sent: None,
+        }
+    }
+
+    /// Which end this is.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.rules.role
+    }
+
+    /// The configuration this connection runs with.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Processes bytes received from the peer at `now`.
+    ///
+    /// `data` is unmasked in place (the caller's read buffer is scratch
+    /// space), so a message is copied only once, into the event that carries
+    /// it. Bytes after the peer's Close, or after a failure, are ignored.
+    ///
+    /// # Errors
+    ///
+    /// The first protocol violation found. A Close frame with the code it
+    /// earns is already queued and the connection is [closed](Self::is_closed);
+    /// events decoded before the violation can still be polled.
+    pub fn handle_read(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
+        if !self.wants_read() {
+            return Ok(());
+        }
+        if !data.is_empty() {
+            // Any byte from the peer shows it is alive.
+            self.last_received = now;
+            self.ping_sent = None;
+        }
+        match self.decode(data) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.fail(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    fn decode(&mut self, data: &mut [u8]) -> Result<(), ProtocolError> {
+        let mut pos = 0;
+        while pos < data.len() && self.wants_read() {
+            pos += match self.read {
+                ReadState::Header { .. } => self.read_header(&data[pos..])?,
+                ReadState::Payload { .. } => self.read_payload(&mut data[pos..])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Consumes header bytes; returns how many.
+    fn read_header(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let ReadState::Header { mut buf, len } = self.read else {
+            return Ok(0);
+        };
+        if len == 0 {
+            // The common case: the whole header is in this read, decode it in place.
+            match decode_header(input, &self.rules)? {
+                Decoded::Complete(header, used) => {
+                    self.start_frame(header)?;
+                    Ok(used)
+                }
+                Decoded::Partial(_) => {
+                    // Partial means the input is shorter than the header, so it fits.
+                    buf[..input.len()].copy_from_slice(input);
+                    self.read = ReadState::Header { buf, len: input.len() };
+                    Ok(input.len())
+                }
+            }
+        } else {
+            let take = (MAX_HEADER_LEN - len).min(input.len());
+            buf[len..len + take].copy_from_slice(&input[..take]);
+            match decode_header(&buf[..len + take], &self.rules)? {
+                Decoded::Complete(header, used) => {
+                    self.read = NEW_HEADER;
+                    self.start_frame(header)?;
+                    Ok(used - len)
+                }
+                Decoded::Partial(_) => {
+                    self.read = ReadState::Header { buf, len: len + take };
+                    Ok(take)
+                }
+            }
+        }
+    }
+
+    /// Checks a new frame against the message in progress and the limits.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        let FrameHeader { fin, opcode, mask, payload_len, .. } = header;
+        if payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge { len: payload_len, max: self.config.max_frame_size });
+        }
+        let max_message = self.config.max_message_size;
+        match opcode {
+            OpCode::Text | OpCode::Binary => {
+                // RFC 6455 §5.4: fragments of one message are not interleaved with another.
+                if !matches!(self.message, Message::None) {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if payload_len > max_message as u64 {
+                    return Err(ProtocolError::MessageTooLarge { max: max_message });
+                }
+                self.message = if opcode == OpCode::Text {
+                    Message::Text { text: String::new(), utf8: Utf8Validator::new(), fragments: 1 }
+                } else {
+                    Message::Binary { data: Vec::new(), fragments: 1 }
+                };
+            }
+            OpCode::Continuation => {
+                let max_fragments = self.config.max_fragments;
+                let held = self.message.len() as u64;
+                let fragments = match &mut self.message {
+                    // RFC 6455 §5.4: a continuation needs a message in progress.
+                    Message::None => return Err(ProtocolError::UnexpectedContinuation),
+                    Message::Text { fragments, .. } | Message::Binary { fragments, .. } => fragments,
+                };
+                *fragments += 1;
+                if *fragments > max_fragments {
+                    return Err(ProtocolError::TooManyFragments { max: max_fragments });
+                }
+                if held + payload_len > max_message as u64 {
+                    return Err(ProtocolError::MessageTooLarge { max: max_message });
+                }
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control = ControlPayload::EMPTY,
+        }
+        self.read = ReadState::Payload { opcode, fin, remaining: payload_len, mask, offset: 0 };
+        if payload_len == 0 {
+            self.finish_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Consumes payload bytes of the current frame; returns how many.
+    fn read_payload(&mut self, input: &mut [u8]) -> Result<usize, ProtocolError> {
+        let ReadState::Payload { opcode, remaining, mask, offset, .. } = &mut self.read else {
+            return Ok(0);
+        };
+        // `remaining` is at most the frame limit, a usize; the min keeps it in range either way.
+        let n = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+        let chunk = &mut input[..n];
+        if let Some(mask) = *mask {
+            apply_mask(chunk, mask, *offset);
+        }
+        *remaining -= n as u64;
+        *offset += n;
+        let done = *remaining == 0;
+        if opcode.is_control() {
+            // The header check keeps control payloads within 125 bytes.
+            self.control.extend(chunk);
+        } else {
+            self.push_data(chunk)?;
+        }
+        if done {
+            self.finish_frame()?;
+        }
+        Ok(n)
+    }
+
+    /// Appends unmasked payload to the message in progress, checking text as it comes.
+    fn push_data(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message_size;
+        match &mut self.message {
+            Message::Text { text, utf8, .. } => {
+                reserve_within(text.capacity(), text.len(), chunk.len(), limit, |n| text.reserve_exact(n));
+                // RFC 6455 §8.1 and §5.6: invalid UTF-8 fails the connection as soon as it is seen.
+                utf8.push(chunk, text).map_err(|_| ProtocolError::InvalidUtf8)
+            }
+            Message::Binary { data, .. } => {
+                reserve_within(data.capacity(), data.len(), chunk.len(), limit, |n| data.reserve_exact(n));
+                data.extend_from_slice(chunk);
+                Ok(())
+            }
+            // start_frame set up a message for every data frame.
+            Message::None => Ok(()),
+        }
+    }
+
+    /// Acts on a frame whose payload is complete.
+    fn finish_frame(&mut self) -> Result<(), ProtocolError> {
+        let ReadState::Payload { opcode, fin, .. } = self.read else {
+            return Ok(());
+        };
+        self.read = NEW_HEADER;
+        match opcode {
+            OpCode::Ping => {
+                self.events.push_back(Event::Ping(self.control));
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.2: the Pong echoes the Ping's application data.
+                    self.pending_pong = Some(self.control);
+                }
+            }
+            OpCode::Pong => self.events.push_back(Event::Pong(self.control)),
+            OpCode::Close => self.receive_close()?,
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if fin {
+                    let event = match std::mem::replace(&mut self.message, Message::None) {
+                        Message::Text { text, utf8, .. } => {
+                            utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                            Event::Text(text)
+                        }
+                        Message::Binary { data, .. } => Event::Binary(data),
+                        Message::None => return Ok(()),
+                    };
+                    self.events.push_back(event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn receive_close(&mut self) -> Result<(), ProtocolError> {
+        let frame = close::parse_close_payload(&self.control)?;
+        match self.state {
+            State::Open => {
+                // RFC 6455 §5.5.1: answer with a Close, echoing the code; an
+                // empty Close is answered with an empty one (1005 is never sent).
+                let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+                let len = match &frame {
+                    Some(f) => close::write_close_payload(f.code, "", &mut payload).unwrap_or(0),
+                    None => 0,
+                };
+                self.queue_close_frame(&payload[..len]);
+                self.state = State::Closed;
+            }
+            State::LocalClosed { .. } => self.state = State::Closed,
+            State::Closed | State::Failed(_) => return Ok(()),
+        }
+        self.message = Message::None;
+        self.events.push_back(Event::Close(frame));
+        Ok(())
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): a Close with the code the
+    /// violation earns, unless one was already sent, then a terminal state.
+    fn fail(&mut self, error: ProtocolError) {
+        log::debug!("failing the connection: {error}");
+        if self.state == State::Open {
+            let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+            let reason = truncate_to_char_boundary(&error.to_string(), close::MAX_REASON_LEN).to_owned();
+            // Every code a ProtocolError earns is sendable.
+            let len = close::write_close_payload(error.close_code(), &reason, &mut payload).unwrap_or(0);
+            self.queue_close_frame(&payload[..len]);
+        }
+        self.message = Message::None;
+        self.read = NEW_HEADER;
+        self.state = State::Failed(Failure::Protocol(error));
+    }
+
+    /// Returns the next event, oldest first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Moves the bytes waiting to be sent to the end of `out`; returns whether there were any.
+    ///
+    /// When `out` is empty the internal buffer is swapped in rather than copied.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        self.flush_pong();
+        if self.out.is_empty() {
+            return false;
+        }
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.out);
+        } else {
+            out.append(&mut self.out);
+        }
+        true
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Open => {
+                let keepalive = self.config.keepalive?;
+                Some(match self.ping_sent {
+                    Some(sent) => sent + keepalive.timeout,
+                    None => self.last_received + keepalive.idle,
+                })
+            }
+            State::LocalClosed { deadline } => *deadline,
+            State::Closed | State::Failed(_) => None,
+        }
+    }
+
+    /// Lets time pass: sends a keepalive Ping, or gives up on a silent peer
+    /// or on a Close that was never answered.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(due) = self.poll_timeout() else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        match self.state {
+            State::Open if self.ping_sent.is_some() => {
+                log::debug!("peer silent past the keepalive timeout");
+                self.state = State::Failed(Failure::KeepaliveTimeout);
+            }
+            State::Open => {
+                self.queue_frame(OpCode::Ping, &[]);
+                self.ping_sent = Some(now);
+            }
+            // RFC 6455 §7.1.1: the transport may be closed when the peer does not answer in time.
+            State::LocalClosed { .. } => self.state = State::Closed,
+            State::Closed | State::Failed(_) => {}
+        }
+    }
+
+    /// Whether the connection still reads: open, or waiting for the peer's Close.
+    #[must_use]
+    pub fn wants_read(&self) -> bool {
+        matches!(self.state, State::Open | State::LocalClosed { .. })
+    }
+
+    /// Whether bytes are waiting for [`poll_transmit`](Self::poll_transmit).
+    #[must_use]
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.pending_pong.is_some()
+    }
+
+    /// Whether the protocol is over: once the output is written, close the transport.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed | State::Failed(_))
+    }
+
+    /// Whether messages can still be sent (no Close sent, no failure).
+    #[must_use]
+    pub fn can_send(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// The violation that failed the connection, if one did.
+    #[must_use]
+    pub fn protocol_error(&self) -> Option<&ProtocolError> {
+        match &self.state {
+            State::Failed(Failure::Protocol(error)) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection was given up because the peer stayed silent past the keepalive timeout.
+    #[must_use]
+    pub fn timed_out(&self) -> bool {
+        self.state == State::Failed(Failure::KeepaliveTimeout)
+    }
+
+    /// Bytes held for the message being reassembled and the output not yet polled.
+    ///
+    /// This is what an idle connection costs beyond its fixed size: zero once
+    /// every message has been polled and every output taken.
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        let message = match &self.message {
+            Message::None => 0,
+            Message::Text { text, .. } => text.capacity(),
+            Message::Binary { data, .. } => data.capacity(),
+        };
+        message + self.out.capacity()
+    }
+
+    /// Queues a text message.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError::Closed`] once a Close was sent or the connection failed.
+    pub fn send_text(&mut self, text: &str) -> Result<(), UsageError> {
+        self.send(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError::Closed`] once a Close was sent or the connection failed.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), UsageError> {
+        self.send(OpCode::Binary, data)
+    }
+
+    /// Queues a Ping.
+    ///
+    /// # Errors
+    ///
+    /// A payload over 125 bytes, or [`UsageError::Closed`].
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited Pong (RFC 6455 §5.5.3: a unidirectional heartbeat).
+    ///
+    /// # Errors
+    ///
+    /// A payload over 125 bytes, or [`UsageError::Closed`].
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the closing handshake at `now` with `code` and `reason`.
+    ///
+    /// The connection keeps reading (messages the peer sent before seeing our
+    /// Close are still delivered) until the peer's Close arrives or the close
+    /// timeout passes.
+    ///
+    /// # Errors
+    ///
+    /// A code that may not be sent, a reason over 123 bytes, or
+    /// [`UsageError::Closed`] if a Close was already sent.
+    pub fn send_close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), UsageError> {
+        if self.state != State::Open {
+            return Err(UsageError::Closed);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let len = close::write_close_payload(code, reason, &mut payload)?;
+        self.queue_close_frame(&payload[..len]);
+        let deadline = self.config.close_timeout.map(|t| now + t);
+        self.state = State::LocalClosed { deadline };
+        Ok(())
+    }
+
+    fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
+        if self.state != State::Open {
+            return Err(UsageError::Closed);
+        }
+        self.queue_frame(opcode, payload);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(UsageError::ControlPayloadTooLong(payload.len()));
+        }
+        self.send(opcode, payload)
+    }
+
+    /// Queues our Close: any Pong owed goes first, since nothing may follow a Close.
+    fn queue_close_frame(&mut self, payload: &[u8]) {
+        self.flush_pong();
+        self.queue_frame(OpCode::Close, payload);
+    }
+
+    fn flush_pong(&mut self) {
+        if let Some(pong) = self.pending_pong.take() {
+            self.queue_frame(OpCode::Pong, &pong);
+        }
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = self.masks.as_mut().map(|next| next());
+        frame::encode_frame(true, 0, opcode, payload, mask, &mut self.out);
+    }
+}
+
+/// Grows a buffer for `additional` more bytes without letting its capacity
+/// pass `limit` (the message limit): doubling as usual, but capped, so that a
+/// message at the limit never holds up to twice the limit.
+fn reserve_within(capacity: usize, len: usize, additional: usize, limit: usize, reserve_exact: impl FnOnce(usize)) {
+    let needed = len + additional;
+    if needed > capacity {
+        let target = needed.max(capacity.saturating_mul(2)).min(limit.max(needed));
+        reserve_exact(target - len);
+    }
+}
+
+fn truncate_to_char_boundary(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
