@@ -20,7 +20,7 @@
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let key = rotate(mask, offset);
+    let key = [mask[offset % 4], mask[(offset + 1) % 4], mask[(offset + 2) % 4], mask[(offset + 3) % 4]];
     let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
@@ -29,8 +29,8 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
         chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
     // Whole words are a multiple of 4 bytes, so the tail starts at key[0] again.
-    for (byte, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
-        *byte ^= k;
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i % 4];
     }
 }
 
@@ -39,14 +39,6 @@ pub fn apply_mask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte ^= mask[(offset + i) % 4];
     }
-}
-
-/// The key as it applies to a piece that starts `offset` bytes into the payload.
-#[inline]
-fn rotate(mask: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut key = mask;
-    key.rotate_left(offset % 4);
-    key
 }
 
 #[cfg(test)]
