@@ -10,7 +10,29 @@
 //!
 //! The runtime (event loops on mio), broadcasting and the server binary are
 //! built on top of this core.
+//!
+//! ```
+//! use std::time::Instant;
+//! use ferrows::proto::{Config, Connection, Event};
+//!
+//! let now = Instant::now();
+//! let mut server = Connection::server(Config::default(), now);
+//! // A masked text frame "Hello" from a client (RFC 6455 §5.7).
+//! let mut bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+//! server.handle_read(&mut bytes, now).unwrap();
+//! assert_eq!(server.poll_event(), Some(Event::Text("Hello".into())));
+//!
+//! server.send_text("Hi").unwrap();
+//! let mut out = Vec::new();
+//! server.poll_transmit(&mut out);
+//! assert_eq!(out, [0x81, 0x02, b'H', b'i']);
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod proto;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -13,136 +13,37 @@
 //! use std::time::Instant;
 //! use ferrows::proto::{Config, Connection, Event};
 //!
-//! let now = Instant::now();
-//! let mut server = Connection::server(Config::default(), now);
-//! // A masked text frame "Hello" from a client (RFC 6455 §5.7).
-//! let mut bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-//! server.handle_read(&mut bytes, now).unwrap();
-//! assert_eq!(server.poll_event(), Some(Event::Text("Hello".into())));
-//!
-//! server.send_text("Hi").unwrap();
-//! let mut out = Vec::new();
-//! server.poll_transmit(&mut out);
-//! assert_eq!(out, [0x81, 0x02, b'H', b'i']);
+//! /// Answers every text message with its length, given bytes just read.
+//! fn on_read(conn: &mut Connection, read: &mut [u8], now: Instant, out: &mut Vec<u8>) {
+//!     if let Err(violation) = conn.handle_read(read, now) {
+//!         eprintln!("closing: {violation}"); // the Close frame is already queued
+//!     }
+//!     while let Some(event) = conn.poll_event() {
+//!         if let Event::Text(text) = event {
+//!             let _ = conn.send_text(&text.len().to_string());
+//!         }
+//!     }
+//!     conn.poll_transmit(out); // write `out` to the socket
+//!     // then arm a timer for `conn.poll_timeout()`, and close the socket once
+//!     // `conn.is_closed()` and `out` is written.
+//! }
+//! # let _ = on_read;
 //! ```
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::ops::Deref;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::close::{self, CloseCode, CloseFrame};
+use super::close::{self, CloseCode};
+use super::config::Config;
 use super::error::{ProtocolError, UsageError};
+use super::event::{ControlPayload, Event};
 use super::frame::{
     self, decode_header, Decoded, FrameHeader, HeaderRules, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::Role;
-
-/// Limits and timers of a connection.
-///
-/// The defaults are sized for a public server that still passes the whole
-/// Autobahn testsuite (whose largest message is 16 MiB, sent in as many as
-/// 65,536 fragments).
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The largest frame payload accepted (default 16 MiB). Over it: close 1009.
-    pub max_frame_size: usize,
-    /// The largest message accepted, all fragments together (default 16 MiB). Over it: close 1009.
-    pub max_message_size: usize,
-    /// The most frames one message may be split into (default 131,072). Over it: close 1009.
-    pub max_fragments: usize,
-    /// How long to wait for the peer's Close after sending ours (default 5 s).
-    /// `None` waits for ever.
-    pub close_timeout: Option<Duration>,
-    /// Automatic pings on an idle connection (default: ping after 30 s of
-    /// silence, give up 30 s later). `None` never pings.
-    pub keepalive: Option<Keepalive>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_frame_size: 16 << 20,
-            max_message_size: 16 << 20,
-            max_fragments: 1 << 17,
-            close_timeout: Some(Duration::from_secs(5)),
-            keepalive: Some(Keepalive { idle: Duration::from_secs(30), timeout: Duration::from_secs(30) }),
-        }
-    }
-}
-
-/// When to ping a silent peer and when to give up on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Silence (no bytes received) after which a Ping is sent.
-    pub idle: Duration,
-    /// How long after that Ping the peer has to send anything at all.
-    pub timeout: Duration,
-}
-
-/// The payload of a Ping or Pong: at most 125 bytes, kept inline.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ControlPayload {
-    len: u8,
-    bytes: [u8; MAX_CONTROL_PAYLOAD],
-}
-
-impl ControlPayload {
-    /// An empty payload.
-    pub const EMPTY: Self = Self { len: 0, bytes: [0; MAX_CONTROL_PAYLOAD] };
-
-    /// A payload holding `data`, or `None` if it is over 125 bytes.
-    #[must_use]
-    pub fn new(data: &[u8]) -> Option<Self> {
-        let mut payload = Self::EMPTY;
-        payload.extend(data).then_some(payload)
-    }
-
-    /// Appends `data`; returns false (and appends nothing) if it would pass 125 bytes.
-    fn extend(&mut self, data: &[u8]) -> bool {
-        let len = usize::from(self.len);
-        let Some(dest) = self.bytes.get_mut(len..len + data.len()) else {
-            return false;
-        };
-        dest.copy_from_slice(data);
-        // len + data.len() <= 125, checked by the `get_mut` above.
-        self.len = (len + data.len()) as u8;
-        true
-    }
-}
-
-impl Deref for ControlPayload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
-
-impl fmt::Debug for ControlPayload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ControlPayload").field(&&**self).finish()
-    }
-}
-
-/// Something that happened on the connection, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A whole text message, already checked to be UTF-8.
-    Text(String),
-    /// A whole binary message.
-    Binary(Vec<u8>),
-    /// A Ping arrived. The Pong is sent automatically (to the latest Ping only).
-    Ping(ControlPayload),
-    /// A Pong arrived.
-    Pong(ControlPayload),
-    /// The peer's Close arrived: its code and reason, or `None` if it had no
-    /// code (reported to applications as 1005). If we had not closed first,
-    /// the echo is already queued.
-    Close(Option<CloseFrame>),
-}
 
 /// Where the closing handshake stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,16 +13,20 @@
 //! - [`connection`]: the per-connection state machine for both roles.
 
 pub mod close;
+mod config;
 pub mod connection;
 mod error;
+mod event;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, ControlPayload, Event, Keepalive};
+pub use config::{Config, Keepalive};
+pub use connection::Connection;
 pub use error::{ProtocolError, UsageError};
+pub use event::{ControlPayload, Event};
 pub use frame::{FrameHeader, OpCode};
 
 /// Which end of the connection this endpoint is.
