@@ -30,7 +30,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod proto;
+pub mod runtime;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

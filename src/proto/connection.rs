@@ -32,6 +32,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::close::{self, CloseCode};
@@ -101,17 +102,18 @@ type MaskSource = Box<dyn FnMut() -> [u8; 4] + Send>;
 ///
 /// See the [module documentation](self) for the driving loop.
 pub struct Connection {
-    config: Config,
+    /// Shared: many connections usually run with one configuration.
+    config: Arc<Config>,
     rules: HeaderRules,
     state: State,
     read: ReadState,
     message: Message,
-    /// The payload of the control frame being read.
-    control: ControlPayload,
+    /// The payload of the control frame being read (empty, unallocated, between control frames).
+    control: Vec<u8>,
     events: VecDeque<Event>,
     out: Vec<u8>,
     /// The latest unanswered Ping (RFC 6455 §5.5.3: only the most recent needs a Pong).
-    pending_pong: Option<ControlPayload>,
+    pending_pong: Option<Vec<u8>>,
     /// Masking keys for frames a client sends; `None` for a server.
     masks: Option<MaskSource>,
     last_received: Instant,
@@ -134,8 +136,10 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// The server end of a connection whose handshake completed at `now`.
     #[must_use]
-    pub fn server(config: Config, now: Instant) -> Self {
-        Self::new(Role::Server, config, None, now)
+    ///
+    /// `config` may be an `Arc<Config>` shared by many connections.
+    pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
+        Self::new(Role::Server, config.into(), None, now)
     }
 
     /// The client end of a connection whose handshake completed at `now`.
@@ -143,18 +147,22 @@ impl Connection {
     /// `masks` supplies the masking key of every frame the client sends
     /// (RFC 6455 §5.3: unpredictable, from a strong source of entropy).
     #[must_use]
-    pub fn client(config: Config, now: Instant, masks: impl FnMut() -> [u8; 4] + Send + 'static) -> Self {
-        Self::new(Role::Client, config, Some(Box::new(masks)), now)
+    pub fn client(
+        config: impl Into<Arc<Config>>,
+        now: Instant,
+        masks: impl FnMut() -> [u8; 4] + Send + 'static,
+    ) -> Self {
+        Self::new(Role::Client, config.into(), Some(Box::new(masks)), now)
     }
 
-    fn new(role: Role, config: Config, masks: Option<MaskSource>, now: Instant) -> Self {
+    fn new(role: Role, config: Arc<Config>, masks: Option<MaskSource>, now: Instant) -> Self {
         Self {
             config,
             rules: HeaderRules { role, allowed_rsv: 0 },
             state: State::Open,
             read: NEW_HEADER,
             message: Message::None,
-            control: ControlPayload::EMPTY,
+            control: Vec::new(),
             events: VecDeque::new(),
             out: Vec::new(),
             pending_pong: None,
@@ -290,7 +298,7 @@ impl Connection {
                     return Err(ProtocolError::MessageTooLarge { max: max_message });
                 }
             }
-            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control = ControlPayload::EMPTY,
+            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control.clear(),
         }
         self.read = ReadState::Payload { opcode, fin, remaining: payload_len, mask, offset: 0 };
         if payload_len == 0 {
@@ -315,7 +323,7 @@ impl Connection {
         let done = *remaining == 0;
         if opcode.is_control() {
             // The header check keeps control payloads within 125 bytes.
-            self.control.extend(chunk);
+            self.control.extend_from_slice(chunk);
         } else {
             self.push_data(chunk)?;
         }
@@ -352,13 +360,17 @@ impl Connection {
         self.read = NEW_HEADER;
         match opcode {
             OpCode::Ping => {
-                self.events.push_back(Event::Ping(self.control));
+                let payload = std::mem::take(&mut self.control);
+                self.events.push_back(Event::Ping(control_payload(&payload)));
                 if self.state == State::Open {
                     // RFC 6455 §5.5.2: the Pong echoes the Ping's application data.
-                    self.pending_pong = Some(self.control);
+                    self.pending_pong = Some(payload);
                 }
             }
-            OpCode::Pong => self.events.push_back(Event::Pong(self.control)),
+            OpCode::Pong => {
+                self.events.push_back(Event::Pong(control_payload(&self.control)));
+                self.control = Vec::new();
+            }
             OpCode::Close => self.receive_close()?,
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if fin {
@@ -378,7 +390,7 @@ impl Connection {
     }
 
     fn receive_close(&mut self) -> Result<(), ProtocolError> {
-        let frame = close::parse_close_payload(&self.control)?;
+        let frame = close::parse_close_payload(&std::mem::take(&mut self.control))?;
         match self.state {
             State::Open => {
                 // RFC 6455 §5.5.1: answer with a Close, echoing the code; an
@@ -619,6 +631,12 @@ impl Connection {
         let mask = self.masks.as_mut().map(|next| next());
         frame::encode_frame(true, 0, opcode, payload, mask, &mut self.out);
     }
+}
+
+/// A control frame's payload as an event carries it; the frame header check
+/// keeps it within 125 bytes.
+fn control_payload(payload: &[u8]) -> ControlPayload {
+    ControlPayload::new(payload).unwrap_or(ControlPayload::EMPTY)
 }
 
 /// Grows a buffer for `additional` more bytes without letting its capacity

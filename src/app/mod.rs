@@ -1,0 +1,5 @@
+//! What the server binary runs on top of the engine.
+
+mod echo;
+
+pub use echo::Echo;

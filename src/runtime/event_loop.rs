@@ -1,0 +1,543 @@
+//! One event loop: a thread with its own poll, listeners, sessions and timers.
+
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
+use super::session::{Phase, Session};
+use super::timer::TimerWheel;
+use super::{ServerConfig, Shared};
+use crate::proto::handshake::{write_error_response, Accept, ServerHandshake, Status, StatusCode};
+use crate::proto::{CloseCode, Connection, Event};
+
+/// Bits of a token that hold the session's generation.
+const GENERATION_BITS: u32 = 16;
+/// The waker's token; listeners count down from just below it.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const FIRST_LISTENER: usize = usize::MAX - 1;
+/// Reads per session per wakeup before other sessions get their turn.
+const READS_PER_TURN: usize = 16;
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn session_token(key: usize, generation: u16) -> Token {
+    Token((key << GENERATION_BITS) | usize::from(generation))
+}
+
+fn split_token(token: Token) -> (usize, u16) {
+    (token.0 >> GENERATION_BITS, (token.0 & ((1 << GENERATION_BITS) - 1)) as u16)
+}
+
+/// An event loop, built on the caller's thread and run on its own.
+pub(crate) struct EventLoop<H: Handler> {
+    index: usize,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    sessions: Slab<Session<H::State>>,
+    next_generation: u16,
+    handler: H,
+    wheel: TimerWheel,
+    scratch: Vec<u8>,
+    config: Arc<ServerConfig>,
+    /// The protocol settings, shared by every connection of the loop.
+    protocol: Arc<crate::proto::Config>,
+    shared: Arc<Shared>,
+    /// Sessions given output by a handler callback, to be written after it.
+    touched: Vec<usize>,
+    /// Sessions that stopped reading before `WouldBlock` and must be read again.
+    unfinished_reads: Vec<usize>,
+    fired: Vec<usize>,
+    accept_paused_until: Option<Instant>,
+    /// Set when shutdown began: the instant after which remaining sessions are dropped.
+    drain_deadline: Option<Instant>,
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(crate) fn new(
+        index: usize,
+        poll: Poll,
+        listeners: Vec<TcpListener>,
+        handler: H,
+        config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Self> {
+        let mut listeners = listeners;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry().register(listener, Token(FIRST_LISTENER - i), Interest::READABLE)?;
+        }
+        let now = Instant::now();
+        Ok(Self {
+            index,
+            poll,
+            listeners,
+            sessions: Slab::new(),
+            next_generation: 0,
+            handler,
+            wheel: TimerWheel::new(now),
+            scratch: vec![0; config.read_buffer_size.max(4096)],
+            protocol: Arc::new(config.protocol.clone()),
+            config,
+            shared,
+            touched: Vec::new(),
+            unfinished_reads: Vec::new(),
+            fired: Vec::new(),
+            accept_paused_until: None,
+            drain_deadline: None,
+        })
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = self.poll_timeout(now);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in &events {
+                match event.token() {
+                    WAKER => {}
+                    Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
+                        self.accept(FIRST_LISTENER - t, now);
+                    }
+                    token => {
+                        let (key, generation) = split_token(token);
+                        // Stale events (for a session that ended) are ignored.
+                        if !self.sessions.get(key).is_some_and(|s| s.generation == generation) {
+                            continue;
+                        }
+                        // Writable needs no action of its own: settle() writes.
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key, now);
+                        }
+                        self.settle(key, now);
+                    }
+                }
+            }
+            self.retry_reads(now);
+            self.expire_timers(now);
+            self.resume_accepting(now);
+            if self.shared.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.sessions.is_empty() || now >= deadline {
+                    self.finish_shutdown(now);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.unfinished_reads.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.wheel.poll_timeout(now),
+            self.accept_paused_until.map(|t| t.saturating_duration_since(now)),
+            self.drain_deadline.map(|t| t.saturating_duration_since(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+            return;
+        }
+        loop {
+            let Some(l) = self.listeners.get(listener) else { return };
+            match l.accept() {
+                Ok((socket, peer)) => {
+                    if let Err(e) = socket.set_nodelay(true) {
+                        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+                    }
+                    self.open_session(socket, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE, ENFILE) or buffers: the pending
+                    // connection stays in the backlog and the listener stays
+                    // readable, so retrying at once would spin. Pause instead.
+                    log::warn!("accept failed, pausing for {ACCEPT_BACKOFF:?}: {e}");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|t| now >= t) {
+            self.accept_paused_until = None;
+            // Edge-triggered: connections that waited in the backlog raise no new event.
+            for i in 0..self.listeners.len() {
+                self.accept(i, now);
+            }
+        }
+    }
+
+    fn open_session(&mut self, mut socket: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(&mut socket, session_token(key, generation), Interest::READABLE) {
+            log::warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        let handshake = ServerHandshake::new(self.config.handshake_limits);
+        let deadline = now + self.config.handshake_timeout;
+        entry.insert(Session::new(
+            socket,
+            peer,
+            generation,
+            Phase::Handshake { handshake: Box::new(handshake), deadline },
+        ));
+        log::debug!("{peer}: connected");
+        // Data may have arrived with the connection; edge-triggered readiness
+        // would not report it again.
+        self.read(key, now);
+        self.settle(key, now);
+    }
+
+    /// Reads until the socket would block, the output backs up, or this session had its turn.
+    fn read(&mut self, key: usize, now: Instant) {
+        for _ in 0..READS_PER_TURN {
+            let Some(session) = self.sessions.get_mut(key) else { return };
+            if !session.wants_read() {
+                return;
+            }
+            match session.socket.read(&mut self.scratch) {
+                Ok(0) => {
+                    if !matches!(session.phase, Phase::Lingering { .. }) {
+                        log::debug!("{}: connection closed by peer", session.peer);
+                    }
+                    self.end_session(key, now);
+                    return;
+                }
+                Ok(n) => self.received(key, n, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("{}: read failed: {e}", session.peer);
+                    self.end_session(key, now);
+                    return;
+                }
+            }
+        }
+        self.unfinished_reads.push(key);
+    }
+
+    fn retry_reads(&mut self, now: Instant) {
+        let keys = std::mem::take(&mut self.unfinished_reads);
+        for key in keys {
+            self.read(key, now);
+            self.settle(key, now);
+        }
+    }
+
+    /// Handles `n` bytes just read into the scratch buffer.
+    fn received(&mut self, key: usize, n: usize, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        match &mut session.phase {
+            Phase::Handshake { handshake, .. } => match handshake.feed(&self.scratch[..n]) {
+                Ok(Status::Partial) => {}
+                Ok(Status::Complete { head, rest }) => self.upgrade(key, &head, rest, now),
+                Err(refusal) => {
+                    log::debug!("{}: bad request: {refusal}", session.peer);
+                    let mut response = Vec::new();
+                    refusal.write_response(&mut response);
+                    self.refuse(key, response, now);
+                }
+            },
+            Phase::Open(conn) => {
+                if let Err(violation) = conn.handle_read(&mut self.scratch[..n], now) {
+                    log::warn!("{}: closing with {}: {violation}", session.peer, violation.close_code());
+                    session.set_close_status(violation.close_code(), &violation.to_string());
+                }
+                self.deliver_events(key, now);
+            }
+            // Nothing more is read from a refused request or a finished session.
+            Phase::Refused { .. } | Phase::Lingering { .. } => {}
+        }
+    }
+
+    fn upgrade(&mut self, key: usize, request: &crate::proto::handshake::Request, mut rest: Vec<u8>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        let peer = session.peer;
+        let upgrade = match request.validate_upgrade() {
+            Ok(upgrade) => upgrade,
+            Err(refusal) => {
+                log::debug!("{peer}: not an upgrade: {refusal}");
+                let mut response = Vec::new();
+                refusal.write_response(&mut response);
+                self.refuse(key, response, now);
+                return;
+            }
+        };
+        let decision = self.handler.upgrade(&Upgrade { request, upgrade: &upgrade, peer });
+        let (protocol, state) = match decision {
+            Decision::Accept { protocol, state } => (protocol, state),
+            Decision::Reject { status, reason } => {
+                log::debug!("{peer}: upgrade rejected with {}: {reason}", status.as_u16());
+                let mut response = Vec::new();
+                write_error_response(status, &reason, &mut response);
+                self.refuse(key, response, now);
+                return;
+            }
+        };
+        let mut accept = Accept::new();
+        if let Some(protocol) = protocol {
+            accept = accept.protocol(protocol);
+        }
+        let mut response = Vec::new();
+        if let Err(e) = upgrade.accept(&accept, &mut response) {
+            log::warn!("{peer}: handler's answer to the upgrade is invalid: {e}");
+            response.clear();
+            write_error_response(StatusCode::INTERNAL_SERVER_ERROR, "server error", &mut response);
+            self.refuse(key, response, now);
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        session.out.push(response);
+        session.state = Some(state);
+        session.phase = Phase::Open(Connection::server(self.protocol.clone(), now));
+        let id = SessionId { key, generation: session.generation };
+        log::debug!("{peer}: upgraded ({})", request.path());
+        self.with_context(now, |handler, ctx| handler.on_open(ctx, id));
+        // Frames that came right behind the request.
+        if !rest.is_empty() {
+            let Some(Session { phase: Phase::Open(conn), peer, close_status, .. }) = self.sessions.get_mut(key) else {
+                return;
+            };
+            if let Err(violation) = conn.handle_read(&mut rest, now) {
+                log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
+                if close_status.is_none() {
+                    *close_status = Some(Box::new(super::session::CloseStatus {
+                        code: violation.close_code(),
+                        reason: violation.to_string(),
+                    }));
+                }
+            }
+            self.deliver_events(key, now);
+        }
+    }
+
+    fn refuse(&mut self, key: usize, response: Vec<u8>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        session.out.push(response);
+        session.phase = Phase::Refused { deadline: now + self.config.linger_timeout };
+    }
+
+    /// Hands the connection's events to the handler.
+    fn deliver_events(&mut self, key: usize, now: Instant) {
+        loop {
+            let Some(session) = self.sessions.get_mut(key) else { return };
+            let id = SessionId { key, generation: session.generation };
+            let Phase::Open(conn) = &mut session.phase else { return };
+            let Some(event) = conn.poll_event() else { break };
+            match event {
+                Event::Text(text) => {
+                    self.with_context(now, |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
+                }
+                Event::Binary(data) => {
+                    self.with_context(now, |h, ctx| h.on_message(ctx, id, Message::Binary(&data)));
+                }
+                Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(frame) => match frame {
+                    Some(frame) => session.set_close_status(frame.code, &frame.reason),
+                    None => session.set_close_status(CloseCode::NO_STATUS, ""),
+                },
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(key) {
+            session.take_output();
+        }
+    }
+
+    fn with_context(&mut self, now: Instant, f: impl FnOnce(&mut H, &mut Context<'_, H::State>)) {
+        let mut ctx = Context {
+            sessions: &mut self.sessions,
+            touched: &mut self.touched,
+            max_out_queue: self.config.max_out_queue,
+            now,
+            loop_index: self.index,
+        };
+        f(&mut self.handler, &mut ctx);
+        self.flush_touched(now);
+    }
+
+    /// Writes what callbacks queued for other sessions.
+    fn flush_touched(&mut self, now: Instant) {
+        while let Some(key) = self.touched.pop() {
+            self.settle(key, now);
+        }
+    }
+
+    fn write(&mut self, key: usize, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        session.take_output();
+        if session.out.is_empty() {
+            return;
+        }
+        if let Err(e) = session.out.write_to(&mut session.socket) {
+            log::debug!("{}: write failed: {e}", session.peer);
+            self.end_session(key, now);
+        }
+    }
+
+    /// After any activity: close if finished, otherwise update interest and timers.
+    fn settle(&mut self, key: usize, now: Instant) {
+        self.write(key, now);
+        if self.sessions.get(key).is_some_and(Session::is_finished) {
+            self.linger(key, now);
+        }
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        let was_paused = session.read_paused;
+        session.read_paused = session.out.len() > self.config.max_out_queue;
+        if was_paused && !session.read_paused {
+            // Readiness was consumed while paused; look again.
+            self.unfinished_reads.push(key);
+        }
+        let mut interest = None;
+        if session.wants_read() {
+            interest = Some(Interest::READABLE);
+        }
+        if !session.out.is_empty() {
+            interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
+        }
+        let interest = interest.unwrap_or(Interest::READABLE);
+        if interest != session.interest {
+            let token = session_token(key, session.generation);
+            if let Err(e) = self.poll.registry().reregister(&mut session.socket, token, interest) {
+                log::debug!("{}: reregister failed: {e}", session.peer);
+            }
+            session.interest = interest;
+        }
+        if let Some(deadline) = session.deadline() {
+            if session.armed.map_or(true, |armed| deadline < armed) {
+                session.armed = Some(deadline);
+                self.wheel.insert(session_token(key, session.generation).0, deadline);
+            }
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.expire(now, &mut fired);
+        for token in fired.drain(..) {
+            let (key, generation) = split_token(Token(token));
+            let Some(session) = self.sessions.get_mut(key).filter(|s| s.generation == generation) else {
+                continue;
+            };
+            session.armed = None;
+            if session.deadline().is_some_and(|d| d <= now) {
+                match &mut session.phase {
+                    Phase::Handshake { .. } => {
+                        log::debug!("{}: handshake timed out", session.peer);
+                        self.end_session(key, now);
+                        continue;
+                    }
+                    Phase::Refused { .. } | Phase::Lingering { .. } => {
+                        self.end_session(key, now);
+                        continue;
+                    }
+                    Phase::Open(conn) => {
+                        conn.handle_timeout(now);
+                        if conn.timed_out() {
+                            log::debug!("{}: no answer to keepalive ping", session.peer);
+                        }
+                    }
+                }
+            }
+            self.settle(key, now);
+        }
+        self.fired = fired;
+    }
+
+    /// The protocol is over and everything is written: shut our side down and
+    /// read until the peer's EOF (or the linger deadline).
+    fn linger(&mut self, key: usize, now: Instant) {
+        self.notify_closed(key, now);
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        if session.socket.shutdown(std::net::Shutdown::Write).is_err() {
+            self.end_session(key, now);
+            return;
+        }
+        session.phase = Phase::Lingering { deadline: now + self.config.linger_timeout };
+    }
+
+    /// Tells the handler an opened session ended, once; its state goes with it.
+    fn notify_closed(&mut self, key: usize, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        if session.state.is_none() {
+            return;
+        }
+        let status = session.close_status.take();
+        let (code, reason) = status.map_or((CloseCode::ABNORMAL, String::new()), |s| (s.code, s.reason));
+        let id = SessionId { key, generation: session.generation };
+        log::debug!("{}: closed ({code})", session.peer);
+        // Sends to the session now fail, but its state is still reachable from on_close.
+        if let Phase::Open(_) = session.phase {
+            session.phase = Phase::Lingering { deadline: now };
+        }
+        self.with_context(now, |h, ctx| h.on_close(ctx, id, code, &reason));
+        if let Some(session) = self.sessions.get_mut(key) {
+            session.state = None;
+        }
+    }
+
+    /// Frees a session at once, telling the handler if it was open.
+    fn end_session(&mut self, key: usize, now: Instant) {
+        self.notify_closed(key, now);
+        if let Some(mut session) = self.sessions.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut session.socket);
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        log::debug!("loop {}: shutting down", self.index);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let grace = self.config.protocol.close_timeout.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(1);
+        self.drain_deadline = Some(now + grace);
+        let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(session) = self.sessions.get_mut(key) else { continue };
+            match &mut session.phase {
+                Phase::Open(conn) => {
+                    let _ = conn.send_close(CloseCode::GOING_AWAY, "server shutting down", now);
+                }
+                Phase::Handshake { .. } => {
+                    self.end_session(key, now);
+                    continue;
+                }
+                Phase::Refused { .. } | Phase::Lingering { .. } => {}
+            }
+            self.settle(key, now);
+        }
+    }
+
+    fn finish_shutdown(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.end_session(key, now);
+        }
+        log::debug!("loop {}: stopped", self.index);
+    }
+}

@@ -1,0 +1,270 @@
+//! The application's side of the runtime: the [`Handler`] trait and the
+//! [`Context`] its callbacks receive.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::session::Session;
+use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
+use crate::proto::{CloseCode, UsageError};
+
+/// A session of one event loop: its slab key and a generation, so that an id
+/// kept after its session ended never reaches a newer session in the same slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId {
+    pub(crate) key: usize,
+    pub(crate) generation: u16,
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.key, self.generation)
+    }
+}
+
+/// A whole message from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+/// What the handler sees of an upgrade request.
+#[derive(Debug)]
+pub struct Upgrade<'a> {
+    pub(crate) request: &'a Request,
+    pub(crate) upgrade: &'a UpgradeRequest,
+    pub(crate) peer: SocketAddr,
+}
+
+impl<'a> Upgrade<'a> {
+    /// The request: path, query, headers, `Origin`.
+    pub fn request(&self) -> &'a Request {
+        self.request
+    }
+
+    /// The request path, without the query.
+    pub fn path(&self) -> &'a str {
+        self.request.path()
+    }
+
+    /// The query string, without the `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.request.query()
+    }
+
+    /// The `Origin` header, if any.
+    pub fn origin(&self) -> Option<&'a str> {
+        self.request.origin()
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn protocols(&self) -> &'a [String] {
+        self.upgrade.protocols()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// The handler's answer to an upgrade request.
+#[derive(Debug)]
+pub enum Decision<S> {
+    /// Upgrade, with an optional subprotocol (one the client offered) and the
+    /// session's initial state.
+    Accept {
+        /// The chosen subprotocol.
+        protocol: Option<String>,
+        /// The per-connection state.
+        state: S,
+    },
+    /// Refuse with an HTTP status and a short reason.
+    Reject {
+        /// The status (4xx or 5xx).
+        status: StatusCode,
+        /// A short reason, sent as the body.
+        reason: String,
+    },
+}
+
+impl<S> Decision<S> {
+    /// Accepts with `state` and no subprotocol.
+    pub fn accept(state: S) -> Self {
+        Self::Accept { protocol: None, state }
+    }
+
+    /// Refuses with `status` and `reason`.
+    pub fn reject(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self::Reject { status, reason: reason.into() }
+    }
+}
+
+/// The application: callbacks for one event loop's sessions.
+///
+/// One handler is made per loop by the server's factory and only ever runs on
+/// that loop's thread, so it needs no locks and need not be `Send`.
+pub trait Handler: 'static {
+    /// Per-connection state, made by [`upgrade`](Self::upgrade).
+    type State: 'static;
+
+    /// Decides on an upgrade request.
+    fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Self::State>;
+
+    /// A session is open: the 101 response is queued.
+    fn on_open(&mut self, ctx: &mut Context<'_, Self::State>, session: SessionId) {
+        let _ = (ctx, session);
+    }
+
+    /// A whole message arrived.
+    fn on_message(&mut self, ctx: &mut Context<'_, Self::State>, session: SessionId, message: Message<'_>);
+
+    /// A session ended: the peer's close code and reason, the code we sent on
+    /// a violation, 1005 for a Close without a code, 1006 for a connection
+    /// lost without a Close. Called once for every opened session.
+    fn on_close(&mut self, ctx: &mut Context<'_, Self::State>, session: SessionId, code: CloseCode, reason: &str) {
+        let _ = (ctx, session, code, reason);
+    }
+}
+
+/// Why a send or close through the [`Context`] did not happen.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// No such session on this loop (it ended, or the id is from another loop).
+    UnknownSession,
+    /// The session is closing or closed.
+    Closed,
+    /// The session's output queue is over its limit (the peer is not reading).
+    Backpressure,
+    /// A misuse of the protocol API (oversized control payload, bad close code).
+    Usage(UsageError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownSession => f.write_str("no such session"),
+            Self::Closed => f.write_str("session closing or closed"),
+            Self::Backpressure => f.write_str("session output queue full"),
+            Self::Usage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// What a callback can do: send to or close any session of its loop, and
+/// reach per-connection state.
+pub struct Context<'a, S> {
+    pub(crate) sessions: &'a mut Slab<Session<S>>,
+    /// Sessions given output during the callback, to be written after it.
+    pub(crate) touched: &'a mut Vec<usize>,
+    pub(crate) max_out_queue: usize,
+    pub(crate) now: Instant,
+    pub(crate) loop_index: usize,
+}
+
+impl<S> Context<'_, S> {
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// See [`SendError`].
+    pub fn send_text(&mut self, session: SessionId, text: &str) -> Result<(), SendError> {
+        self.with_open(session, |conn| conn.send_text(text))
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// See [`SendError`].
+    pub fn send_binary(&mut self, session: SessionId, data: &[u8]) -> Result<(), SendError> {
+        self.with_open(session, |conn| conn.send_binary(data))
+    }
+
+    /// Sends a Ping.
+    ///
+    /// # Errors
+    ///
+    /// See [`SendError`].
+    pub fn send_ping(&mut self, session: SessionId, payload: &[u8]) -> Result<(), SendError> {
+        self.with_open(session, |conn| conn.send_ping(payload))
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    ///
+    /// # Errors
+    ///
+    /// See [`SendError`].
+    pub fn close(&mut self, session: SessionId, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        let now = self.now;
+        let max = usize::MAX;
+        self.with_open_limit(session, max, |conn| conn.send_close(code, reason, now))
+    }
+
+    /// The per-connection state of `session`.
+    pub fn state(&mut self, session: SessionId) -> Option<&mut S> {
+        self.session(session).and_then(|s| s.state.as_mut())
+    }
+
+    /// The peer address of `session`.
+    pub fn peer_addr(&self, session: SessionId) -> Option<SocketAddr> {
+        self.sessions.get(session.key).filter(|s| s.generation == session.generation).map(|s| s.peer)
+    }
+
+    /// The open sessions of this loop.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.sessions.iter().filter(|(_, s)| s.is_open()).map(|(key, s)| SessionId { key, generation: s.generation })
+    }
+
+    /// Which event loop this is (0-based).
+    pub fn loop_index(&self) -> usize {
+        self.loop_index
+    }
+
+    /// The time the current event was seen.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn session(&mut self, id: SessionId) -> Option<&mut Session<S>> {
+        self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation)
+    }
+
+    fn with_open(
+        &mut self,
+        id: SessionId,
+        send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
+    ) -> Result<(), SendError> {
+        let max = self.max_out_queue;
+        self.with_open_limit(id, max, send)
+    }
+
+    fn with_open_limit(
+        &mut self,
+        id: SessionId,
+        max_out_queue: usize,
+        send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
+    ) -> Result<(), SendError> {
+        let session = self.session(id).ok_or(SendError::UnknownSession)?;
+        if session.out.len() > max_out_queue {
+            return Err(SendError::Backpressure);
+        }
+        let conn = session.connection_mut().ok_or(SendError::Closed)?;
+        send(conn).map_err(|e| match e {
+            UsageError::Closed => SendError::Closed,
+            other => SendError::Usage(other),
+        })?;
+        session.take_output();
+        self.touched.push(id.key);
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! The I/O runtime: event loops on mio that drive the protocol core.
+//!
+//! A [`Server`] runs one event loop per thread (by default one per core). Each
+//! loop has its own `mio::Poll`, its own listening socket on every address
+//! (bound with `SO_REUSEPORT` where the platform has it, so the kernel spreads
+//! connections), a slab of sessions, a timer wheel and one scratch read buffer.
+//! Nothing is shared between loops on the per-message path.
+//!
+//! ```no_run
+//! use ferrows::runtime::{Context, Decision, Handler, Message, Server, SessionId, Upgrade};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type State = ();
+//!     fn upgrade(&mut self, _request: &Upgrade<'_>) -> Decision<()> {
+//!         Decision::accept(())
+//!     }
+//!     fn on_message(&mut self, ctx: &mut Context<'_, ()>, session: SessionId, message: Message<'_>) {
+//!         let _ = match message {
+//!             Message::Text(text) => ctx.send_text(session, text),
+//!             Message::Binary(data) => ctx.send_binary(session, data),
+//!         };
+//!     }
+//! }
+//!
+//! let server = Server::builder().listen("127.0.0.1:9001".parse()?).start(|_loop_index| Echo)?;
+//! println!("listening on {:?}", server.local_addrs());
+//! server.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod event_loop;
+mod handler;
+mod listener;
+mod out_queue;
+mod session;
+mod timer;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+
+pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
+
+use crate::proto::handshake::HandshakeLimits;
+
+/// Settings of the runtime.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Protocol limits and timers: frame and message sizes, close timeout, keepalive.
+    pub protocol: crate::proto::Config,
+    /// Limits on the upgrade request head (default 8 KiB, 64 headers).
+    pub handshake_limits: HandshakeLimits,
+    /// Time allowed from accept to a complete upgrade request (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Output a session may have waiting (default 1 MiB). Above it the session
+    /// stops reading (its peer gets TCP backpressure) and sends to it are refused.
+    pub max_out_queue: usize,
+    /// After the last byte is written, how long to read and drop what the peer
+    /// still sends before closing the socket (default 2 s).
+    pub linger_timeout: Duration,
+    /// The per-loop read buffer (default 64 KiB). Sessions own no read buffer.
+    pub read_buffer_size: usize,
+    /// The listen backlog (default 1024).
+    pub backlog: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            protocol: crate::proto::Config::default(),
+            handshake_limits: HandshakeLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_out_queue: 1 << 20,
+            linger_timeout: Duration::from_secs(2),
+            read_buffer_size: 64 << 10,
+            backlog: 1024,
+        }
+    }
+}
+
+/// State shared by a server's loops: only the shutdown flag.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) shutdown: AtomicBool,
+}
+
+/// The entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with default settings.
+    #[must_use]
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { addrs: Vec::new(), loops: None, config: ServerConfig::default() }
+    }
+}
+
+/// Builds and starts a server.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    addrs: Vec<SocketAddr>,
+    loops: Option<usize>,
+    config: ServerConfig,
+}
+
+impl ServerBuilder {
+    /// Adds an address to listen on (port 0 picks a free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.addrs.push(addr);
+        self
+    }
+
+    /// The number of event loops (default: the number of available cores).
+    #[must_use]
+    pub fn loops(mut self, loops: usize) -> Self {
+        self.loops = Some(loops.max(1));
+        self
+    }
+
+    /// The runtime settings.
+    #[must_use]
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds every address and starts the loops, each with a handler made by
+    /// `factory(loop_index)` on the loop's own thread.
+    ///
+    /// # Errors
+    ///
+    /// No address given, or an address that cannot be bound, or a thread or
+    /// poll that cannot be created.
+    pub fn start<H, F>(self, factory: F) -> io::Result<ServerHandle>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        if self.addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listen address"));
+        }
+        let loops = self.loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let per_loop = listener::bind_all(&self.addrs, loops, self.config.backlog)?;
+        let local_addrs = per_loop[0].iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let config = Arc::new(self.config);
+        let shared = Arc::new(Shared::default());
+        let factory = Arc::new(factory);
+        let mut wakers = Vec::with_capacity(loops);
+        let mut threads = Vec::with_capacity(loops);
+        for (index, listeners) in per_loop.into_iter().enumerate() {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), event_loop::WAKER)?);
+            let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
+            let thread = std::thread::Builder::new().name(format!("ferrows-loop-{index}")).spawn(move || {
+                let handler = factory(index);
+                event_loop::EventLoop::new(index, poll, listeners, handler, config, shared)?.run()
+            })?;
+            threads.push(thread);
+        }
+        Ok(ServerHandle { local_addrs, shutdown: ShutdownHandle { shared, wakers: Arc::new(wakers) }, threads })
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addrs: Vec<SocketAddr>,
+    shutdown: ShutdownHandle,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The addresses the server listens on (with the ports actually bound).
+    #[must_use]
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// A handle that can stop the server from another thread (a signal handler, say).
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, sends Close 1001 to every session, and lets the loops
+    /// finish once their sessions have closed (or the close timeout passed).
+    pub fn shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+
+    /// Waits for every loop to finish.
+    ///
+    /// # Errors
+    ///
+    /// The first error a loop stopped with.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            let outcome = thread.join().unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+}
+
+/// Stops a server; cheap to clone and `Send`.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wakers: Arc<Vec<Waker>>,
+}
+
+impl ShutdownHandle {
+    /// Asks every loop to shut down gracefully.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for waker in self.wakers.iter() {
+            if let Err(e) = waker.wake() {
+                log::warn!("cannot wake an event loop: {e}");
+            }
+        }
+    }
+}

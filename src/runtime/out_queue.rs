@@ -1,0 +1,165 @@
+//! A session's queue of bytes waiting for the socket.
+//!
+//! Frames are appended as byte chunks; small ones are packed into the last
+//! chunk so that a burst of small messages becomes one write. A write hands
+//! the socket up to [`MAX_IOVECS`] chunks at once (vectored), and a partial
+//! write keeps its place inside the front chunk.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+/// The most chunks handed to one vectored write.
+pub const MAX_IOVECS: usize = 64;
+/// Appends smaller than this are copied into the last chunk instead of queued alone.
+const PACK_LIMIT: usize = 16 << 10;
+
+/// The queue.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already written.
+    written: usize,
+    /// Bytes waiting, over all chunks.
+    len: usize,
+}
+
+impl OutQueue {
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends owned bytes, packing small ones into the last chunk.
+    pub fn push(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        if let Some(last) = self.chunks.back_mut() {
+            // The front chunk may be partly written; packing after it is still in order.
+            if bytes.len() < PACK_LIMIT && last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
+                last.extend_from_slice(&bytes);
+                return;
+            }
+        }
+        self.chunks.push_back(bytes);
+    }
+
+    /// Writes as much as the socket takes, until it would block or the queue is empty.
+    ///
+    /// Returns the bytes written. `WouldBlock` is not an error; any other error is.
+    pub fn write_to(&mut self, socket: &mut impl Write) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                slices[i] = IoSlice::new(if i == 0 { &chunk[self.written..] } else { chunk });
+                count += 1;
+            }
+            match socket.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    total += n;
+                    self.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            // n never exceeds what the queue held, so a front chunk exists.
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.len() - self.written;
+            if n < left {
+                self.written += n;
+                return;
+            }
+            n -= left;
+            self.chunks.pop_front();
+            self.written = 0;
+        }
+        if self.chunks.is_empty() {
+            // Give the memory back: an idle session holds no buffers.
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `per_call` bytes per write, then blocks after `budget`.
+    struct Trickle {
+        taken: Vec<u8>,
+        per_call: usize,
+        budget: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.per_call - n).min(self.budget);
+                self.taken.extend_from_slice(&buf[..take]);
+                n += take;
+                self.budget -= take;
+                if n == self.per_call || self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_their_place() {
+        let mut q = OutQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let chunk: Vec<u8> = (0..(i as usize * 997 % 40_000)).map(|j| (j as u8).wrapping_add(i)).collect();
+            expected.extend_from_slice(&chunk);
+            q.push(chunk);
+        }
+        assert_eq!(q.len(), expected.len());
+        let mut sock = Trickle { taken: Vec::new(), per_call: 7_777, budget: 100_000 };
+        let n = q.write_to(&mut sock).unwrap();
+        assert_eq!(n, 100_000);
+        assert_eq!(q.len(), expected.len() - 100_000);
+        sock.budget = usize::MAX;
+        q.write_to(&mut sock).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(sock.taken, expected);
+    }
+
+    #[test]
+    fn small_pushes_are_packed_into_one_chunk() {
+        let mut q = OutQueue::default();
+        for _ in 0..100 {
+            q.push(vec![1u8; 10]);
+        }
+        assert_eq!(q.chunks.len(), 1);
+        assert_eq!(q.len(), 1000);
+    }
+}

@@ -1,0 +1,133 @@
+//! One client connection on an event loop.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::out_queue::OutQueue;
+use crate::proto::handshake::ServerHandshake;
+use crate::proto::{CloseCode, Connection};
+
+/// Where a session is in its life.
+// Open is the phase sessions spend their life in; boxing it instead would
+// cost every session an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading the upgrade request, until the deadline.
+    Handshake { handshake: Box<ServerHandshake>, deadline: Instant },
+    /// Upgraded: frames flow.
+    Open(Connection),
+    /// An HTTP answer (an error) is being written; then the socket is closed.
+    Refused { deadline: Instant },
+    /// Everything is said: our side is shut down and what the peer still
+    /// sends is read and dropped until its EOF or the deadline, so that
+    /// closing never resets the connection under our last bytes.
+    Lingering { deadline: Instant },
+}
+
+/// How a session ended, as told to the handler's `on_close`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CloseStatus {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: String,
+}
+
+/// A session: the socket, the protocol state, the output queue and the
+/// application's per-connection state.
+#[derive(Debug)]
+pub(crate) struct Session<S> {
+    pub(crate) socket: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) generation: u16,
+    pub(crate) phase: Phase,
+    pub(crate) out: OutQueue,
+    /// The application's state; `Some` once the handler accepted the upgrade.
+    pub(crate) state: Option<S>,
+    /// How the session ended, once known (first cause wins).
+    pub(crate) close_status: Option<Box<CloseStatus>>,
+    /// The interest registered with the poll.
+    pub(crate) interest: Interest,
+    /// The earliest deadline armed in the timer wheel.
+    pub(crate) armed: Option<Instant>,
+    /// Reading stopped because the output queue is over its limit.
+    pub(crate) read_paused: bool,
+}
+
+impl<S> Session<S> {
+    pub(crate) fn new(socket: TcpStream, peer: SocketAddr, generation: u16, phase: Phase) -> Self {
+        Self {
+            socket,
+            peer,
+            generation,
+            phase,
+            out: OutQueue::default(),
+            state: None,
+            close_status: None,
+            interest: Interest::READABLE,
+            armed: None,
+            read_paused: false,
+        }
+    }
+
+    /// Whether the session is upgraded and can still send.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(&self.phase, Phase::Open(conn) if conn.can_send())
+    }
+
+    pub(crate) fn connection_mut(&mut self) -> Option<&mut Connection> {
+        match &mut self.phase {
+            Phase::Open(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// Moves the protocol's pending output (replies, queued messages) to the output queue.
+    pub(crate) fn take_output(&mut self) {
+        if let Phase::Open(conn) = &mut self.phase {
+            let mut bytes = Vec::new();
+            if conn.poll_transmit(&mut bytes) {
+                self.out.push(bytes);
+            }
+        }
+    }
+
+    /// The next instant the session needs the clock.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake { deadline, .. } | Phase::Refused { deadline } | Phase::Lingering { deadline } => {
+                Some(*deadline)
+            }
+            Phase::Open(conn) => conn.poll_timeout(),
+        }
+    }
+
+    /// Whether everything is said and written: time to shut our side down.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.out.is_empty()
+            && match &self.phase {
+                Phase::Handshake { .. } | Phase::Lingering { .. } => false,
+                Phase::Open(conn) => conn.is_closed() && !conn.wants_write(),
+                Phase::Refused { .. } => true,
+            }
+    }
+
+    /// Whether the session wants to read.
+    pub(crate) fn wants_read(&self) -> bool {
+        !self.read_paused
+            && match &self.phase {
+                Phase::Handshake { .. } | Phase::Lingering { .. } => true,
+                Phase::Open(conn) => conn.wants_read(),
+                Phase::Refused { .. } => false,
+            }
+    }
+
+    /// Records how the session ended, unless a cause is already known.
+    pub(crate) fn set_close_status(&mut self, code: CloseCode, reason: &str) {
+        if self.close_status.is_none() {
+            self.close_status = Some(Box::new(CloseStatus { code, reason: reason.to_owned() }));
+        }
+    }
+}
