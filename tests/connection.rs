@@ -133,7 +133,7 @@ fn rfc6455_5_5_fragmented_control_frames_are_protocol_errors() {
 }
 
 #[test]
-fn rfc6455_5_5_2_pong_answers_only_the_latest_ping_with_its_exact_bytes() {
+fn rfc6455_5_5_2_every_ping_gets_a_pong_with_its_exact_bytes() {
     let clock = Clock::new();
     let mut s = server(&clock);
     let mut bytes = client_frame(true, OpCode::Ping, b"first");
@@ -142,9 +142,65 @@ fn rfc6455_5_5_2_pong_answers_only_the_latest_ping_with_its_exact_bytes() {
     result.unwrap();
     assert_eq!(events.len(), 2);
     assert!(s.wants_write());
-    let out = transmit(&mut s);
-    assert_eq!(out, server_frame(true, OpCode::Pong, &[0xff, 0x00, 0x80]));
+    let mut expected = server_frame(true, OpCode::Pong, b"first");
+    expected.extend(server_frame(true, OpCode::Pong, &[0xff, 0x00, 0x80]));
+    assert_eq!(transmit(&mut s), expected);
     assert!(!s.wants_write());
+}
+
+#[test]
+fn rfc6455_5_5_3_under_a_ping_flood_only_the_latest_is_answered() {
+    let clock = Clock::new();
+    let mut s = server(&clock);
+    let bytes: Vec<u8> = (0..100u8).flat_map(|i| client_frame(true, OpCode::Ping, &[i])).collect();
+    feed(&mut s, &bytes, clock.now()).0.unwrap();
+    let pongs: Vec<Event> = decode_as_client(&transmit(&mut s), &clock);
+    // The first ones one for one, then the most recent: the output stays bounded.
+    let mut expected: Vec<Event> = (0..16u8).map(|i| Event::Pong(ControlPayload::new(&[i]).unwrap())).collect();
+    expected.push(Event::Pong(ControlPayload::new(&[99]).unwrap()));
+    assert_eq!(pongs, expected);
+}
+
+#[test]
+fn rfc6455_5_5_2_pong_goes_out_before_a_message_completed_after_the_ping() {
+    let clock = Clock::new();
+    let mut s = server(&clock);
+    let mut bytes = client_frame(false, OpCode::Text, b"frag");
+    bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+    bytes.extend(client_frame(true, OpCode::Continuation, b"ment"));
+    let (result, events) = feed(&mut s, &bytes, clock.now());
+    result.unwrap();
+    for event in events {
+        if let Event::Text(text) = event {
+            s.send_text(&text).unwrap();
+        }
+    }
+    let mut expected = server_frame(true, OpCode::Pong, b"p");
+    expected.extend(server_frame(true, OpCode::Text, b"fragment"));
+    assert_eq!(transmit(&mut s), expected);
+}
+
+#[test]
+fn rfc6455_7_1_7_replies_to_messages_before_a_violation_precede_the_close() {
+    let clock = Clock::new();
+    let mut s = server(&clock);
+    let mut bytes = client_frame(true, OpCode::Text, b"hello");
+    let mut bad = client_frame(true, OpCode::Text, b"x");
+    bad[0] |= 0x20; // RSV2
+    bytes.extend(bad);
+    bytes.extend(client_frame(true, OpCode::Ping, b"never answered"));
+    let mut data = bytes.clone();
+    assert_eq!(s.handle_read(&mut data, clock.now()), Err(ProtocolError::ReservedBits(0b010)));
+    assert!(!s.wants_read());
+    assert!(!s.is_closed(), "the failure waits until the earlier events are handled");
+    assert_eq!(s.poll_event(), Some(Event::Text("hello".into())));
+    s.send_text("hello").unwrap();
+    assert_eq!(s.poll_event(), None);
+    assert!(s.is_closed());
+    let events = decode_as_client(&transmit(&mut s), &clock);
+    assert_eq!(events[0], Event::Text("hello".into()));
+    assert!(matches!(&events[1], Event::Close(Some(f)) if f.code == CloseCode::PROTOCOL_ERROR));
+    assert_eq!(events.len(), 2);
 }
 
 #[test]

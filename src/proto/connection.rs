@@ -114,6 +114,11 @@ pub struct Connection {
     out: Vec<u8>,
     /// The latest unanswered Ping (RFC 6455 §5.5.3: only the most recent needs a Pong).
     pending_pong: Option<Vec<u8>>,
+    /// Pongs queued since the output was last taken.
+    pongs_queued: u8,
+    /// A violation found by the decoder, acted on once the events decoded
+    /// before it have been polled (so that replies to them go out first).
+    failure_pending: Option<ProtocolError>,
     /// Masking keys for frames a client sends; `None` for a server.
     masks: Option<MaskSource>,
     last_received: Instant,
@@ -166,6 +171,8 @@ impl Connection {
             events: VecDeque::new(),
             out: Vec::new(),
             pending_pong: None,
+            pongs_queued: 0,
+            failure_pending: None,
             masks,
             last_received: now,
             ping_sent: None,
@@ -192,9 +199,11 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// The first protocol violation found. A Close frame with the code it
-    /// earns is already queued and the connection is [closed](Self::is_closed);
-    /// events decoded before the violation can still be polled.
+    /// The first protocol violation found. Reading stops there. The events
+    /// decoded before it can still be polled and answered; once
+    /// [`poll_event`](Self::poll_event) has returned `None` (or output is
+    /// taken), the Close frame with the code the violation earns is queued
+    /// and the connection is [closed](Self::is_closed).
     pub fn handle_read(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
         if !self.wants_read() {
             return Ok(());
@@ -207,7 +216,13 @@ impl Connection {
         match self.decode(data) {
             Ok(()) => Ok(()),
             Err(error) => {
-                self.fail(error.clone());
+                log::debug!("protocol violation: {error}");
+                self.message = Message::None;
+                self.read = NEW_HEADER;
+                self.failure_pending = Some(error.clone());
+                if self.events.is_empty() {
+                    self.apply_failure();
+                }
                 Err(error)
             }
         }
@@ -363,8 +378,16 @@ impl Connection {
                 let payload = std::mem::take(&mut self.control);
                 self.events.push_back(Event::Ping(control_payload(&payload)));
                 if self.state == State::Open {
-                    // RFC 6455 §5.5.2: the Pong echoes the Ping's application data.
-                    self.pending_pong = Some(payload);
+                    // RFC 6455 §5.5.2: the Pong echoes the Ping's application data,
+                    // and goes out as soon as practical: ahead of anything queued
+                    // later. Under a flood of pings, §5.5.3 lets only the most
+                    // recent one be answered, which bounds the output.
+                    if self.pongs_queued < MAX_QUEUED_PONGS {
+                        self.pongs_queued += 1;
+                        self.queue_frame(OpCode::Pong, &payload);
+                    } else {
+                        self.pending_pong = Some(payload);
+                    }
                 }
             }
             OpCode::Pong => {
@@ -411,10 +434,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): a Close with the code the
-    /// violation earns, unless one was already sent, then a terminal state.
-    fn fail(&mut self, error: ProtocolError) {
-        log::debug!("failing the connection: {error}");
+    /// Fails the connection (RFC 6455 §7.1.7) for a violation found earlier:
+    /// a Close with the code it earns, unless one was already sent, then a
+    /// terminal state.
+    fn apply_failure(&mut self) {
+        let Some(error) = self.failure_pending.take() else {
+            return;
+        };
         if self.state == State::Open {
             let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
             let reason = truncate_to_char_boundary(&error.to_string(), close::MAX_REASON_LEN).to_owned();
@@ -422,22 +448,26 @@ impl Connection {
             let len = close::write_close_payload(error.close_code(), &reason, &mut payload).unwrap_or(0);
             self.queue_close_frame(&payload[..len]);
         }
-        self.message = Message::None;
-        self.read = NEW_HEADER;
         self.state = State::Failed(Failure::Protocol(error));
     }
 
     /// Returns the next event, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            self.apply_failure();
+        }
+        event
     }
 
     /// Moves the bytes waiting to be sent to the end of `out`; returns whether there were any.
     ///
     /// When `out` is empty the internal buffer is swapped in rather than copied.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        self.apply_failure();
         self.flush_pong();
+        self.pongs_queued = 0;
         if self.out.is_empty() {
             return false;
         }
@@ -492,7 +522,7 @@ impl Connection {
     /// Whether the connection still reads: open, or waiting for the peer's Close.
     #[must_use]
     pub fn wants_read(&self) -> bool {
-        matches!(self.state, State::Open | State::LocalClosed { .. })
+        self.failure_pending.is_none() && matches!(self.state, State::Open | State::LocalClosed { .. })
     }
 
     /// Whether bytes are waiting for [`poll_transmit`](Self::poll_transmit).
@@ -518,7 +548,7 @@ impl Connection {
     pub fn protocol_error(&self) -> Option<&ProtocolError> {
         match &self.state {
             State::Failed(Failure::Protocol(error)) => Some(error),
-            _ => None,
+            _ => self.failure_pending.as_ref(),
         }
     }
 
@@ -632,6 +662,9 @@ impl Connection {
         frame::encode_frame(true, 0, opcode, payload, mask, &mut self.out);
     }
 }
+
+/// Pongs answered one for one between two takes of the output; past this, only the latest Ping is answered.
+const MAX_QUEUED_PONGS: u8 = 16;
 
 /// A control frame's payload as an event carries it; the frame header check
 /// keeps it within 125 bytes.
