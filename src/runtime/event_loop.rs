@@ -229,7 +229,13 @@ impl<H: Handler> EventLoop<H> {
                     self.end_session(key, now);
                     return;
                 }
-                Ok(n) => self.received(key, n, now),
+                Ok(n) => {
+                    self.received(key, n, now);
+                    // Stop as soon as the output backs up, not at the end of the turn.
+                    if let Some(session) = self.sessions.get_mut(key) {
+                        session.read_paused = session.out.len() > self.config.max_out_queue;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -318,7 +324,7 @@ impl<H: Handler> EventLoop<H> {
         session.phase = Phase::Open(Connection::server(self.protocol.clone(), now));
         let id = SessionId { key, generation: session.generation };
         log::debug!("{peer}: upgraded ({})", request.path());
-        self.with_context(now, |handler, ctx| handler.on_open(ctx, id));
+        self.with_context(now, Some(id), |handler, ctx| handler.on_open(ctx, id));
         // Frames that came right behind the request.
         if !rest.is_empty() {
             let Some(Session { phase: Phase::Open(conn), peer, close_status, .. }) = self.sessions.get_mut(key) else {
@@ -352,10 +358,10 @@ impl<H: Handler> EventLoop<H> {
             let Some(event) = conn.poll_event() else { break };
             match event {
                 Event::Text(text) => {
-                    self.with_context(now, |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
+                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
                 }
                 Event::Binary(data) => {
-                    self.with_context(now, |h, ctx| h.on_message(ctx, id, Message::Binary(&data)));
+                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Binary(&data)));
                 }
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(frame) => match frame {
@@ -369,11 +375,18 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn with_context(&mut self, now: Instant, f: impl FnOnce(&mut H, &mut Context<'_, H::State>)) {
+    /// Runs a handler callback; `current` is the session whose event it handles.
+    fn with_context(
+        &mut self,
+        now: Instant,
+        current: Option<SessionId>,
+        f: impl FnOnce(&mut H, &mut Context<'_, H::State>),
+    ) {
         let mut ctx = Context {
             sessions: &mut self.sessions,
             touched: &mut self.touched,
             max_out_queue: self.config.max_out_queue,
+            current,
             now,
             loop_index: self.index,
         };
@@ -495,7 +508,7 @@ impl<H: Handler> EventLoop<H> {
         if let Phase::Open(_) = session.phase {
             session.phase = Phase::Lingering { deadline: now };
         }
-        self.with_context(now, |h, ctx| h.on_close(ctx, id, code, &reason));
+        self.with_context(now, None, |h, ctx| h.on_close(ctx, id, code, &reason));
         if let Some(session) = self.sessions.get_mut(key) {
             session.state = None;
         }

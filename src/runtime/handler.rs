@@ -167,12 +167,19 @@ pub struct Context<'a, S> {
     /// Sessions given output during the callback, to be written after it.
     pub(crate) touched: &'a mut Vec<usize>,
     pub(crate) max_out_queue: usize,
+    /// The session whose event is being handled: sends to it are never
+    /// refused for backpressure, since its reading pauses instead.
+    pub(crate) current: Option<SessionId>,
     pub(crate) now: Instant,
     pub(crate) loop_index: usize,
 }
 
 impl<S> Context<'_, S> {
     /// Sends a text message.
+    ///
+    /// A send to another session than the one whose event is being handled is
+    /// refused with [`SendError::Backpressure`] while that session's output is
+    /// over [`ServerConfig::max_out_queue`](super::ServerConfig::max_out_queue).
     ///
     /// # Errors
     ///
@@ -244,7 +251,7 @@ impl<S> Context<'_, S> {
         id: SessionId,
         send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
     ) -> Result<(), SendError> {
-        let max = self.max_out_queue;
+        let max = if self.current == Some(id) { usize::MAX } else { self.max_out_queue };
         self.with_open_limit(id, max, send)
     }
 
