@@ -1,0 +1,220 @@
+//! Echo mode: every connection keeps K timestamped messages in flight, and
+//! each echoed copy gives a round-trip time.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use ferrows::proto::{Connection, Event};
+
+use crate::args::Options;
+use crate::histogram::Histogram;
+use crate::leader::Leader;
+use crate::report::{closes_line, conclude, latency_fields, latency_line, per_sec, share};
+use crate::session::Handler;
+use crate::shared::{LocalCounts, Phase, Shared};
+use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
+
+/// Decimal digits of a text message's timestamp: 10^16 ns is 115 days.
+const TEXT_DIGITS: usize = 16;
+
+/// One thread's part of an echo run.
+#[derive(Debug)]
+pub struct Echo<'a> {
+    /// Timestamps count nanoseconds from here, the same instant in every thread.
+    epoch: Instant,
+    /// Payload bytes.
+    size: usize,
+    /// Text rather than binary.
+    text: bool,
+    /// Messages in flight per connection.
+    in_flight: usize,
+    /// The binary payload; its first 8 bytes are overwritten with the time.
+    binary: Vec<u8>,
+    /// The text payload; its first 16 digits are overwritten with the time.
+    text_payload: String,
+    /// The run's phase.
+    phase: Phase,
+    /// Round trips of the messages received while measuring, in ns.
+    latency: Histogram,
+    /// Messages received while measuring.
+    messages: u64,
+    /// Counts for the progress line.
+    counts: LocalCounts,
+    /// Where errors go.
+    shared: &'a Shared,
+}
+
+impl<'a> Echo<'a> {
+    /// A thread's part of an echo run per `opts`.
+    pub fn new(opts: &Options, epoch: Instant, shared: &'a Shared) -> Self {
+        Echo {
+            epoch,
+            size: opts.size,
+            text: opts.text,
+            in_flight: opts.in_flight,
+            binary: (0..opts.size).map(|i| (i % 251) as u8).collect(),
+            text_payload: (0..opts.size).map(|i| char::from(b'0' + (i % 10) as u8)).collect(),
+            phase: Phase::Opening,
+            latency: Histogram::default(),
+            messages: 0,
+            counts: LocalCounts::default(),
+            shared,
+        }
+    }
+
+    /// Nanoseconds from the epoch to `now`.
+    fn stamp(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Sends one message stamped with `now`.
+    fn send(&mut self, conn: &mut Connection, now: Instant) {
+        let stamp = self.stamp(now);
+        // A refusal means the connection is closing: the message is not needed.
+        let _ = if self.text {
+            let mut digits = [b'0'; TEXT_DIGITS];
+            let mut rest = stamp;
+            for digit in digits.iter_mut().rev() {
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            // ASCII digits are always UTF-8.
+            let digits = std::str::from_utf8(&digits).unwrap_or("0000000000000000");
+            self.text_payload.replace_range(..TEXT_DIGITS, digits);
+            conn.send_text(&self.text_payload)
+        } else {
+            self.binary[..8].copy_from_slice(&stamp.to_le_bytes());
+            conn.send_binary(&self.binary)
+        };
+    }
+
+    /// The send time carried by an echoed message, or why it is not an echo of ours.
+    fn sent_at(&self, event: &Event) -> Result<u64, String> {
+        let (payload, text) = match event {
+            Event::Binary(data) => (data.as_slice(), false),
+            Event::Text(text) => (text.as_bytes(), true),
+            _ => return Err(String::new()),
+        };
+        let kind = |text: bool| if text { "text" } else { "binary" };
+        if text != self.text || payload.len() != self.size {
+            return Err(format!(
+                "expected a {}-byte {} echo, got a {}-byte {} message",
+                self.size,
+                kind(self.text),
+                payload.len(),
+                kind(text)
+            ));
+        }
+        if text {
+            payload[..TEXT_DIGITS]
+                .iter()
+                .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
+                .ok_or_else(|| "echoed text does not start with our timestamp".to_owned())
+        } else {
+            let mut stamp = [0; 8];
+            stamp.copy_from_slice(&payload[..8]);
+            Ok(u64::from_le_bytes(stamp))
+        }
+    }
+}
+
+impl Handler for Echo<'_> {
+    fn on_open(&mut self, conn: &mut Connection, _started: Instant, now: Instant) -> bool {
+        for _ in 0..self.in_flight {
+            self.send(conn, now);
+        }
+        false
+    }
+
+    fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant) {
+        if !matches!(event, Event::Binary(_) | Event::Text(_)) {
+            return;
+        }
+        let received = self.stamp(now);
+        match self.sent_at(&event) {
+            Ok(sent) if sent <= received => {
+                self.counts.messages += 1;
+                self.counts.bytes += self.size as u64;
+                if self.phase == Phase::Measuring {
+                    self.latency.record(received - sent);
+                    self.messages += 1;
+                }
+            }
+            Ok(_) => self.shared.error("echo mismatch", "timestamp from the future"),
+            Err(why) => self.shared.error("echo mismatch", why),
+        }
+        if self.phase < Phase::Closing {
+            self.send(conn, now);
+        }
+    }
+}
+
+impl Load for Echo<'_> {
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    fn flush(&mut self, shared: &Shared) {
+        self.counts.flush(shared);
+    }
+}
+
+/// Runs echo mode and prints its summary; returns the exit status.
+///
+/// # Errors
+///
+/// A thread's event loop could not run.
+pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i32> {
+    let epoch = Instant::now();
+    let leader = Leader::new(opts, CLOSE_GRACE, shared);
+    let plan = |index| Plan {
+        total: Some(share(opts.connections, opts.threads, index)),
+        live: usize::MAX,
+        max_pending: opts.max_pending.div_ceil(opts.threads),
+        opening_phases: &[Phase::Opening],
+    };
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Echo::new(opts, epoch, shared))?;
+
+    let mut latency = Histogram::default();
+    let (mut messages, mut clean, mut unclean) = (0, 0, 0);
+    for result in &results {
+        latency.merge(&result.load.latency);
+        messages += result.load.messages;
+        clean += result.clean_closes;
+        unclean += result.unclean_closes;
+    }
+    let time = leader.measured_time();
+    let bytes = messages * opts.size as u64;
+    let (msgs_per_sec, bytes_per_sec) = (per_sec(messages, time), per_sec(bytes, time));
+    let opened = shared.opened.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = shared.failed.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let kind = if opts.text { "text" } else { "binary" };
+
+    println!();
+    println!(
+        "echo {}: {} connections ({opened} opened, {failed} failed), {} thread(s)",
+        opts.url, opts.connections, opts.threads
+    );
+    println!("  messages   {}-byte {kind}, {} in flight per connection", opts.size, opts.in_flight);
+    println!(
+        "  measured   {} ({} connections open at its start, {} at its end)",
+        leader.measured_words(),
+        leader.open_measured,
+        leader.open_at_end
+    );
+    println!("  echoes     {messages} ({msgs_per_sec:.1} msgs/s)");
+    println!("  payload    {bytes} bytes echoed ({:.3} MB/s each way)", bytes_per_sec / 1e6);
+    println!("  latency    {}", latency_line(&latency));
+    println!("  closes     {}", closes_line(clean, unclean));
+    println!("  errors     {errors}");
+    println!(
+        "RESULT mode=echo connections={} size={} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} errors={errors}",
+        opts.connections,
+        opts.size,
+        opts.in_flight,
+        latency_fields(&latency)
+    );
+    Ok(conclude(shared, &opts.url))
+}

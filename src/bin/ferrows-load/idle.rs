@@ -1,0 +1,115 @@
+//! Idle mode: open N connections, hold them, and (on Linux) weigh what they
+//! cost the server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use ferrows::proto::{Connection, Event};
+
+use crate::args::Options;
+use crate::leader::{Leader, RSS_SETTLE};
+use crate::report::{closes_line, conclude, share};
+use crate::rss::vm_rss_kib;
+use crate::session::Handler;
+use crate::shared::{Phase, Shared};
+use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
+
+/// How long the server is left alone before its memory is first read.
+const RSS_BEFORE_SETTLE: Duration = Duration::from_secs(1);
+
+/// One thread's part of an idle run: it only answers pings, which the
+/// connection does by itself.
+#[derive(Debug, Default)]
+pub struct Idle;
+
+impl Handler for Idle {
+    fn on_open(&mut self, _conn: &mut Connection, _started: Instant, _now: Instant) -> bool {
+        false
+    }
+
+    fn on_event(&mut self, _conn: &mut Connection, _event: Event, _now: Instant) {}
+}
+
+impl Load for Idle {
+    fn set_phase(&mut self, _phase: Phase) {}
+
+    fn flush(&mut self, _shared: &Shared) {}
+}
+
+/// Runs idle mode and prints its summary; returns the exit status.
+///
+/// # Errors
+///
+/// A thread's event loop could not run.
+pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i32> {
+    let rss_before = match opts.server_pid {
+        Some(pid) => {
+            eprintln!("letting the server settle for {} s, then reading its memory", RSS_BEFORE_SETTLE.as_secs());
+            std::thread::sleep(RSS_BEFORE_SETTLE);
+            match vm_rss_kib(pid) {
+                Ok(kib) => Some(kib),
+                Err(e) => {
+                    eprintln!("ferrows-load: --server-pid {pid}: {e}");
+                    return Ok(1);
+                }
+            }
+        }
+        None => None,
+    };
+    let leader = Leader::new(opts, CLOSE_GRACE, shared);
+    let plan = |index| Plan {
+        total: Some(share(opts.connections, opts.threads, index)),
+        live: usize::MAX,
+        max_pending: opts.max_pending.div_ceil(opts.threads),
+        opening_phases: &[Phase::Opening],
+    };
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Idle)?;
+
+    let clean = results.iter().map(|r| r.clean_closes).sum();
+    let unclean = results.iter().map(|r| r.unclean_closes).sum();
+    let (failed, errors) = (shared.failed.load(Relaxed), shared.errors.load(Relaxed));
+    let open = leader.open_measured;
+
+    println!();
+    println!("idle {}: {} connections, {} thread(s)", opts.url, opts.connections, opts.threads);
+    println!(
+        "  open       {open} held for {}, {} still open at the end; {failed} failed to open",
+        leader.measured_words(),
+        leader.open_at_end
+    );
+    let (mut before_field, mut after_field, mut per_conn_field) = ("na".to_owned(), "na".to_owned(), "na".to_owned());
+    match (rss_before, &leader.rss_after) {
+        (Some(before), Some(Ok(after))) => {
+            before_field = before.to_string();
+            after_field = after.to_string();
+            let grown = (*after as i64 - before as i64) * 1024;
+            let per_conn = if open > 0 { grown / open as i64 } else { 0 };
+            per_conn_field = per_conn.to_string();
+            println!(
+                "  server RSS {before} KiB before, {after} KiB with {open} open ({} s after): {per_conn} bytes ({:.2} KiB) per connection",
+                RSS_SETTLE.as_secs(),
+                per_conn as f64 / 1024.0
+            );
+            if per_conn < 0 {
+                println!("             (it shrank: the server reused memory freed earlier; measure on a fresh server)");
+            }
+        }
+        (Some(before), Some(Err(e))) => {
+            before_field = before.to_string();
+            println!("  server RSS {before} KiB before; after: {e}");
+            shared.error("server memory", e);
+        }
+        (Some(before), None) => println!("  server RSS {before} KiB before; not read after (the hold never began)"),
+        _ => println!("  server RSS not measured (give --server-pid)"),
+    }
+    println!("  closes     {}", closes_line(clean, unclean));
+    println!("  errors     {errors}");
+    println!(
+        "RESULT mode=idle connections={} open={open} failed={failed} rss_before_kib={before_field} rss_after_kib={after_field} bytes_per_conn={per_conn_field} errors={}",
+        opts.connections,
+        shared.errors.load(Relaxed)
+    );
+    Ok(conclude(shared, &opts.url))
+}

@@ -1,0 +1,221 @@
+//! The schedule of a run and its progress line, kept by the first thread.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crate::args::{Mode, Options};
+use crate::rss::vm_rss_kib;
+use crate::shared::{Phase, Shared};
+
+/// How long after all connections are open the server's memory is read.
+pub const RSS_SETTLE: Duration = Duration::from_secs(2);
+/// How often the progress line is printed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long closing may take past the close grace before the rest is dropped.
+const CLOSE_SLACK: Duration = Duration::from_millis(500);
+
+/// Moves the run through its phases and prints progress; what it saw is read
+/// by the summary.
+#[derive(Debug)]
+pub struct Leader {
+    /// What is being measured.
+    mode: Mode,
+    /// Connections to open before moving on (echo, idle).
+    connections: u64,
+    /// Connections in progress at once (connect).
+    concurrency: u64,
+    /// Unmeasured time (echo, connect).
+    warmup: Duration,
+    /// Measured time (echo, connect) or hold time (idle).
+    duration: Duration,
+    /// The server whose memory is read (idle).
+    server_pid: Option<u32>,
+    /// How long closing may take.
+    close_grace: Duration,
+    /// When the run began.
+    start: Instant,
+    /// When the current phase began.
+    phase_since: Instant,
+    /// When the next progress line is due.
+    next_progress: Instant,
+    /// The counters at the previous progress line: time, messages, bytes, handshakes.
+    last: (Instant, u64, u64, u64),
+    /// When measuring began and ended.
+    pub measured: Option<(Instant, Option<Instant>)>,
+    /// Connections open when measuring began (idle: when memory was read).
+    pub open_measured: u64,
+    /// Connections open when measuring ended.
+    pub open_at_end: u64,
+    /// Whether Ctrl-C cut the run short.
+    pub interrupted: bool,
+    /// The server's memory once all connections were open, in KiB.
+    pub rss_after: Option<Result<u64, String>>,
+}
+
+impl Leader {
+    /// The schedule for `opts`, starting now; sets the first phase.
+    pub fn new(opts: &Options, close_grace: Duration, shared: &Shared) -> Leader {
+        let now = Instant::now();
+        let (connections, duration) = match opts.mode {
+            Mode::Echo => (opts.connections as u64, opts.duration),
+            Mode::Idle => (
+                opts.connections as u64,
+                opts.hold.max(if opts.server_pid.is_some() { RSS_SETTLE } else { Duration::ZERO }),
+            ),
+            Mode::Connect => (0, opts.duration),
+        };
+        let mut leader = Leader {
+            mode: opts.mode,
+            connections,
+            concurrency: opts.concurrency as u64,
+            warmup: opts.warmup,
+            duration,
+            server_pid: opts.server_pid,
+            close_grace,
+            start: now,
+            phase_since: now,
+            next_progress: now + PROGRESS_EVERY,
+            last: (now, 0, 0, 0),
+            measured: None,
+            open_measured: 0,
+            open_at_end: 0,
+            interrupted: false,
+            rss_after: None,
+        };
+        let first = if opts.mode == Mode::Connect { leader.after_opening() } else { Phase::Opening };
+        leader.enter(first, now, shared);
+        leader
+    }
+
+    /// The phase that follows the opening of connections.
+    fn after_opening(&self) -> Phase {
+        if self.mode != Mode::Idle && !self.warmup.is_zero() {
+            Phase::Warmup
+        } else {
+            Phase::Measuring
+        }
+    }
+
+    /// Moves to `phase` at `now`.
+    fn enter(&mut self, phase: Phase, now: Instant, shared: &Shared) {
+        match phase {
+            Phase::Measuring => {
+                self.measured = Some((now, None));
+                self.open_measured = shared.open.load(Relaxed);
+            }
+            Phase::Closing => {
+                if let Some((_, end @ None)) = &mut self.measured {
+                    *end = Some(now);
+                    self.open_at_end = shared.open.load(Relaxed);
+                }
+            }
+            _ => {}
+        }
+        self.phase_since = now;
+        shared.set_phase(phase);
+    }
+
+    /// Called on every turn of the first thread's loop.
+    pub fn tick(&mut self, now: Instant, shared: &Shared) {
+        let phase = shared.phase();
+        let in_phase = now.saturating_duration_since(self.phase_since);
+        let next = match phase {
+            _ if phase < Phase::Closing && shared.interrupted.load(Relaxed) => {
+                eprintln!("interrupted: closing the connections");
+                self.interrupted = true;
+                Some(Phase::Closing)
+            }
+            Phase::Opening => {
+                let settled = shared.opened.load(Relaxed) + shared.failed.load(Relaxed) >= self.connections;
+                if !settled {
+                    None
+                } else if shared.open.load(Relaxed) == 0 {
+                    Some(Phase::Closing)
+                } else {
+                    Some(self.after_opening())
+                }
+            }
+            // Connect mode: once every slot has failed and none succeeded, the server is out of reach.
+            _ if phase < Phase::Closing
+                && self.mode == Mode::Connect
+                && shared.opened.load(Relaxed) == 0
+                && shared.failed.load(Relaxed) >= self.concurrency =>
+            {
+                Some(Phase::Closing)
+            }
+            Phase::Warmup => (in_phase >= self.warmup).then_some(Phase::Measuring),
+            Phase::Measuring => {
+                if self.mode == Mode::Idle && self.rss_after.is_none() && in_phase >= RSS_SETTLE {
+                    if let Some(pid) = self.server_pid {
+                        self.rss_after = Some(vm_rss_kib(pid));
+                        self.open_measured = shared.open.load(Relaxed);
+                    }
+                }
+                (in_phase >= self.duration).then_some(Phase::Closing)
+            }
+            Phase::Closing => {
+                let idle = shared.open.load(Relaxed) + shared.pending.load(Relaxed) == 0;
+                (idle || in_phase >= self.close_grace + CLOSE_SLACK).then_some(Phase::Done)
+            }
+            Phase::Done => None,
+        };
+        if let Some(next) = next {
+            self.enter(next, now, shared);
+        }
+        if now >= self.next_progress {
+            self.progress(now, shared);
+            self.next_progress += PROGRESS_EVERY;
+            if self.next_progress < now {
+                self.next_progress = now + PROGRESS_EVERY;
+            }
+        }
+    }
+
+    /// Prints one progress line to stderr.
+    fn progress(&mut self, now: Instant, shared: &Shared) {
+        let (messages, bytes, opened) =
+            (shared.messages.load(Relaxed), shared.bytes.load(Relaxed), shared.opened.load(Relaxed));
+        let (then, last_messages, last_bytes, last_opened) = self.last;
+        let secs = now.duration_since(then).as_secs_f64().max(1e-9);
+        self.last = (now, messages, bytes, opened);
+        let phase = match shared.phase() {
+            Phase::Opening => "opening",
+            Phase::Warmup => "warmup",
+            Phase::Measuring if self.mode == Mode::Idle => "holding",
+            Phase::Measuring => "measuring",
+            Phase::Closing => "closing",
+            Phase::Done => "done",
+        };
+        let elapsed = now.duration_since(self.start).as_secs_f64();
+        let (open, pending) = (shared.open.load(Relaxed), shared.pending.load(Relaxed));
+        let (failed, errors) = (shared.failed.load(Relaxed), shared.errors.load(Relaxed));
+        let body = match self.mode {
+            Mode::Echo => format!(
+                "{:>10.0} msgs/s {:>9.2} MB/s  open {open}  handshaking {pending}  errors {errors}",
+                (messages - last_messages) as f64 / secs,
+                (bytes - last_bytes) as f64 / secs / 1e6,
+            ),
+            Mode::Idle => format!("open {open}  handshaking {pending}  failed {failed}  errors {errors}"),
+            Mode::Connect => format!(
+                "{:>8.0} handshakes/s  open {open}  handshaking {pending}  errors {errors}",
+                (opened - last_opened) as f64 / secs
+            ),
+        };
+        eprintln!("[{elapsed:>6.1}s] {phase:<9} {body}");
+    }
+
+    /// The measured time in words, noting an interruption.
+    pub fn measured_words(&self) -> String {
+        let note = if self.interrupted { " (interrupted)" } else { "" };
+        format!("{:.2} s{note}", self.measured_time().as_secs_f64())
+    }
+
+    /// How long was measured (zero if measuring never began).
+    pub fn measured_time(&self) -> Duration {
+        match self.measured {
+            Some((start, Some(end))) => end.duration_since(start),
+            Some((start, None)) => start.elapsed(),
+            None => Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `ferrows-load`: a WebSocket load generator for any RFC 6455 server.
+//!
+//! Three modes, each printing a progress line per second (stderr) and a
+//! summary ending in one `RESULT key=value ...` line (stdout):
+//!
+//! - `echo`: N connections each keep K timestamped messages in flight;
+//!   reports messages/s, payload bytes/s and round-trip latency percentiles.
+//! - `idle`: opens N connections at a bounded rate and holds them; with
+//!   `--server-pid` (Linux) reports the server's resident memory per connection.
+//! - `connect`: opens, handshakes and closes connections C at a time;
+//!   reports handshakes/s and handshake latency.
+//!
+//! Run `ferrows-load --help` for the flags.
+//!
+//! It speaks through the crate's own sans-IO core in the client role
+//! ([`ferrows::proto::handshake::ClientRequest`], [`ferrows::proto::Connection`])
+//! over mio: one event loop per thread (one thread unless `--threads`), each
+//! with its own slab of sessions, one 64 KiB read buffer, and a pool of OS
+//! random bytes for masking keys and nonces.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::missing_docs_in_private_items)]
+
+mod args;
+mod connect;
+mod echo;
+mod histogram;
+mod idle;
+mod leader;
+mod random;
+mod report;
+mod rss;
+mod session;
+mod shared;
+mod worker;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+use args::{Command, Mode, Options};
+use shared::Shared;
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let code = match args::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", args::HELP);
+            0
+        }
+        Ok(Command::Run(opts)) => run(*opts),
+        Err(e) => {
+            eprintln!("ferrows-load: {e}\n(see ferrows-load --help)");
+            2
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Runs the load `opts` asks for; returns the exit status.
+fn run(mut opts: Options) -> u8 {
+    let target = match resolve(&opts) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("ferrows-load: {e}");
+            return 2;
+        }
+    };
+    // More threads than connections would leave some idle.
+    let units = if opts.mode == Mode::Connect { opts.concurrency } else { opts.connections };
+    opts.threads = opts.threads.min(units);
+    if let Err(e) = random::RandomPool::new() {
+        eprintln!("ferrows-load: the OS random source is not available: {e}");
+        return 1;
+    }
+    warn_about_file_limit(&opts);
+
+    let shared = Shared::default();
+    watch_for_interrupt(&shared);
+    eprintln!("ferrows-load {} -> {} ({target}), {} thread(s)", opts.mode.name(), opts.url, opts.threads);
+    let result = match opts.mode {
+        Mode::Echo => echo::run(&opts, target, &shared),
+        Mode::Idle => idle::run(&opts, target, &shared),
+        Mode::Connect => connect::run(&opts, target, &shared),
+    };
+    match result {
+        Ok(code) => code as u8,
+        Err(e) => {
+            eprintln!("ferrows-load: {e}");
+            1
+        }
+    }
+}
+
+/// The server's address: the URL's host resolved, in the family of the sources if any.
+fn resolve(opts: &Options) -> Result<SocketAddr, String> {
+    let url = opts.request.url();
+    let addrs: Vec<SocketAddr> = (url.host(), url.port())
+        .to_socket_addrs()
+        .map_err(|e| format!("--url {}: cannot resolve {}: {e}", opts.url, url.host()))?
+        .collect();
+    let wanted_v4 = opts.sources.first().map(|ip| ip.is_ipv4());
+    addrs.iter().copied().find(|addr| wanted_v4.map_or(true, |v4| addr.is_ipv4() == v4)).ok_or_else(
+        || match wanted_v4 {
+            Some(v4) => format!(
+                "--url {}: no {} address to reach from the given source addresses",
+                opts.url,
+                if v4 { "IPv4" } else { "IPv6" }
+            ),
+            None => format!("--url {}: {} has no address", opts.url, url.host()),
+        },
+    )
+}
+
+/// Warns when the connections asked for exceed the open-file limit.
+fn warn_about_file_limit(opts: &Options) {
+    let needed = match opts.mode {
+        Mode::Connect => opts.concurrency,
+        _ => opts.connections,
+    } as u64;
+    if let Some(limit) = rss::open_file_limit() {
+        // A few descriptors go to the poll, stdio and the like.
+        if needed + 16 > limit {
+            eprintln!(
+                "warning: {needed} connections but the open file limit is {limit}: raise it first, e.g. `ulimit -n {}`",
+                (needed + 1024).next_power_of_two()
+            );
+        }
+    }
+}
+
+/// Makes the first Ctrl-C end the run early with a summary; a second one exits at once.
+#[cfg(unix)]
+fn watch_for_interrupt(shared: &Shared) {
+    use signal_hook::consts::SIGINT;
+    use std::sync::Arc;
+
+    let flag = &shared.interrupted;
+    // Registered first, so it sees the flag before the second handler sets it:
+    // a second Ctrl-C exits at once with 130, as a shell expects.
+    let registered = signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(flag))
+        .and_then(|_| signal_hook::flag::register(SIGINT, Arc::clone(flag)));
+    if let Err(e) = registered {
+        eprintln!("warning: Ctrl-C will end the run without a summary ({e})");
+    }
+}
+
+/// Ctrl-C ends the process without a summary where signals are not watched.
+#[cfg(not(unix))]
+fn watch_for_interrupt(_shared: &Shared) {}

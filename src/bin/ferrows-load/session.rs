@@ -1,0 +1,413 @@
+//! One client connection: its socket, the opening handshake, the protocol
+//! state and the output not yet written.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ferrows::proto::handshake::{ClientHandshake, ClientRequest, Status};
+use ferrows::proto::{CloseCode, CloseFrame, Config, Connection, Event};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::random::SharedPool;
+
+/// Output capacity kept once everything is written; more is given back.
+const KEEP_OUT_CAPACITY: usize = 4096;
+
+/// What a mode does with an open connection.
+pub trait Handler {
+    /// The handshake completed at `now`; the TCP connect began at `started`.
+    /// Returns whether to start closing at once.
+    fn on_open(&mut self, conn: &mut Connection, started: Instant, now: Instant) -> bool;
+
+    /// Something happened on an open connection (pongs and close replies are
+    /// already queued by the connection).
+    fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant);
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// It never opened: what failed (connect, handshake) and why.
+    Failed(&'static str, String),
+    /// It was open and ended without our asking: what happened and the details.
+    Dropped(&'static str, String),
+    /// It ended after we sent a Close; clean if the server answered it.
+    Closed {
+        /// Whether the server's Close came back.
+        clean: bool,
+    },
+    /// It was still opening when the run ended.
+    Cancelled,
+}
+
+/// What the session is waiting for.
+enum State {
+    /// The TCP connect; the request is already in the output.
+    Connecting(ClientHandshake),
+    /// The server's response to the request.
+    Handshaking(ClientHandshake),
+    /// The WebSocket protocol runs.
+    Open(Connection),
+    /// Only while moving between states.
+    Moving,
+}
+
+/// What every session of a thread uses while it handles I/O.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    /// The protocol settings of new connections.
+    pub config: &'a Config,
+    /// The thread's random source.
+    pub pool: &'a SharedPool,
+    /// How long to wait for the server's Close reply and then its TCP close.
+    pub close_grace: Duration,
+}
+
+/// One client connection and everything it holds.
+pub struct Session {
+    /// The socket.
+    stream: TcpStream,
+    /// Where the session stands.
+    state: State,
+    /// Bytes to send; `out[..written]` are already sent.
+    out: Vec<u8>,
+    /// How much of `out` is sent.
+    written: usize,
+    /// The interest registered with the poll.
+    interest: Interest,
+    /// The session's poll token.
+    token: Token,
+    /// When the TCP connect began.
+    started: Instant,
+    /// When to give up waiting: for the handshake, or for the end of the close.
+    deadline: Option<Instant>,
+    /// Whether we sent a Close.
+    we_closed: bool,
+    /// The server's Close, described, once it came.
+    peer_close: Option<String>,
+    /// The server's first protocol violation, described.
+    violation: Option<String>,
+}
+
+impl Session {
+    /// Starts a non-blocking connect to `addr` from `source` (any local
+    /// address if `None`), with the request queued behind it.
+    ///
+    /// # Errors
+    ///
+    /// The socket could not be created, bound or started connecting.
+    pub fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        request: &ClientRequest,
+        pool: &SharedPool,
+        now: Instant,
+        timeout: Duration,
+    ) -> io::Result<Session> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        if let Some(ip) = source {
+            // Port 0: each source address has its own ephemeral ports.
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if connect_in_progress(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = TcpStream::from_std(socket.into());
+        let mut out = Vec::new();
+        let handshake =
+            request.encode(&pool.nonce(), &mut out).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Session {
+            stream,
+            state: State::Connecting(handshake),
+            out,
+            written: 0,
+            interest: Interest::READABLE | Interest::WRITABLE,
+            token: Token(0),
+            started: now,
+            deadline: Some(now + timeout),
+            we_closed: false,
+            peer_close: None,
+            violation: None,
+        })
+    }
+
+    /// Registers the socket with the poll under `token`.
+    ///
+    /// # Errors
+    ///
+    /// The poll refused it.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.token = token;
+        registry.register(&mut self.stream, token, self.interest)
+    }
+
+    /// Removes the socket from the poll, before it is dropped.
+    pub fn deregister(&mut self, registry: &Registry) {
+        // The socket is closed right after; a failure here changes nothing.
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    /// Registers for writes only while output is pending (or the connect is).
+    ///
+    /// # Errors
+    ///
+    /// The poll refused the change.
+    pub fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let wanted = if matches!(self.state, State::Connecting(_)) || self.written < self.out.len() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if wanted != self.interest {
+            registry.reregister(&mut self.stream, self.token, wanted)?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+
+    /// Whether the handshake completed (the session may have ended since).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// When the session next needs [`expire`](Self::expire).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Handles a readiness event; spurious ones do no harm. Returns how the
+    /// session ended, if it did.
+    pub fn ready(
+        &mut self,
+        event: &mio::event::Event,
+        scratch: &mut [u8],
+        env: Env<'_>,
+        handler: &mut impl Handler,
+        now: Instant,
+    ) -> Option<End> {
+        if let State::Connecting(_) = self.state {
+            match self.connect_result() {
+                Ok(true) => {
+                    if let State::Connecting(handshake) = std::mem::replace(&mut self.state, State::Moving) {
+                        self.state = State::Handshaking(handshake);
+                    }
+                }
+                Ok(false) => return None,
+                Err(e) => return Some(End::Failed("connect", e.to_string())),
+            }
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            if let Some(end) = self.read_all(scratch, env, handler, now) {
+                return Some(end);
+            }
+        }
+        self.after_io(now, env.close_grace)
+    }
+
+    /// Whether the TCP connect completed (`Ok(false)`: not yet).
+    fn connect_result(&mut self) -> io::Result<bool> {
+        // mio: on a writable event, check `take_error`, then `peer_addr` to
+        // tell a completed connect from a spurious wakeup.
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads until the socket has nothing more.
+    fn read_all(&mut self, scratch: &mut [u8], env: Env<'_>, handler: &mut impl Handler, now: Instant) -> Option<End> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Some(self.lost("the server closed the TCP connection without a Close frame")),
+                Ok(n) => {
+                    if let Err(end) = self.received(&mut scratch[..n], env, handler, now) {
+                        return Some(end);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(self.lost(&e.to_string())),
+            }
+        }
+    }
+
+    /// Takes bytes read from the socket; `Err` carries how the session ended.
+    fn received(&mut self, data: &mut [u8], env: Env<'_>, handler: &mut impl Handler, now: Instant) -> Result<(), End> {
+        let State::Handshaking(handshake) = &mut self.state else {
+            self.feed(data, handler, now);
+            return Ok(());
+        };
+        match handshake.feed(data) {
+            Ok(Status::Partial) => Ok(()),
+            Ok(Status::Complete { head: _, mut rest }) => {
+                let mut conn = Connection::client(env.config.clone(), now, env.pool.masks());
+                self.deadline = None;
+                let close_now = handler.on_open(&mut conn, self.started, now);
+                self.state = State::Open(conn);
+                if close_now {
+                    self.send_close(now, env.close_grace);
+                }
+                // Frames the server sent right behind its response.
+                self.feed(&mut rest, handler, now);
+                Ok(())
+            }
+            Err(e) => Err(End::Failed("handshake", e.to_string())),
+        }
+    }
+
+    /// Feeds an open connection and hands its events to the mode.
+    fn feed(&mut self, data: &mut [u8], handler: &mut impl Handler, now: Instant) {
+        let State::Open(conn) = &mut self.state else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        if let Err(violation) = conn.handle_read(data, now) {
+            // The connection already queued the Close with the code it earns.
+            self.violation.get_or_insert_with(|| violation.to_string());
+        }
+        while let Some(event) = conn.poll_event() {
+            if let Event::Close(frame) = &event {
+                self.peer_close = Some(describe_close(frame.as_ref()));
+            }
+            handler.on_event(conn, event, now);
+        }
+    }
+
+    /// Writes what is pending, then decides whether the session is over.
+    fn after_io(&mut self, now: Instant, close_grace: Duration) -> Option<End> {
+        if let Err(e) = self.flush() {
+            return Some(self.lost(&e.to_string()));
+        }
+        let State::Open(conn) = &self.state else {
+            return None;
+        };
+        if self.written < self.out.len() {
+            return None;
+        }
+        if let Some(violation) = &self.violation {
+            return Some(End::Dropped("protocol error", violation.clone()));
+        }
+        if conn.is_closed() {
+            // RFC 6455 §7.1.1: the server should close the TCP connection
+            // first, so that TIME_WAIT stays on its side; wait for that a while.
+            self.deadline.get_or_insert(now + close_grace);
+        }
+        None
+    }
+
+    /// Moves the connection's output to the socket until it would block.
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.state {
+            State::Connecting(_) | State::Moving => return Ok(()),
+            State::Handshaking(_) => {}
+            State::Open(conn) => {
+                conn.poll_transmit(&mut self.out);
+            }
+        }
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+        if self.out.capacity() > KEEP_OUT_CAPACITY {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake (the run is ending). Returns how the
+    /// session ended if it could not wait for the server's answer.
+    pub fn close(&mut self, now: Instant, close_grace: Duration) -> Option<End> {
+        if !self.is_open() {
+            return Some(End::Cancelled);
+        }
+        self.send_close(now, close_grace);
+        self.after_io(now, close_grace)
+    }
+
+    /// Queues our Close, unless one was sent or the connection is over.
+    fn send_close(&mut self, now: Instant, close_grace: Duration) {
+        if let State::Open(conn) = &mut self.state {
+            if conn.can_send() && conn.send_close(CloseCode::NORMAL, "", now).is_ok() {
+                self.we_closed = true;
+                self.deadline = Some(now + close_grace);
+            }
+        }
+    }
+
+    /// The deadline passed: the handshake took too long, or the close did.
+    pub fn expire(&mut self) -> End {
+        match self.state {
+            State::Connecting(_) => End::Failed("connect", "timed out".to_owned()),
+            State::Handshaking(_) => End::Failed("handshake", "no response in time".to_owned()),
+            State::Open(_) | State::Moving => self.lost("timed out"),
+        }
+    }
+
+    /// How the session ends when the transport goes away (EOF, error or timeout).
+    fn lost(&self, why: &str) -> End {
+        match self.state {
+            State::Connecting(_) => End::Failed("connect", why.to_owned()),
+            State::Handshaking(_) | State::Moving => End::Failed("handshake", why.to_owned()),
+            State::Open(_) => {
+                if let Some(violation) = &self.violation {
+                    End::Dropped("protocol error", violation.clone())
+                } else if self.we_closed {
+                    End::Closed { clean: self.peer_close.is_some() }
+                } else if let Some(close) = &self.peer_close {
+                    End::Dropped("closed by the server", close.clone())
+                } else {
+                    End::Dropped("connection lost", why.to_owned())
+                }
+            }
+        }
+    }
+}
+
+/// The peer's Close in words: its code and reason.
+fn describe_close(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        None => "no status code (1005)".to_owned(),
+        Some(frame) if frame.reason.is_empty() => format!("code {}", frame.code),
+        Some(frame) => format!("code {} {:?}", frame.code, frame.reason),
+    }
+}
+
+/// Whether a non-blocking connect's error only says it has begun.
+fn connect_in_progress(e: &io::Error) -> bool {
+    // EINPROGRESS has no stable `io::ErrorKind`; its number depends on the OS.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const EINPROGRESS: i32 = 115;
+    #[cfg(any(target_os = "solaris", target_os = "illumos"))]
+    const EINPROGRESS: i32 = 150;
+    #[cfg(all(
+        unix,
+        not(any(target_os = "linux", target_os = "android", target_os = "solaris", target_os = "illumos"))
+    ))]
+    const EINPROGRESS: i32 = 36; // macOS and the BSDs
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(EINPROGRESS) {
+        return true;
+    }
+    // Windows reports WSAEWOULDBLOCK.
+    e.kind() == io::ErrorKind::WouldBlock
+}

@@ -1,0 +1,399 @@
+//! One event loop: a mio poll, a slab of sessions, and the opening and
+//! closing of connections as the run's phase says.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use ferrows::proto::Config;
+use mio::{Events, Poll, Token};
+use slab::Slab;
+
+use crate::args::Options;
+use crate::leader::Leader;
+use crate::random::SharedPool;
+use crate::session::{End, Env, Handler, Session};
+use crate::shared::{Phase, Shared};
+
+/// The read buffer of a thread, shared by all its sessions.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// The longest a loop sleeps, so that it sees phase changes and deadlines.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// How often deadlines are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How long to wait for the server's Close reply and then its TCP close.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Token bits that hold the slab key; the rest hold the slot's generation.
+const KEY_BITS: u32 = usize::BITS / 2;
+
+/// A mode's per-thread part: a [`Handler`] that also follows the phase.
+pub trait Load: Handler {
+    /// The run moved to `phase`.
+    fn set_phase(&mut self, phase: Phase);
+
+    /// Adds locally batched counts to the shared ones.
+    fn flush(&mut self, shared: &Shared);
+}
+
+/// How many connections a thread opens, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Connections to open in all (`None`: replace each one that ends).
+    pub total: Option<usize>,
+    /// Most sessions at once.
+    pub live: usize,
+    /// Most sessions in connect or handshake at once.
+    pub max_pending: usize,
+    /// Open only while the run is in one of these phases.
+    pub opening_phases: &'static [Phase],
+}
+
+/// What a thread hands back.
+#[derive(Debug)]
+pub struct ThreadResult<H> {
+    /// The mode's per-thread part, with what it measured.
+    pub load: H,
+    /// Sessions that ended with the server answering our Close.
+    pub clean_closes: u64,
+    /// Sessions that ended after our Close without the server's.
+    pub unclean_closes: u64,
+}
+
+/// A session and the generation of its slab slot.
+struct Slot {
+    /// The session.
+    session: Session,
+    /// Tells this session's events from those of an earlier one in the same slot.
+    generation: usize,
+}
+
+/// Everything of a thread's loop but the event list.
+struct Core<'a, H> {
+    /// This thread's number, 0 for the first.
+    index: usize,
+    /// How many threads run.
+    threads: usize,
+    /// The run's settings.
+    opts: &'a Options,
+    /// The server's address.
+    target: SocketAddr,
+    /// How this thread opens connections.
+    plan: Plan,
+    /// The poll.
+    poll: Poll,
+    /// The sessions, keyed by token.
+    sessions: Slab<Slot>,
+    /// The next slot generation.
+    generation: usize,
+    /// Sessions in connect or handshake.
+    pending: usize,
+    /// Sessions started so far.
+    started: usize,
+    /// The protocol settings.
+    config: Config,
+    /// Masking keys and nonces.
+    pool: SharedPool,
+    /// The read buffer.
+    scratch: Vec<u8>,
+    /// The mode's part.
+    load: H,
+    /// The counters shared by all threads.
+    shared: &'a Shared,
+    /// Sessions whose close the server answered.
+    clean_closes: u64,
+    /// Sessions whose close the server did not answer.
+    unclean_closes: u64,
+    /// Keys whose deadline passed, reused by each sweep.
+    expired: Vec<usize>,
+}
+
+/// Runs `opts.threads` loops (the first on this thread, leading the run) and
+/// returns their results and the leader.
+///
+/// # Errors
+///
+/// A loop could not start (no poll, no random source) or a thread panicked.
+pub fn run_threads<H: Load + Send>(
+    opts: &Options,
+    target: SocketAddr,
+    shared: &Shared,
+    mut leader: Leader,
+    plan: impl Fn(usize) -> Plan + Sync,
+    make: impl Fn(usize) -> H + Sync,
+) -> io::Result<(Vec<ThreadResult<H>>, Leader)> {
+    std::thread::scope(|scope| {
+        let followers: Vec<_> = (1..opts.threads)
+            .map(|index| {
+                let (plan, make) = (&plan, &make);
+                std::thread::Builder::new()
+                    .name(format!("load-{index}"))
+                    .spawn_scoped(scope, move || run_one(index, opts, target, shared, plan(index), make(index), None))
+            })
+            .collect::<io::Result<_>>()?;
+        let first = run_one(0, opts, target, shared, plan(0), make(0), Some(&mut leader));
+        let mut results = vec![first?];
+        for follower in followers {
+            let result = follower.join().map_err(|_| io::Error::other("a load thread panicked"))?;
+            results.push(result?);
+        }
+        Ok((results, leader))
+    })
+}
+
+/// Runs one loop to the end of the run.
+fn run_one<H: Load>(
+    index: usize,
+    opts: &Options,
+    target: SocketAddr,
+    shared: &Shared,
+    plan: Plan,
+    load: H,
+    leader: Option<&mut Leader>,
+) -> io::Result<ThreadResult<H>> {
+    let leads = leader.is_some();
+    let result = Core::new(index, opts, target, shared, plan, load).and_then(|core| core.run(leader));
+    if let Err(e) = &result {
+        shared.error("load thread", e);
+        // Without this loop the others would wait for it for ever: end the run.
+        if leads {
+            shared.set_phase(Phase::Done);
+        } else {
+            shared.interrupted.store(true, Relaxed);
+        }
+    }
+    result
+}
+
+impl<'a, H: Load> Core<'a, H> {
+    /// A loop for thread `index`.
+    fn new(
+        index: usize,
+        opts: &'a Options,
+        target: SocketAddr,
+        shared: &'a Shared,
+        plan: Plan,
+        load: H,
+    ) -> io::Result<Self> {
+        let mut config = Config::default();
+        // The load itself shows the peer is alive, and the run's end bounds the close.
+        config.keepalive = None;
+        config.close_timeout = None;
+        config.max_message_size = config.max_message_size.max(opts.size);
+        config.max_frame_size = config.max_frame_size.max(opts.size);
+        Ok(Core {
+            index,
+            threads: opts.threads,
+            opts,
+            target,
+            plan,
+            poll: Poll::new()?,
+            sessions: Slab::new(),
+            generation: 0,
+            pending: 0,
+            started: 0,
+            config,
+            pool: SharedPool::new().map_err(|e| io::Error::other(format!("OS random source: {e}")))?,
+            scratch: vec![0; SCRATCH_BYTES],
+            load,
+            shared,
+            clean_closes: 0,
+            unclean_closes: 0,
+            expired: Vec::new(),
+        })
+    }
+
+    /// The loop: open, poll, dispatch, sweep, until the run is done.
+    fn run(mut self, mut leader: Option<&mut Leader>) -> io::Result<ThreadResult<H>> {
+        let mut events = Events::with_capacity(1024);
+        let mut phase = self.shared.phase();
+        self.load.set_phase(phase);
+        let mut closed_all = false;
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let now = Instant::now();
+            if let Some(leader) = leader.as_deref_mut() {
+                leader.tick(now, self.shared);
+            }
+            let current = self.shared.phase();
+            if current != phase {
+                phase = current;
+                self.load.set_phase(phase);
+            }
+            match phase {
+                Phase::Done => break,
+                Phase::Closing => {
+                    if !closed_all {
+                        self.close_all(now);
+                        closed_all = true;
+                    }
+                    if self.sessions.is_empty() && leader.is_none() {
+                        break;
+                    }
+                }
+                _ => self.open_more(phase, now),
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP_EVERY;
+            }
+            match self.poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            self.load.flush(self.shared);
+        }
+        // Whatever is left did not finish closing within the grace time, or
+        // never got to close because the run ended abruptly.
+        let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let session = &mut self.sessions[key].session;
+            let end = if session.is_open() { session.expire() } else { End::Cancelled };
+            self.finish(key, end);
+        }
+        self.load.flush(self.shared);
+        Ok(ThreadResult { load: self.load, clean_closes: self.clean_closes, unclean_closes: self.unclean_closes })
+    }
+
+    /// Starts connections while the plan allows.
+    fn open_more(&mut self, phase: Phase, now: Instant) {
+        if !self.plan.opening_phases.contains(&phase) {
+            return;
+        }
+        while self.pending < self.plan.max_pending
+            && self.sessions.len() < self.plan.live
+            && self.plan.total.map_or(true, |total| self.started < total)
+        {
+            // Round-robin over the sources by the connection's number across all threads.
+            let number = self.index + self.threads * self.started;
+            self.started += 1;
+            let source = (!self.opts.sources.is_empty()).then(|| self.opts.sources[number % self.opts.sources.len()]);
+            match self.start_session(source, now) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.shared.failed.fetch_add(1, Relaxed);
+                    self.shared.error("connect failed", explain(&e));
+                    if self.plan.total.is_none() {
+                        // Replacing sessions: try again on the next turn rather than spin.
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts one connection and registers it.
+    fn start_session(&mut self, source: Option<std::net::IpAddr>, now: Instant) -> io::Result<()> {
+        let mut session =
+            Session::connect(self.target, source, &self.opts.request, &self.pool, now, self.opts.timeout)?;
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        if key >> KEY_BITS != 0 {
+            return Err(io::Error::other("too many connections for one thread"));
+        }
+        self.generation = self.generation.wrapping_add(1) & (usize::MAX >> KEY_BITS);
+        session.register(self.poll.registry(), Token(self.generation << KEY_BITS | key))?;
+        entry.insert(Slot { session, generation: self.generation });
+        self.pending += 1;
+        self.shared.pending.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Hands an event to its session; events of ended sessions are dropped.
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        let Token(token) = event.token();
+        let key = token & ((1 << KEY_BITS) - 1);
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if slot.generation != token >> KEY_BITS {
+            return;
+        }
+        let was_open = slot.session.is_open();
+        let env = Env { config: &self.config, pool: &self.pool, close_grace: CLOSE_GRACE };
+        let mut end = slot.session.ready(event, &mut self.scratch, env, &mut self.load, now);
+        if !was_open && slot.session.is_open() {
+            self.pending -= 1;
+            self.shared.pending.fetch_sub(1, Relaxed);
+            self.shared.open.fetch_add(1, Relaxed);
+            self.shared.opened.fetch_add(1, Relaxed);
+        }
+        if end.is_none() {
+            if let Err(e) = slot.session.update_interest(self.poll.registry()) {
+                end = Some(End::Dropped("poll", e.to_string()));
+            }
+        }
+        if let Some(end) = end {
+            self.finish(key, end);
+        }
+    }
+
+    /// Sends a Close on every open session; drops those still opening.
+    fn close_all(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let slot = &mut self.sessions[key];
+            let mut end = slot.session.close(now, CLOSE_GRACE);
+            if end.is_none() {
+                if let Err(e) = slot.session.update_interest(self.poll.registry()) {
+                    end = Some(End::Dropped("poll", e.to_string()));
+                }
+            }
+            if let Some(end) = end {
+                self.finish(key, end);
+            }
+        }
+    }
+
+    /// Ends the sessions whose deadline passed.
+    fn sweep(&mut self, now: Instant) {
+        self.expired.clear();
+        self.expired.extend(
+            self.sessions.iter().filter(|(_, slot)| slot.session.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k),
+        );
+        for i in 0..self.expired.len() {
+            let key = self.expired[i];
+            let end = self.sessions[key].session.expire();
+            self.finish(key, end);
+        }
+    }
+
+    /// Removes a session and counts how it ended.
+    fn finish(&mut self, key: usize, end: End) {
+        let mut slot = self.sessions.remove(key);
+        slot.session.deregister(self.poll.registry());
+        if slot.session.is_open() {
+            self.shared.open.fetch_sub(1, Relaxed);
+        } else {
+            self.pending -= 1;
+            self.shared.pending.fetch_sub(1, Relaxed);
+        }
+        match end {
+            End::Failed(what, why) => {
+                self.shared.failed.fetch_add(1, Relaxed);
+                self.shared.error(&format!("{what} failed"), why);
+            }
+            End::Dropped(what, why) => self.shared.error(what, why),
+            End::Closed { clean: true } => self.clean_closes += 1,
+            End::Closed { clean: false } => self.unclean_closes += 1,
+            End::Cancelled => {}
+        }
+    }
+}
+
+/// An error of starting a connection, with a hint where one helps.
+fn explain(e: &io::Error) -> String {
+    // EMFILE is 24 on Linux, macOS and the BSDs.
+    if cfg!(unix) && e.raw_os_error() == Some(24) {
+        format!("{e} (raise the open file limit, e.g. ulimit -n 100000)")
+    } else if e.kind() == io::ErrorKind::AddrInUse || e.kind() == io::ErrorKind::AddrNotAvailable {
+        format!("{e} (a source address that is not local, or out of ephemeral ports: see --source-range)")
+    } else {
+        e.to_string()
+    }
+}
