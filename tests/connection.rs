@@ -224,6 +224,26 @@ fn rfc6455_5_5_1_close_is_echoed_with_its_code_and_reading_stops() {
 }
 
 #[test]
+fn rfc6455_5_5_1_replies_to_messages_before_the_peers_close_precede_the_echo() {
+    let clock = Clock::new();
+    let mut s = server(&clock);
+    let mut bytes = client_frame(true, OpCode::Text, b"last words");
+    bytes.extend(client_frame(true, OpCode::Close, &close_payload(1000, "")));
+    let mut data = bytes.clone();
+    s.handle_read(&mut data, clock.now()).unwrap();
+    assert!(!s.wants_read());
+    assert_eq!(s.poll_event(), Some(Event::Text("last words".into())));
+    assert!(s.can_send() && !s.is_closed());
+    s.send_text("last words").unwrap();
+    assert!(matches!(s.poll_event(), Some(Event::Close(_))));
+    assert!(s.is_closed());
+    assert_eq!(s.send_text("too late"), Err(UsageError::Closed));
+    let mut expected = server_frame(true, OpCode::Text, b"last words");
+    expected.extend(server_frame(true, OpCode::Close, &close_payload(1000, "")));
+    assert_eq!(transmit(&mut s), expected);
+}
+
+#[test]
 fn rfc6455_5_5_1_empty_close_is_answered_with_an_empty_close() {
     let clock = Clock::new();
     let mut s = server(&clock);

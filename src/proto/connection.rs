@@ -53,6 +53,9 @@ enum State {
     Open,
     /// We sent a Close and wait for the peer's, until the deadline.
     LocalClosed { deadline: Option<Instant> },
+    /// The peer's Close arrived first. Events decoded before it can still be
+    /// answered; our echo (with this code) is queued once its event is polled.
+    PeerClosed { code: Option<CloseCode> },
     /// The closing handshake is complete (or the close deadline passed):
     /// once the output is written the transport can be closed.
     Closed,
@@ -201,9 +204,9 @@ impl Connection {
     ///
     /// The first protocol violation found. Reading stops there. The events
     /// decoded before it can still be polled and answered; once
-    /// [`poll_event`](Self::poll_event) has returned `None` (or output is
-    /// taken), the Close frame with the code the violation earns is queued
-    /// and the connection is [closed](Self::is_closed).
+    /// [`poll_event`](Self::poll_event) has returned `None`, the Close frame
+    /// with the code the violation earns is queued and the connection is
+    /// [closed](Self::is_closed).
     pub fn handle_read(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
         if !self.wants_read() {
             return Ok(());
@@ -415,23 +418,28 @@ impl Connection {
     fn receive_close(&mut self) -> Result<(), ProtocolError> {
         let frame = close::parse_close_payload(&std::mem::take(&mut self.control))?;
         match self.state {
-            State::Open => {
-                // RFC 6455 §5.5.1: answer with a Close, echoing the code; an
-                // empty Close is answered with an empty one (1005 is never sent).
-                let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-                let len = match &frame {
-                    Some(f) => close::write_close_payload(f.code, "", &mut payload).unwrap_or(0),
-                    None => 0,
-                };
-                self.queue_close_frame(&payload[..len]);
-                self.state = State::Closed;
-            }
+            // RFC 6455 §5.5.1: the echo may wait until messages that came
+            // before the Close have been answered.
+            State::Open => self.state = State::PeerClosed { code: frame.as_ref().map(|f| f.code) },
             State::LocalClosed { .. } => self.state = State::Closed,
-            State::Closed | State::Failed(_) => return Ok(()),
+            State::PeerClosed { .. } | State::Closed | State::Failed(_) => return Ok(()),
         }
         self.message = Message::None;
         self.events.push_back(Event::Close(frame));
         Ok(())
+    }
+
+    /// Answers the peer's Close (RFC 6455 §5.5.1), echoing its code; an empty
+    /// Close is answered with an empty one (1005 is never sent).
+    fn answer_close(&mut self) {
+        let State::PeerClosed { code } = self.state else {
+            return;
+        };
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        // A code that passed the receive check is sendable.
+        let len = code.map_or(0, |code| close::write_close_payload(code, "", &mut payload).unwrap_or(0));
+        self.queue_close_frame(&payload[..len]);
+        self.state = State::Closed;
     }
 
     /// Fails the connection (RFC 6455 §7.1.7) for a violation found earlier:
@@ -455,8 +463,10 @@ impl Connection {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front();
-        if event.is_none() {
-            self.apply_failure();
+        match event {
+            None => self.apply_failure(),
+            Some(Event::Close(_)) => self.answer_close(),
+            Some(_) => {}
         }
         event
     }
@@ -465,7 +475,11 @@ impl Connection {
     ///
     /// When `out` is empty the internal buffer is swapped in rather than copied.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        self.apply_failure();
+        // A pending failure waits for the events before it to be polled (the
+        // peer's Close is answered when its own event is polled).
+        if self.events.is_empty() {
+            self.apply_failure();
+        }
         self.flush_pong();
         self.pongs_queued = 0;
         if self.out.is_empty() {
@@ -491,7 +505,7 @@ impl Connection {
                 })
             }
             State::LocalClosed { deadline } => *deadline,
-            State::Closed | State::Failed(_) => None,
+            State::PeerClosed { .. } | State::Closed | State::Failed(_) => None,
         }
     }
 
@@ -515,7 +529,7 @@ impl Connection {
             }
             // RFC 6455 §7.1.1: the transport may be closed when the peer does not answer in time.
             State::LocalClosed { .. } => self.state = State::Closed,
-            State::Closed | State::Failed(_) => {}
+            State::PeerClosed { .. } | State::Closed | State::Failed(_) => {}
         }
     }
 
@@ -540,7 +554,7 @@ impl Connection {
     /// Whether messages can still be sent (no Close sent, no failure).
     #[must_use]
     pub fn can_send(&self) -> bool {
-        self.state == State::Open
+        matches!(self.state, State::Open | State::PeerClosed { .. })
     }
 
     /// The violation that failed the connection, if one did.
@@ -631,7 +645,7 @@ impl Connection {
     }
 
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
-        if self.state != State::Open {
+        if !self.can_send() {
             return Err(UsageError::Closed);
         }
         self.queue_frame(opcode, payload);

@@ -63,6 +63,7 @@ pub enum Event {
     Pong(ControlPayload),
     /// The peer's Close arrived: its code and reason, or `None` if it had no
     /// code (reported to applications as 1005). If we had not closed first,
-    /// the echo is already queued.
+    /// the echo is queued as this event is polled, after any replies to the
+    /// messages that came before it.
     Close(Option<CloseFrame>),
 }
