@@ -85,8 +85,18 @@ const NEW_HEADER: ReadState = ReadState::Header { buf: [0; MAX_HEADER_LEN], len:
 #[derive(Debug)]
 enum Message {
     None,
-    Text { text: String, utf8: Utf8Validator, fragments: usize },
-    Binary { data: Vec<u8>, fragments: usize },
+    /// `compressed`: the first frame had RSV1 set (RFC 7692 §6.1).
+    Text {
+        text: String,
+        utf8: Utf8Validator,
+        fragments: usize,
+        compressed: bool,
+    },
+    Binary {
+        data: Vec<u8>,
+        fragments: usize,
+        compressed: bool,
+    },
 }
 
 impl Message {
@@ -97,6 +107,37 @@ impl Message {
             Self::Binary { data, .. } => data.len(),
         }
     }
+
+    fn is_compressed(&self) -> bool {
+        matches!(self, Self::Text { compressed: true, .. } | Self::Binary { compressed: true, .. })
+    }
+
+    /// Appends payload (unmasked, and inflated if it was compressed), checking text as it comes.
+    fn append(&mut self, chunk: &[u8], limit: usize) -> Result<(), ProtocolError> {
+        match self {
+            Self::Text { text, utf8, .. } => {
+                reserve_within(text.capacity(), text.len(), chunk.len(), limit, |n| text.reserve_exact(n));
+                // RFC 6455 §8.1 and §5.6: invalid UTF-8 fails the connection as soon as it is seen.
+                utf8.push(chunk, text).map_err(|_| ProtocolError::InvalidUtf8)
+            }
+            Self::Binary { data, .. } => {
+                reserve_within(data.capacity(), data.len(), chunk.len(), limit, |n| data.reserve_exact(n));
+                data.extend_from_slice(chunk);
+                Ok(())
+            }
+            // start_frame set up a message for every data frame.
+            Self::None => Ok(()),
+        }
+    }
+}
+
+/// permessage-deflate state of a connection that negotiated it.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Deflate {
+    deflater: super::deflate::Deflater,
+    inflater: super::deflate::Inflater,
+    min_size: usize,
 }
 
 type MaskSource = Box<dyn FnMut() -> [u8; 4] + Send>;
@@ -126,6 +167,9 @@ pub struct Connection {
     masks: Option<MaskSource>,
     last_received: Instant,
     ping_sent: Option<Instant>,
+    /// Boxed: most of it is only there when the extension was negotiated.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Deflate>>,
 }
 
 impl fmt::Debug for Connection {
@@ -179,7 +223,38 @@ impl Connection {
             masks,
             last_received: now,
             ping_sent: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters the handshake agreed
+    /// (RFC 7692): RSV1 becomes legal on the first frame of a data message,
+    /// such messages are inflated (never past `max_message_size`), and
+    /// messages of at least `config.min_message_size` bytes are sent
+    /// compressed.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_deflate(
+        mut self,
+        params: &super::deflate::DeflateParams,
+        config: &super::deflate::DeflateConfig,
+    ) -> Self {
+        let direction = params.for_role(self.rules.role);
+        self.rules.allowed_rsv = frame::RSV1;
+        self.deflate = Some(Box::new(Deflate {
+            deflater: super::deflate::Deflater::new(
+                config.level,
+                direction.compress_window_bits,
+                direction.compress_no_context_takeover,
+            ),
+            inflater: super::deflate::Inflater::new(
+                direction.inflate_window_bits,
+                direction.inflate_no_context_takeover,
+            ),
+            min_size: config.min_message_size,
+        }));
+        self
     }
 
     /// Which end this is.
@@ -220,7 +295,7 @@ impl Connection {
             Ok(()) => Ok(()),
             Err(error) => {
                 log::debug!("protocol violation: {error}");
-                self.message = Message::None;
+                self.drop_message();
                 self.read = NEW_HEADER;
                 self.failure_pending = Some(error.clone());
                 if self.events.is_empty() {
@@ -280,7 +355,10 @@ impl Connection {
 
     /// Checks a new frame against the message in progress and the limits.
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
-        let FrameHeader { fin, opcode, mask, payload_len, .. } = header;
+        let FrameHeader { fin, rsv, opcode, mask, payload_len } = header;
+        // RFC 7692 §6.1: RSV1 (allowed by the header check only when deflate
+        // was negotiated) marks the first frame of a compressed message.
+        let compressed = rsv & frame::RSV1 != 0;
         if payload_len > self.config.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooLarge { len: payload_len, max: self.config.max_frame_size });
         }
@@ -291,18 +369,24 @@ impl Connection {
                 if !matches!(self.message, Message::None) {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                if payload_len > max_message as u64 {
+                // A compressed message is measured as it inflates.
+                if !compressed && payload_len > max_message as u64 {
                     return Err(ProtocolError::MessageTooLarge { max: max_message });
                 }
                 self.message = if opcode == OpCode::Text {
-                    Message::Text { text: String::new(), utf8: Utf8Validator::new(), fragments: 1 }
+                    Message::Text { text: String::new(), utf8: Utf8Validator::new(), fragments: 1, compressed }
                 } else {
-                    Message::Binary { data: Vec::new(), fragments: 1 }
+                    Message::Binary { data: Vec::new(), fragments: 1, compressed }
                 };
             }
             OpCode::Continuation => {
+                // RFC 7692 §6.1: RSV1 is set only on the first frame of a message.
+                if compressed {
+                    return Err(ProtocolError::ReservedBits(rsv));
+                }
                 let max_fragments = self.config.max_fragments;
                 let held = self.message.len() as u64;
+                let message_compressed = self.message.is_compressed();
                 let fragments = match &mut self.message {
                     // RFC 6455 §5.4: a continuation needs a message in progress.
                     Message::None => return Err(ProtocolError::UnexpectedContinuation),
@@ -312,7 +396,7 @@ impl Connection {
                 if *fragments > max_fragments {
                     return Err(ProtocolError::TooManyFragments { max: max_fragments });
                 }
-                if held + payload_len > max_message as u64 {
+                if !message_compressed && held + payload_len > max_message as u64 {
                     return Err(ProtocolError::MessageTooLarge { max: max_message });
                 }
             }
@@ -351,22 +435,40 @@ impl Connection {
         Ok(n)
     }
 
-    /// Appends unmasked payload to the message in progress, checking text as it comes.
+    /// Adds unmasked payload to the message in progress.
     fn push_data(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let limit = self.config.max_message_size;
-        match &mut self.message {
-            Message::Text { text, utf8, .. } => {
-                reserve_within(text.capacity(), text.len(), chunk.len(), limit, |n| text.reserve_exact(n));
-                // RFC 6455 §8.1 and §5.6: invalid UTF-8 fails the connection as soon as it is seen.
-                utf8.push(chunk, text).map_err(|_| ProtocolError::InvalidUtf8)
-            }
-            Message::Binary { data, .. } => {
-                reserve_within(data.capacity(), data.len(), chunk.len(), limit, |n| data.reserve_exact(n));
-                data.extend_from_slice(chunk);
-                Ok(())
-            }
-            // start_frame set up a message for every data frame.
-            Message::None => Ok(()),
+        #[cfg(feature = "deflate")]
+        if self.message.is_compressed() {
+            let (Some(deflate), message) = (self.deflate.as_mut(), &mut self.message) else {
+                return Ok(());
+            };
+            let mut produced = message.len();
+            return deflate.inflater.inflate(chunk, &mut produced, limit, &mut |piece| message.append(piece, limit));
+        }
+        self.message.append(chunk, limit)
+    }
+
+    /// Ends a compressed message: inflates what the sender's flush left out.
+    fn finish_compressed(&mut self) -> Result<(), ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if self.message.is_compressed() {
+            let limit = self.config.max_message_size;
+            let (Some(deflate), message) = (self.deflate.as_mut(), &mut self.message) else {
+                return Ok(());
+            };
+            let mut produced = message.len();
+            return deflate.inflater.finish(&mut produced, limit, &mut |piece| message.append(piece, limit));
+        }
+        Ok(())
+    }
+
+    /// Forgets the message in progress (after a failure or the peer's Close).
+    fn drop_message(&mut self) {
+        self.message = Message::None;
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_mut() {
+            deflate.inflater.end_message();
         }
     }
 
@@ -400,6 +502,7 @@ impl Connection {
             OpCode::Close => self.receive_close()?,
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if fin {
+                    self.finish_compressed()?;
                     let event = match std::mem::replace(&mut self.message, Message::None) {
                         Message::Text { text, utf8, .. } => {
                             utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -424,7 +527,7 @@ impl Connection {
             State::LocalClosed { .. } => self.state = State::Closed,
             State::PeerClosed { .. } | State::Closed | State::Failed(_) => return Ok(()),
         }
-        self.message = Message::None;
+        self.drop_message();
         self.events.push_back(Event::Close(frame));
         Ok(())
     }
@@ -583,7 +686,11 @@ impl Connection {
             Message::Text { text, .. } => text.capacity(),
             Message::Binary { data, .. } => data.capacity(),
         };
-        message + self.out.capacity()
+        #[cfg(feature = "deflate")]
+        let codec = self.deflate.as_ref().map_or(0, |d| d.deflater.held_bytes() + d.inflater.held_bytes());
+        #[cfg(not(feature = "deflate"))]
+        let codec = 0;
+        message + self.out.capacity() + codec
     }
 
     /// Queues a text message.
@@ -647,6 +754,15 @@ impl Connection {
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
         if !self.can_send() {
             return Err(UsageError::Closed);
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_mut().filter(|d| payload.len() >= d.min_size) {
+            // RFC 7692 §7.2.1: compress the whole message, send it with RSV1 on its first frame.
+            let mut compressed = Vec::new();
+            deflate.deflater.compress(payload, &mut compressed);
+            let mask = self.masks.as_mut().map(|next| next());
+            frame::encode_frame(true, frame::RSV1, opcode, &compressed, mask, &mut self.out);
+            return Ok(());
         }
         self.queue_frame(opcode, payload);
         Ok(())

@@ -51,6 +51,8 @@ pub enum ProtocolError {
     },
     /// A text message (or a close reason) was not valid UTF-8 (RFC 6455 §8.1).
     InvalidUtf8,
+    /// A compressed message could not be inflated (RFC 7692 §8.1: fail with 1007).
+    InvalidCompressedData,
     /// A Close frame carried a one-byte payload (RFC 6455 §5.5.1).
     CloseFrameTooShort,
     /// A Close frame carried a code a peer may not send (RFC 6455 §7.4).
@@ -65,7 +67,7 @@ impl ProtocolError {
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } | Self::TooManyFragments { .. } => {
                 CloseCode::MESSAGE_TOO_BIG
             }
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -88,6 +90,7 @@ impl fmt::Display for ProtocolError {
             Self::MessageTooLarge { max } => write!(f, "message over the limit of {max} bytes"),
             Self::TooManyFragments { max } => write!(f, "message in more than {max} fragments"),
             Self::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
+            Self::InvalidCompressedData => f.write_str("compressed data that does not inflate"),
             Self::CloseFrameTooShort => f.write_str("close frame with a one-byte payload"),
             Self::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent by a peer"),
         }

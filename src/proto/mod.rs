@@ -15,6 +15,8 @@
 pub mod close;
 mod config;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 mod error;
 mod event;
 pub mod frame;
