@@ -310,6 +310,13 @@ impl<H: Handler> EventLoop<H> {
         if let Some(protocol) = protocol {
             accept = accept.protocol(protocol);
         }
+        // RFC 7692 §5: take the first acceptable permessage-deflate offer, if any.
+        #[cfg(feature = "deflate")]
+        let deflate = crate::proto::deflate::negotiate_server(upgrade.extensions(), &self.config.deflate);
+        #[cfg(feature = "deflate")]
+        if let Some((_, response)) = &deflate {
+            accept = accept.extensions(response.clone());
+        }
         let mut response = Vec::new();
         if let Err(e) = upgrade.accept(&accept, &mut response) {
             log::warn!("{peer}: handler's answer to the upgrade is invalid: {e}");
@@ -321,7 +328,13 @@ impl<H: Handler> EventLoop<H> {
         let Some(session) = self.sessions.get_mut(key) else { return };
         session.out.push(response);
         session.state = Some(state);
-        session.phase = Phase::Open(Connection::server(self.protocol.clone(), now));
+        let conn = Connection::server(self.protocol.clone(), now);
+        #[cfg(feature = "deflate")]
+        let conn = match &deflate {
+            Some((params, _)) => conn.with_deflate(params, &self.config.deflate),
+            None => conn,
+        };
+        session.phase = Phase::Open(conn);
         let id = SessionId { key, generation: session.generation };
         log::debug!("{peer}: upgraded ({})", request.path());
         self.with_context(now, Some(id), |handler, ctx| handler.on_open(ctx, id));

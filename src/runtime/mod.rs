@@ -70,6 +70,10 @@ pub struct ServerConfig {
     pub read_buffer_size: usize,
     /// The listen backlog (default 1024).
     pub backlog: u32,
+    /// permessage-deflate: whether to negotiate it and how (default: on,
+    /// level 6, 15-bit windows, context takeover, messages from 64 bytes).
+    #[cfg(feature = "deflate")]
+    pub deflate: crate::proto::deflate::DeflateConfig,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +86,8 @@ impl Default for ServerConfig {
             linger_timeout: Duration::from_secs(2),
             read_buffer_size: 64 << 10,
             backlog: 1024,
+            #[cfg(feature = "deflate")]
+            deflate: crate::proto::deflate::DeflateConfig::default(),
         }
     }
 }

@@ -6,4 +6,7 @@ mod codec;
 pub mod negotiate;
 
 pub(crate) use codec::{Deflater, Inflater};
-pub use negotiate::{DeflateConfig, DeflateParams, DirectionParams};
+pub use negotiate::{
+    accept_server_response, client_offer, negotiate_server, DeflateConfig, DeflateNegotiationError, DeflateParams,
+    DirectionParams,
+};
