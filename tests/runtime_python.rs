@@ -1,6 +1,7 @@
 //! Interoperability with an independent client: Python's `websockets`
-//! (`pip install websockets`) runs `tests/python/echo_client.py` against the
-//! echo server: text and binary round trips, a Ping, a clean close.
+//! (`pip install websockets`) runs scripts from `tests/python/` against the
+//! echo server: text and binary round trips, a Ping, a clean close; and
+//! permessage-deflate in both directions.
 //!
 //! A missing `python3` or `websockets` fails the test with instructions: it is
 //! never skipped.
@@ -61,11 +62,11 @@ fn wait_within(mut child: Child, within: Duration) -> Output {
     }
 }
 
-#[test]
-fn python_websockets_client_echoes_pings_and_closes_cleanly() {
+/// Runs `tests/python/{script}` against a fresh echo server and requires it to print OK.
+fn run_script(script: &str) {
     require_python_websockets();
     let server = TestServer::start(quick_config(), 2, |_| Echo);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/echo_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
     let child = Command::new("python3")
         .arg(&script)
         .arg(server.url("/"))
@@ -83,4 +84,17 @@ fn python_websockets_client_echoes_pings_and_closes_cleanly() {
         output.status
     );
     server.stop_within(Duration::from_secs(10));
+}
+
+#[test]
+fn python_websockets_client_echoes_pings_and_closes_cleanly() {
+    run_script("echo_client.py");
+}
+
+/// RFC 7692 with an independent peer: the client compresses what it sends,
+/// the server compresses its echoes, with context takeover both ways.
+#[cfg(feature = "deflate")]
+#[test]
+fn python_websockets_negotiates_permessage_deflate_and_round_trips_compressed_messages() {
+    run_script("deflate_client.py");
 }
