@@ -5,28 +5,34 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ferrows::app::Echo;
-use ferrows::runtime::{Server, ShutdownHandle};
+use ferrows::runtime::{Server, ServerConfig, ShutdownHandle};
 
 const USAGE: &str = "\
 ferrows: a WebSocket server
 
-Usage: ferrows [--listen ADDR]... [--loops N]
+Usage: ferrows [--listen ADDR]... [--loops N] [--no-deflate] [--deflate-no-context-takeover]
 
 Options:
   --listen ADDR   address to listen on, repeatable   [default: 127.0.0.1:9001]
                   (env FERROWS_LISTEN, comma-separated)
   --loops N       event loops, one thread each        [default: available cores]
                   (env FERROWS_LOOPS)
+  --no-deflate    do not negotiate permessage-deflate [default: negotiate it]
+  --deflate-no-context-takeover
+                  reset compression state between messages in both
+                  directions: no codec memory held per idle connection
   -h, --help      print this help
   -V, --version   print the version
 
-Every path echoes every message. Logs go to stderr; set RUST_LOG=debug for
+Every path echoes every message (permessage-deflate when the client offers it). Logs go to stderr; set RUST_LOG=debug for
 per-connection lines. Ctrl-C or SIGTERM stops the server cleanly.
 ";
 
 struct Options {
     listen: Vec<SocketAddr>,
     loops: Option<usize>,
+    deflate: bool,
+    deflate_no_context_takeover: bool,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -41,6 +47,8 @@ fn parse_args() -> Result<Option<Options>, String> {
         loops = Some(parse_loops("FERROWS_LOOPS", &value)?);
     }
     let mut flag_listen = Vec::new();
+    let mut deflate = true;
+    let mut deflate_no_context_takeover = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -59,6 +67,8 @@ fn parse_args() -> Result<Option<Options>, String> {
             }
             "--listen" => flag_listen.push(parse_addr("--listen", &value()?)?),
             "--loops" => loops = Some(parse_loops("--loops", &value()?)?),
+            "--no-deflate" => deflate = false,
+            "--deflate-no-context-takeover" => deflate_no_context_takeover = true,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -69,7 +79,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     if listen.is_empty() {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 9001)));
     }
-    Ok(Some(Options { listen, loops }))
+    Ok(Some(Options { listen, loops, deflate, deflate_no_context_takeover }))
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
@@ -100,6 +110,20 @@ fn main() -> ExitCode {
     if let Some(loops) = options.loops {
         builder = builder.loops(loops);
     }
+    #[allow(unused_mut)]
+    let mut config = ServerConfig::default();
+    #[cfg(feature = "deflate")]
+    {
+        config.deflate.enabled = options.deflate;
+        config.deflate.server_no_context_takeover = options.deflate_no_context_takeover;
+        config.deflate.client_no_context_takeover = options.deflate_no_context_takeover;
+    }
+    #[cfg(not(feature = "deflate"))]
+    if options.deflate_no_context_takeover {
+        log::warn!("built without the deflate feature: --deflate-no-context-takeover has no effect");
+    }
+    let _ = options.deflate;
+    builder = builder.config(config);
     let server = match builder.start(|_| Echo) {
         Ok(server) => server,
         Err(e) => {

@@ -233,3 +233,52 @@ fn without_context_takeover_an_idle_connection_holds_no_codec_state() {
     transmit(&mut server);
     assert!(server.buffered_bytes() > 32 << 10, "context takeover keeps the windows");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any sequence of messages, compressed in either role with any agreed
+        /// parameters, decodes unchanged however the stream is cut.
+        #[test]
+        fn compressed_conversations_survive_any_chunking(
+            messages in proptest::collection::vec((any::<bool>(), ".{0,300}", proptest::collection::vec(any::<u8>(), 0..300)), 1..6),
+            settings in any::<u8>(),
+            server_sends in any::<bool>(),
+            mut cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
+        ) {
+            let clock = Clock::new();
+            let p = params(9 + settings % 7, 9 + (settings >> 3) % 7, settings & 0x40 != 0, settings & 0x80 != 0);
+            let (mut server, mut client) = pair(&p, Config::default(), &clock);
+            let (sender, receiver) = if server_sends { (&mut server, &mut client) } else { (&mut client, &mut server) };
+            let mut expected = Vec::new();
+            for (is_text, text, bytes) in &messages {
+                // Repeat to make the data compressible enough to be sent compressed.
+                if *is_text {
+                    let t = text.repeat(3);
+                    sender.send_text(&t).unwrap();
+                    expected.push(Event::Text(t));
+                } else {
+                    let b = bytes.repeat(3);
+                    sender.send_binary(&b).unwrap();
+                    expected.push(Event::Binary(b));
+                }
+            }
+            let wire = transmit(sender);
+            let mut offsets: Vec<usize> = cuts.drain(..).map(|i| i.index(wire.len() + 1)).collect();
+            offsets.sort_unstable();
+            let mut events = Vec::new();
+            let mut start = 0;
+            for end in offsets.into_iter().chain(std::iter::once(wire.len())) {
+                let (result, more) = feed(receiver, &wire[start..end], clock.now());
+                prop_assert_eq!(result, Ok(()));
+                events.extend(more);
+                start = end;
+            }
+            prop_assert_eq!(events, expected);
+        }
+    }
+}

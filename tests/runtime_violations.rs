@@ -290,3 +290,36 @@ fn oversized_request_head_gets_431() {
     assert_eq!(status(&answer), 431, "got:\n{answer}");
     server.stop();
 }
+
+// permessage-deflate: a decompression bomb over a real socket.
+
+/// A few dozen KiB that inflate to 64 MiB get Close 1009 from a server whose
+/// message limit is 1 MiB: inflation stops at the limit, whatever the input.
+#[cfg(feature = "deflate")]
+#[test]
+fn decompression_bomb_gets_close_1009() {
+    use flate2::{Compress, Compression, FlushCompress};
+
+    let mut config = quick_config();
+    config.protocol.max_message_size = 1 << 20;
+    let server = TestServer::start(config, 1, |_| Echo);
+    let mut client = RawClient::connect(server.addr);
+    client.send_raw(upgrade_request("/", &["Sec-WebSocket-Extensions: permessage-deflate"]).as_bytes());
+    let head = client.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(header(&head, "Sec-WebSocket-Extensions").is_some_and(|v| v.starts_with("permessage-deflate")), "{head}");
+
+    let zeros = vec![0u8; 64 << 20];
+    let mut deflate = Compress::new(Compression::default(), false);
+    let mut bomb = Vec::with_capacity(128 << 10);
+    deflate.compress_vec(&zeros, &mut bomb, FlushCompress::Sync).unwrap();
+    assert!(deflate.total_in() as usize == zeros.len() && bomb.len() < 128 << 10, "{} bytes", bomb.len());
+    bomb.truncate(bomb.len() - 4);
+    let mut frame = Vec::new();
+    encode_frame(true, ferrows::proto::frame::RSV1, OpCode::Binary, &bomb, Some([1, 2, 3, 4]), &mut frame);
+    // The server may close before it has read everything: a failed write is fine.
+    let _ = std::io::Write::write_all(&mut client.stream, &frame);
+    assert_eq!(client.expect_close().close_code(), Some(1009));
+    client.expect_eof();
+    server.stop();
+}
