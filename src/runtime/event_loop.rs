@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
+use super::pubsub::{Delivery, Topics};
 use super::session::{Phase, Session};
 use super::timer::TimerWheel;
 use super::{ServerConfig, Shared};
@@ -48,7 +49,11 @@ pub(crate) struct EventLoop<H: Handler> {
     /// The protocol settings, shared by every connection of the loop.
     protocol: Arc<crate::proto::Config>,
     shared: Arc<Shared>,
-    /// Sessions given output by a handler callback, to be written after it.
+    /// Publishes from other loops.
+    inbox: std::sync::mpsc::Receiver<Delivery>,
+    topics: Topics,
+    /// Sessions given output from outside their own I/O (handler callbacks,
+    /// publishes), written once at the end of the loop iteration.
     touched: Vec<usize>,
     /// Sessions that stopped reading before `WouldBlock` and must be read again.
     unfinished_reads: Vec<usize>,
@@ -63,6 +68,7 @@ impl<H: Handler> EventLoop<H> {
         index: usize,
         poll: Poll,
         listeners: Vec<TcpListener>,
+        inbox: std::sync::mpsc::Receiver<Delivery>,
         handler: H,
         config: Arc<ServerConfig>,
         shared: Arc<Shared>,
@@ -84,6 +90,8 @@ impl<H: Handler> EventLoop<H> {
             protocol: Arc::new(config.protocol.clone()),
             config,
             shared,
+            inbox,
+            topics: Topics::default(),
             touched: Vec::new(),
             unfinished_reads: Vec::new(),
             fired: Vec::new(),
@@ -106,7 +114,7 @@ impl<H: Handler> EventLoop<H> {
             let now = Instant::now();
             for event in &events {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => self.drain_inbox(now),
                     Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                         self.accept(FIRST_LISTENER - t, now);
                     }
@@ -126,6 +134,7 @@ impl<H: Handler> EventLoop<H> {
             }
             self.retry_reads(now);
             self.expire_timers(now);
+            self.flush_touched(now);
             self.resume_accepting(now);
             if self.shared.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
                 self.begin_shutdown(now);
@@ -402,15 +411,50 @@ impl<H: Handler> EventLoop<H> {
             current,
             now,
             loop_index: self.index,
+            topics: &mut self.topics,
+            bus: &self.shared.bus,
+            slow_consumer: self.config.slow_consumer,
         };
         f(&mut self.handler, &mut ctx);
-        self.flush_touched(now);
     }
 
-    /// Writes what callbacks queued for other sessions.
+    /// Writes what callbacks and publishes queued for sessions other than
+    /// the one being read: one write per session per loop iteration.
     fn flush_touched(&mut self, now: Instant) {
         while let Some(key) = self.touched.pop() {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.flush_pending = false;
+            }
             self.settle(key, now);
+        }
+    }
+
+    /// Delivers what other loops published to this loop's sessions.
+    fn drain_inbox(&mut self, now: Instant) {
+        self.shared.bus.clear_woken(self.index);
+        while let Ok(delivery) = self.inbox.try_recv() {
+            let (targets, frame): (Vec<SessionId>, _) = match delivery {
+                Delivery::Topic { topic, frame } => (self.topics.subscribers(&topic).collect(), frame),
+                Delivery::All { frame } => (
+                    self.sessions
+                        .iter()
+                        .filter(|(_, s)| s.is_open())
+                        .map(|(key, s)| SessionId { key, generation: s.generation })
+                        .collect(),
+                    frame,
+                ),
+            };
+            let stats = &self.shared.bus.stats;
+            for id in targets {
+                let Some(session) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
+                    continue;
+                };
+                session.deliver_shared(&frame, self.config.max_out_queue, self.config.slow_consumer, now, stats);
+                if !session.flush_pending {
+                    session.flush_pending = true;
+                    self.touched.push(id.key);
+                }
+            }
         }
     }
 
@@ -524,6 +568,10 @@ impl<H: Handler> EventLoop<H> {
         self.with_context(now, None, |h, ctx| h.on_close(ctx, id, code, &reason));
         if let Some(session) = self.sessions.get_mut(key) {
             session.state = None;
+        }
+        // A closing session leaves all its topics.
+        for topic in self.topics.remove_session(id) {
+            self.shared.bus.set_subscribed(self.index, &topic, false);
         }
     }
 

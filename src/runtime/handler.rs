@@ -3,11 +3,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use slab::Slab;
 
+use super::pubsub::{Bus, Topics};
 use super::session::Session;
+use super::SlowConsumerPolicy;
+use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
 
@@ -172,6 +176,9 @@ pub struct Context<'a, S> {
     pub(crate) current: Option<SessionId>,
     pub(crate) now: Instant,
     pub(crate) loop_index: usize,
+    pub(crate) topics: &'a mut Topics,
+    pub(crate) bus: &'a Bus,
+    pub(crate) slow_consumer: SlowConsumerPolicy,
 }
 
 impl<S> Context<'_, S> {
@@ -215,6 +222,85 @@ impl<S> Context<'_, S> {
         let now = self.now;
         let max = usize::MAX;
         self.with_open_limit(session, max, |conn| conn.send_close(code, reason, now))
+    }
+
+    /// Subscribes `session` to `topic` (idempotent). A session leaves all its
+    /// topics when it closes.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownSession`] or [`SendError::Closed`].
+    pub fn subscribe(&mut self, session: SessionId, topic: &str) -> Result<(), SendError> {
+        let open = self.session(session).ok_or(SendError::UnknownSession)?.is_open();
+        if !open {
+            return Err(SendError::Closed);
+        }
+        if let Some(first) = self.topics.subscribe(session, topic) {
+            self.bus.set_subscribed(self.loop_index, &first, true);
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes `session` from `topic`; returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, session: SessionId, topic: &str) -> bool {
+        let was = self.topics.of_session(session).iter().any(|t| &**t == topic);
+        if let Some(last) = self.topics.unsubscribe(session, topic) {
+            self.bus.set_subscribed(self.loop_index, &last, false);
+        }
+        was
+    }
+
+    /// This loop's topics with subscribers, and its subscriptions in all.
+    pub fn topic_counts(&self) -> (usize, usize) {
+        self.topics.counts()
+    }
+
+    /// The topics `session` subscribes to.
+    pub fn topics(&self, session: SessionId) -> impl Iterator<Item = &str> + '_ {
+        self.topics.of_session(session).iter().map(|t| &**t)
+    }
+
+    /// Publishes `message` to every subscriber of `topic` on every loop,
+    /// leaving out `exclude` (say, the sender). The frame is encoded once and
+    /// shared by every subscriber's queue. Returns the number of subscribers
+    /// of this loop it was queued for; subscribers on other loops get it
+    /// through their loop's channel, in publish order.
+    pub fn publish(&mut self, topic: &str, message: Message<'_>, exclude: Option<SessionId>) -> usize {
+        let frame = encode_shared(message);
+        let local: Vec<SessionId> = self.topics.subscribers(topic).filter(|s| Some(*s) != exclude).collect();
+        let delivered = self.deliver(&local, &frame);
+        let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
+        self.bus.send_to_others(self.loop_index, Some(&key), &frame);
+        delivered
+    }
+
+    /// Sends `message` to every open session on every loop, leaving out
+    /// `exclude`. Returns the number of sessions of this loop it was queued for.
+    pub fn broadcast(&mut self, message: Message<'_>, exclude: Option<SessionId>) -> usize {
+        let frame = encode_shared(message);
+        let local: Vec<SessionId> = self.sessions().filter(|s| Some(*s) != exclude).collect();
+        let delivered = self.deliver(&local, &frame);
+        self.bus.send_to_others(self.loop_index, None, &frame);
+        delivered
+    }
+
+    fn deliver(&mut self, targets: &[SessionId], frame: &Arc<[u8]>) -> usize {
+        let mut delivered = 0;
+        for &id in targets {
+            let (max, policy, now) = (self.max_out_queue, self.slow_consumer, self.now);
+            let stats = &self.bus.stats;
+            let Some(session) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
+                continue;
+            };
+            if session.deliver_shared(frame, max, policy, now, stats) {
+                delivered += 1;
+            }
+            if !session.flush_pending {
+                session.flush_pending = true;
+                self.touched.push(id.key);
+            }
+        }
+        delivered
     }
 
     /// The per-connection state of `session`.
@@ -271,7 +357,21 @@ impl<S> Context<'_, S> {
             other => SendError::Usage(other),
         })?;
         session.take_output();
-        self.touched.push(id.key);
+        if !session.flush_pending {
+            session.flush_pending = true;
+            self.touched.push(id.key);
+        }
         Ok(())
     }
+}
+
+/// A server frame (unmasked, uncompressed: legal on any connection) for `message`, to share.
+pub(crate) fn encode_shared(message: Message<'_>) -> Arc<[u8]> {
+    let (opcode, payload) = match message {
+        Message::Text(text) => (OpCode::Text, text.as_bytes()),
+        Message::Binary(data) => (OpCode::Binary, data),
+    };
+    let mut frame = Vec::with_capacity(payload.len() + 10);
+    encode_frame(true, 0, opcode, payload, None, &mut frame);
+    frame.into()
 }

@@ -34,6 +34,7 @@ mod event_loop;
 mod handler;
 mod listener;
 mod out_queue;
+mod pubsub;
 mod session;
 mod timer;
 
@@ -47,6 +48,7 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
+pub use pubsub::{PubSubStats, Topic};
 
 use crate::proto::handshake::HandshakeLimits;
 
@@ -70,6 +72,12 @@ pub struct ServerConfig {
     pub read_buffer_size: usize,
     /// The listen backlog (default 1024).
     pub backlog: u32,
+    /// What a publish does to a subscriber whose output is over `max_out_queue`
+    /// (default: drop the message for that subscriber).
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Publishes that may wait in each loop's inbound channel (default 65,536);
+    /// past it a loop misses them, counted in [`PubSubStats`].
+    pub bus_capacity: usize,
     /// permessage-deflate: whether to negotiate it and how (default: on,
     /// level 6, 15-bit windows, context takeover, messages from 64 bytes).
     #[cfg(feature = "deflate")]
@@ -86,16 +94,29 @@ impl Default for ServerConfig {
             linger_timeout: Duration::from_secs(2),
             read_buffer_size: 64 << 10,
             backlog: 1024,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            bus_capacity: 1 << 16,
             #[cfg(feature = "deflate")]
             deflate: crate::proto::deflate::DeflateConfig::default(),
         }
     }
 }
 
-/// State shared by a server's loops: only the shutdown flag.
-#[derive(Debug, Default)]
+/// What happens to a subscriber too slow for what is published to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Drop the message for that subscriber (counted).
+    #[default]
+    Drop,
+    /// Close the subscriber with 1008 and a reason (counted).
+    Close,
+}
+
+/// State shared by a server's loops: the shutdown flag and the pub/sub bus.
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
+    pub(crate) bus: Arc<pubsub::Bus>,
 }
 
 /// The entry point: `Server::builder()`.
@@ -159,21 +180,26 @@ impl ServerBuilder {
         let per_loop = listener::bind_all(&self.addrs, loops, self.config.backlog)?;
         let local_addrs = per_loop[0].iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let config = Arc::new(self.config);
-        let shared = Arc::new(Shared::default());
         let factory = Arc::new(factory);
+        let mut polls = Vec::with_capacity(loops);
         let mut wakers = Vec::with_capacity(loops);
-        let mut threads = Vec::with_capacity(loops);
-        for (index, listeners) in per_loop.into_iter().enumerate() {
+        for _ in 0..loops {
             let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), event_loop::WAKER)?);
+            wakers.push(Arc::new(Waker::new(poll.registry(), event_loop::WAKER)?));
+            polls.push(poll);
+        }
+        let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
+        let shared = Arc::new(Shared { shutdown: AtomicBool::new(false), bus });
+        let mut threads = Vec::with_capacity(loops);
+        for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
             let thread = std::thread::Builder::new().name(format!("ferrows-loop-{index}")).spawn(move || {
                 let handler = factory(index);
-                event_loop::EventLoop::new(index, poll, listeners, handler, config, shared)?.run()
+                event_loop::EventLoop::new(index, poll, listeners, inbox, handler, config, shared)?.run()
             })?;
             threads.push(thread);
         }
-        Ok(ServerHandle { local_addrs, shutdown: ShutdownHandle { shared, wakers: Arc::new(wakers) }, threads })
+        Ok(ServerHandle { local_addrs, shutdown: ShutdownHandle { shared }, threads })
     }
 }
 
@@ -190,6 +216,18 @@ impl ServerHandle {
     #[must_use]
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// What publishes could not deliver: full channels, dropped and closed slow subscribers.
+    #[must_use]
+    pub fn pubsub_stats(&self) -> &PubSubStats {
+        &self.shutdown.shared.bus.stats
+    }
+
+    /// Topics with subscribers on any loop.
+    #[must_use]
+    pub fn topic_count(&self) -> usize {
+        self.shutdown.shared.bus.directory_len()
     }
 
     /// A handle that can stop the server from another thread (a signal handler, say).
@@ -225,17 +263,12 @@ impl ServerHandle {
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
-    wakers: Arc<Vec<Waker>>,
 }
 
 impl ShutdownHandle {
     /// Asks every loop to shut down gracefully.
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        for waker in self.wakers.iter() {
-            if let Err(e) = waker.wake() {
-                log::warn!("cannot wake an event loop: {e}");
-            }
-        }
+        self.shared.bus.wake_all();
     }
 }

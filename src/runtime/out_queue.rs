@@ -3,20 +3,39 @@
 //! Frames are appended as byte chunks; small ones are packed into the last
 //! chunk so that a burst of small messages becomes one write. A write hands
 //! the socket up to [`MAX_IOVECS`] chunks at once (vectored), and a partial
-//! write keeps its place inside the front chunk.
+//! write keeps its place inside the front chunk. A chunk may be shared
+//! (`Arc`): one frame published to a topic sits in every subscriber's queue
+//! without a copy.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
 
 /// The most chunks handed to one vectored write.
 pub const MAX_IOVECS: usize = 64;
 /// Appends smaller than this are copied into the last chunk instead of queued alone.
 const PACK_LIMIT: usize = 16 << 10;
 
+/// Bytes to send: this queue's own, or shared with other queues.
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Shared(bytes) => bytes,
+        }
+    }
+}
+
 /// The queue.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     written: usize,
     /// Bytes waiting, over all chunks.
@@ -40,14 +59,23 @@ impl OutQueue {
             return;
         }
         self.len += bytes.len();
-        if let Some(last) = self.chunks.back_mut() {
+        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
             // The front chunk may be partly written; packing after it is still in order.
             if bytes.len() < PACK_LIMIT && last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
                 last.extend_from_slice(&bytes);
                 return;
             }
         }
-        self.chunks.push_back(bytes);
+        self.chunks.push_back(Chunk::Owned(bytes));
+    }
+
+    /// Appends bytes shared with other queues.
+    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.chunks.push_back(Chunk::Shared(bytes));
     }
 
     /// Writes as much as the socket takes, until it would block or the queue is empty.
@@ -59,7 +87,8 @@ impl OutQueue {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                slices[i] = IoSlice::new(if i == 0 { &chunk[self.written..] } else { chunk });
+                let bytes = chunk.as_slice();
+                slices[i] = IoSlice::new(if i == 0 { &bytes[self.written..] } else { bytes });
                 count += 1;
             }
             match socket.write_vectored(&slices[..count]) {
@@ -81,7 +110,7 @@ impl OutQueue {
         while n > 0 {
             // n never exceeds what the queue held, so a front chunk exists.
             let Some(front) = self.chunks.front() else { break };
-            let left = front.len() - self.written;
+            let left = front.as_slice().len() - self.written;
             if n < left {
                 self.written += n;
                 return;
@@ -140,7 +169,11 @@ mod tests {
         for i in 0..50u8 {
             let chunk: Vec<u8> = (0..(i as usize * 997 % 40_000)).map(|j| (j as u8).wrapping_add(i)).collect();
             expected.extend_from_slice(&chunk);
-            q.push(chunk);
+            if i % 3 == 0 {
+                q.push_shared(chunk.into());
+            } else {
+                q.push(chunk);
+            }
         }
         assert_eq!(q.len(), expected.len());
         let mut sock = Trickle { taken: Vec::new(), per_call: 7_777, budget: 100_000 };

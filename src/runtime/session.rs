@@ -1,12 +1,16 @@
 //! One client connection on an event loop.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::Interest;
 
 use super::out_queue::OutQueue;
+use super::pubsub::PubSubStats;
+use super::SlowConsumerPolicy;
 use crate::proto::handshake::ServerHandshake;
 use crate::proto::{CloseCode, Connection};
 
@@ -54,6 +58,9 @@ pub(crate) struct Session<S> {
     pub(crate) armed: Option<Instant>,
     /// Reading stopped because the output queue is over its limit.
     pub(crate) read_paused: bool,
+    /// Output was queued for this session outside its own I/O: write it at
+    /// the end of the loop iteration (once, however many messages came).
+    pub(crate) flush_pending: bool,
 }
 
 impl<S> Session<S> {
@@ -69,6 +76,7 @@ impl<S> Session<S> {
             interest: Interest::READABLE,
             armed: None,
             read_paused: false,
+            flush_pending: false,
         }
     }
 
@@ -92,6 +100,44 @@ impl<S> Session<S> {
                 self.out.push(bytes);
             }
         }
+    }
+
+    /// Queues a frame shared with other sessions (a publish), unless the
+    /// session cannot take it: closing, or its output over `max_out_queue`,
+    /// where `policy` applies. Returns whether the frame was queued.
+    pub(crate) fn deliver_shared(
+        &mut self,
+        frame: &Arc<[u8]>,
+        max_out_queue: usize,
+        policy: SlowConsumerPolicy,
+        now: Instant,
+        stats: &PubSubStats,
+    ) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        // What the connection queued (Pongs, replies) goes first.
+        self.take_output();
+        if self.out.len() + frame.len() > max_out_queue {
+            match policy {
+                SlowConsumerPolicy::Drop => {
+                    stats.dropped_backpressure.fetch_add(1, Ordering::Relaxed);
+                }
+                SlowConsumerPolicy::Close => {
+                    stats.slow_consumers_closed.fetch_add(1, Ordering::Relaxed);
+                    log::info!("{}: closing a slow consumer (output queue full)", self.peer);
+                    if let Some(conn) = self.connection_mut() {
+                        // The Close itself is queued whatever the limit.
+                        let _ = conn.send_close(CloseCode::POLICY_VIOLATION, "slow consumer: output queue full", now);
+                    }
+                    self.take_output();
+                    self.set_close_status(CloseCode::POLICY_VIOLATION, "slow consumer");
+                }
+            }
+            return false;
+        }
+        self.out.push_shared(frame.clone());
+        true
     }
 
     /// The next instant the session needs the clock.

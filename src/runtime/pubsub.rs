@@ -1,0 +1,267 @@
+//! Topics: per-loop subscription tables, and the bus that carries a publish
+//! to the other loops.
+//!
+//! Each loop keeps its own table of which of its sessions subscribe to which
+//! topics; only the loop's thread touches it. A shared directory records,
+//! per topic, which loops have subscribers, so a publish wakes only those
+//! loops. It changes only when a loop gains its first or loses its last
+//! subscriber of a topic, and is read briefly on publish, never while writing
+//! to a socket. Cross-loop deliveries travel through a bounded channel per
+//! loop, with that loop's `mio::Waker`; a flag coalesces the wakes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+
+use mio::Waker;
+
+use super::handler::SessionId;
+
+/// A topic name, shared between the tables that mention it.
+pub type Topic = Arc<str>;
+
+/// One loop's subscriptions.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    by_topic: HashMap<Topic, HashSet<SessionId>>,
+    by_session: HashMap<SessionId, Vec<Topic>>,
+}
+
+impl Topics {
+    /// Subscribes `session` to `topic`; returns the topic if the session is the loop's first subscriber.
+    pub(crate) fn subscribe(&mut self, session: SessionId, topic: &str) -> Option<Topic> {
+        let key: Topic = self.by_topic.get_key_value(topic).map_or_else(|| Arc::from(topic), |(k, _)| k.clone());
+        let set = self.by_topic.entry(key.clone()).or_default();
+        let first = set.is_empty();
+        if !set.insert(session) {
+            return None;
+        }
+        self.by_session.entry(session).or_default().push(key.clone());
+        first.then_some(key)
+    }
+
+    /// Unsubscribes `session` from `topic`; returns the topic if the loop has no subscriber of it left.
+    pub(crate) fn unsubscribe(&mut self, session: SessionId, topic: &str) -> Option<Topic> {
+        let set = self.by_topic.get_mut(topic)?;
+        if !set.remove(&session) {
+            return None;
+        }
+        if let Some(list) = self.by_session.get_mut(&session) {
+            if let Some(at) = list.iter().position(|t| &**t == topic) {
+                list.swap_remove(at);
+            }
+            if list.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+        if set.is_empty() {
+            // A topic with no subscribers leaves no trace.
+            return self.by_topic.remove_entry(topic).map(|(key, _)| key);
+        }
+        None
+    }
+
+    /// Removes every subscription of `session`; returns the topics the loop no longer has subscribers of.
+    pub(crate) fn remove_session(&mut self, session: SessionId) -> Vec<Topic> {
+        let Some(list) = self.by_session.remove(&session) else {
+            return Vec::new();
+        };
+        let mut emptied = Vec::new();
+        for topic in list {
+            if let Some(set) = self.by_topic.get_mut(&topic) {
+                set.remove(&session);
+                if set.is_empty() {
+                    self.by_topic.remove(&topic);
+                    emptied.push(topic);
+                }
+            }
+        }
+        emptied
+    }
+
+    /// The loop's subscribers of `topic`.
+    pub(crate) fn subscribers(&self, topic: &str) -> impl Iterator<Item = SessionId> + '_ {
+        self.by_topic.get(topic).into_iter().flatten().copied()
+    }
+
+    /// The shared name of `topic`, if the loop has subscribers of it.
+    pub(crate) fn of_topic_key(&self, topic: &str) -> Option<Topic> {
+        self.by_topic.get_key_value(topic).map(|(k, _)| k.clone())
+    }
+
+    /// The topics `session` subscribes to.
+    pub(crate) fn of_session(&self, session: SessionId) -> &[Topic] {
+        self.by_session.get(&session).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many topics have subscribers, and how many subscriptions there are.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.by_topic.len(), self.by_session.values().map(Vec::len).sum())
+    }
+}
+
+/// A publish on its way to another loop.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// To the loop's subscribers of a topic.
+    Topic { topic: Topic, frame: Arc<[u8]> },
+    /// To every session of the loop.
+    All { frame: Arc<[u8]> },
+}
+
+/// Counters of what the bus and the subscribers' queues could not take.
+#[derive(Debug, Default)]
+pub struct PubSubStats {
+    /// Deliveries dropped because a loop's inbound channel was full.
+    pub dropped_channel_full: AtomicU64,
+    /// Messages dropped for a subscriber whose output queue was over its limit.
+    pub dropped_backpressure: AtomicU64,
+    /// Subscribers closed (1008) for being too slow.
+    pub slow_consumers_closed: AtomicU64,
+}
+
+struct Inbox {
+    sender: SyncSender<Delivery>,
+    waker: Arc<Waker>,
+    /// Set when a wake is pending, so that a burst of publishes wakes the loop once.
+    woken: AtomicBool,
+}
+
+/// The shared part: every loop's inbox and the topic directory.
+pub(crate) struct Bus {
+    inboxes: Vec<Inbox>,
+    /// Per topic, a bit per loop (of the first 64) with subscribers.
+    directory: RwLock<HashMap<Topic, u64>>,
+    pub(crate) stats: PubSubStats,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("loops", &self.inboxes.len()).finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// A bus for loops with these wakers; returns it and each loop's receiver.
+    pub(crate) fn new(wakers: &[Arc<Waker>], capacity: usize) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
+        let mut inboxes = Vec::with_capacity(wakers.len());
+        let mut receivers = Vec::with_capacity(wakers.len());
+        for waker in wakers {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+            inboxes.push(Inbox { sender, waker: waker.clone(), woken: AtomicBool::new(false) });
+            receivers.push(receiver);
+        }
+        let bus = Self { inboxes, directory: RwLock::new(HashMap::new()), stats: PubSubStats::default() };
+        (Arc::new(bus), receivers)
+    }
+
+    fn bit(loop_index: usize) -> u64 {
+        if loop_index < 64 {
+            1 << loop_index
+        } else {
+            0
+        }
+    }
+
+    /// Records that `loop_index` has (`true`) or no longer has subscribers of `topic`.
+    pub(crate) fn set_subscribed(&self, loop_index: usize, topic: &Topic, subscribed: bool) {
+        let Ok(mut directory) = self.directory.write() else { return };
+        let mask = directory.entry(topic.clone()).or_insert(0);
+        if subscribed {
+            *mask |= Self::bit(loop_index);
+        } else {
+            *mask &= !Self::bit(loop_index);
+        }
+        if *mask == 0 {
+            directory.remove(topic);
+        }
+    }
+
+    /// Sends `delivery` to every other loop that may have receivers for it.
+    pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+        let mask = match topic {
+            Some(topic) => self.directory.read().ok().and_then(|d| d.get(topic).copied()).unwrap_or(0),
+            None => u64::MAX,
+        };
+        for (index, inbox) in self.inboxes.iter().enumerate() {
+            // Loops past the 64th are not in the directory: they always get a copy.
+            if index == from_loop || (index < 64 && mask & Self::bit(index) == 0) {
+                continue;
+            }
+            let delivery = match topic {
+                Some(topic) => Delivery::Topic { topic: topic.clone(), frame: frame.clone() },
+                None => Delivery::All { frame: frame.clone() },
+            };
+            match inbox.sender.try_send(delivery) {
+                Ok(()) => {
+                    if !inbox.woken.swap(true, Ordering::AcqRel) {
+                        if let Err(e) = inbox.waker.wake() {
+                            log::warn!("cannot wake loop {index}: {e}");
+                        }
+                    }
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.stats.dropped_channel_full.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("loop {index} inbox full: a publish is dropped there");
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Called by a loop before it drains its inbox: later sends wake it again.
+    pub(crate) fn clear_woken(&self, loop_index: usize) {
+        if let Some(inbox) = self.inboxes.get(loop_index) {
+            inbox.woken.store(false, Ordering::Release);
+        }
+    }
+
+    /// Wakes every loop (for shutdown).
+    pub(crate) fn wake_all(&self) {
+        for inbox in &self.inboxes {
+            if let Err(e) = inbox.waker.wake() {
+                log::warn!("cannot wake an event loop: {e}");
+            }
+        }
+    }
+
+    /// How many topics have subscribers on some loop.
+    pub(crate) fn directory_len(&self) -> usize {
+        self.directory.read().map_or(0, |d| d.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(key: usize) -> SessionId {
+        SessionId { key, generation: 0 }
+    }
+
+    #[test]
+    fn first_and_last_subscribers_are_reported() {
+        let mut t = Topics::default();
+        assert_eq!(t.subscribe(id(1), "a").as_deref(), Some("a"));
+        assert_eq!(t.subscribe(id(2), "a"), None);
+        assert_eq!(t.subscribe(id(2), "a"), None, "subscribing twice changes nothing");
+        assert_eq!(t.unsubscribe(id(1), "a"), None);
+        assert_eq!(t.unsubscribe(id(2), "a").as_deref(), Some("a"));
+        assert_eq!(t.counts(), (0, 0), "a topic with no subscribers leaves no trace");
+    }
+
+    #[test]
+    fn removing_a_session_leaves_all_its_topics() {
+        let mut t = Topics::default();
+        t.subscribe(id(1), "a");
+        t.subscribe(id(1), "b");
+        t.subscribe(id(2), "b");
+        let mut emptied: Vec<String> = t.remove_session(id(1)).iter().map(|s| s.to_string()).collect();
+        emptied.sort();
+        assert_eq!(emptied, ["a"]);
+        assert_eq!(t.subscribers("b").collect::<Vec<_>>(), [id(2)]);
+        assert_eq!(t.of_session(id(1)), &[] as &[Topic]);
+        assert_eq!(t.counts(), (1, 1));
+    }
+}
