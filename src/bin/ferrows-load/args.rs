@@ -4,7 +4,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+#[cfg(feature = "deflate")]
+use ferrows::proto::deflate::{client_offer, DeflateConfig};
 use ferrows::proto::handshake::ClientRequest;
+
+use crate::payload::Payload;
 
 /// The help text printed by `--help`.
 pub const HELP: &str = "\
@@ -31,9 +35,16 @@ COMMON OPTIONS:
     --max-pending N        echo, idle: most connections in TCP connect or handshake
                            at once, all threads together (default 1000), so that
                            the server's accept backlog is not overrun
-    --timeout SECS         give up on a connect plus handshake after SECS (default 10)
+    --timeout SECS         give up on a connect plus handshake after SECS (default 10;
+                           with --send-once, the first echo too)
     --protocol NAME        offer a subprotocol (repeatable)
     --header 'NAME: VALUE' add a request header, e.g. Origin (repeatable)
+    --deflate              offer permessage-deflate (RFC 7692) with a 32 KiB window
+                           both ways; the summary says on how many connections the
+                           server accepted it
+    --deflate-no-context-takeover
+                           with --deflate: ask both ends to reset their compressor
+                           after every message (less memory, less compression)
     -h, --help             print this help
 
 ECHO OPTIONS:
@@ -41,6 +52,10 @@ ECHO OPTIONS:
     --in-flight K          messages in flight per connection (default 1)
     --size BYTES           payload size (default 16; at least 8 binary, 16 text)
     --binary | --text      message type (default binary)
+    --payload KIND         what fills a message after its send time: pattern
+                           (default; bytes 0..250 or digits 0..9 over and over) or
+                           json (JSON-like records with varying numbers, which
+                           compress the way API and chat traffic does)
     --warmup SECS          run unmeasured this long once connected (default 1)
     --duration SECS        then measure this long (default 10)
 
@@ -51,6 +66,12 @@ IDLE OPTIONS:
     --server-pid PID       read the server's VmRSS from /proc/PID/status before
                            opening (after 1 s) and once all are open (after 2 s);
                            measure on a freshly started server
+    --send-once            once a connection opens, send it one JSON-like text
+                           message and count it open only when the echo is back
+                           (the server must echo); with --deflate the server has
+                           then built its compression state before its memory is
+                           read
+    --size BYTES           with --send-once: the message size (default 1024)
 
 CONNECT OPTIONS:
     --concurrency C        connections in progress at once (default 50)
@@ -62,7 +83,8 @@ goes to stdout and ends with one line for scripts:
     RESULT mode=echo connections=.. size=.. msgs_per_sec=.. bytes_per_sec=.. p50_us=.. ...
 msgs_per_sec and bytes_per_sec count echoes received (payload bytes, one way);
 latencies are in microseconds; bytes_per_conn is the server's RSS growth per
-open connection. The Close that ends each connection must be answered within 2 s.
+open connection; deflate is how many connections use permessage-deflate (0
+without --deflate). The Close that ends each connection must be answered within 2 s.
 
 EXIT STATUS:
     0 the run completed without errors
@@ -71,6 +93,8 @@ EXIT STATUS:
 
 EXAMPLES:
     ferrows-load echo --url ws://127.0.0.1:9001/ --connections 100 --in-flight 4 --size 64
+    ferrows-load echo --text --payload json --size 1024 --deflate
+    ferrows-load idle --connections 2000 --send-once --deflate --server-pid 4242
     ferrows-load idle --connections 50000 --source-range 127.0.0.1-127.0.0.4 --server-pid 4242
     ferrows-load connect --concurrency 50 --duration 5
 ";
@@ -118,10 +142,18 @@ pub struct Options {
     pub timeout: Duration,
     /// Messages in flight per connection (echo).
     pub in_flight: usize,
-    /// Payload bytes per message (echo).
+    /// Payload bytes per message (echo; idle with `send_once`).
     pub size: usize,
     /// Text messages rather than binary (echo).
     pub text: bool,
+    /// What fills a message after its send time (echo).
+    pub payload: Payload,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
+    /// With `deflate`: both ends reset their compressor after every message.
+    pub deflate_no_context_takeover: bool,
+    /// Send one message on each new connection and wait for its echo (idle).
+    pub send_once: bool,
     /// Unmeasured time before measuring (echo, connect).
     pub warmup: Duration,
     /// Measured time (echo, connect).
@@ -132,6 +164,22 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// Connections in progress at once (connect).
     pub concurrency: usize,
+}
+
+impl Options {
+    /// The permessage-deflate settings every connection offers and checks the
+    /// server's answer against; `None` without `--deflate`.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_config(&self) -> Option<DeflateConfig> {
+        self.deflate.then(|| {
+            let mut config = DeflateConfig::default();
+            // Asking the server to reset too (RFC 7692 §7.1.1.1) is what
+            // makes its per-connection compression memory small.
+            config.client_no_context_takeover = self.deflate_no_context_takeover;
+            config.server_no_context_takeover = self.deflate_no_context_takeover;
+            config
+        })
+    }
 }
 
 /// What the command line asks for.
@@ -170,16 +218,20 @@ pub fn min_size(text: bool) -> usize {
 /// The largest payload accepted for `--size` (the protocol core's default message limit).
 pub const MAX_SIZE: usize = 16 << 20;
 
+/// The size of the message `--send-once` sends unless `--size` says otherwise.
+pub const SEND_ONCE_SIZE: usize = 1024;
+
 /// Which modes accept a flag; `None` for a flag nobody knows.
 fn modes_of(flag: &str) -> Option<&'static [Mode]> {
     const ALL: &[Mode] = &[Mode::Echo, Mode::Idle, Mode::Connect];
     Some(match flag {
         "--url" | "--threads" | "--sources" | "--source-range" | "--max-pending" | "--timeout" | "--protocol"
         | "--header" => ALL,
-        "--connections" => &[Mode::Echo, Mode::Idle],
-        "--in-flight" | "--size" | "--binary" | "--text" => &[Mode::Echo],
+        "--deflate" | "--deflate-no-context-takeover" => ALL,
+        "--connections" | "--size" => &[Mode::Echo, Mode::Idle],
+        "--in-flight" | "--binary" | "--text" | "--payload" => &[Mode::Echo],
         "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect],
-        "--hold" | "--server-pid" => &[Mode::Idle],
+        "--hold" | "--server-pid" | "--send-once" => &[Mode::Idle],
         "--concurrency" => &[Mode::Connect],
         _ => return None,
     })
@@ -187,7 +239,7 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
 
 /// Whether a flag is a switch (takes no value).
 fn is_switch(flag: &str) -> bool {
-    matches!(flag, "--binary" | "--text")
+    matches!(flag, "--binary" | "--text" | "--deflate" | "--deflate-no-context-takeover" | "--send-once")
 }
 
 /// Parses the arguments after the program name.
@@ -211,6 +263,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         in_flight: 1,
         size: 16,
         text: false,
+        payload: Payload::Pattern,
+        deflate: false,
+        deflate_no_context_takeover: false,
+        send_once: false,
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(10),
         hold: Duration::from_secs(10),
@@ -221,6 +277,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     let mut headers = Vec::new();
     let mut seen_type: Option<&'static str> = None;
     let mut seen_sources = None;
+    let mut size = None;
 
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -255,12 +312,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
             if inline.is_some() {
                 return Err(arg_error!("{flag} takes no value"));
             }
-            let name = if flag == "--text" { "--text" } else { "--binary" };
-            if let Some(other) = seen_type.filter(|other| *other != name) {
-                return Err(arg_error!("{flag} conflicts with {other}"));
+            match flag.as_str() {
+                "--deflate" => opts.deflate = true,
+                "--deflate-no-context-takeover" => opts.deflate_no_context_takeover = true,
+                "--send-once" => opts.send_once = true,
+                _ => {
+                    let name = if flag == "--text" { "--text" } else { "--binary" };
+                    if let Some(other) = seen_type.filter(|other| *other != name) {
+                        return Err(arg_error!("{flag} conflicts with {other}"));
+                    }
+                    seen_type = Some(name);
+                    opts.text = flag == "--text";
+                }
             }
-            seen_type = Some(name);
-            opts.text = flag == "--text";
             continue;
         }
         let value = match inline.or_else(|| args.next()) {
@@ -288,7 +352,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
             }
             "--connections" => opts.connections = positive(&flag, &value)?,
             "--in-flight" => opts.in_flight = positive(&flag, &value)?,
-            "--size" => opts.size = number(&flag, &value)?,
+            "--size" => size = Some(number(&flag, &value)?),
+            "--payload" => {
+                opts.payload = Payload::from_name(value.trim())
+                    .ok_or_else(|| arg_error!("{flag}: unknown payload {value:?}: expected pattern or json"))?;
+            }
             "--warmup" => opts.warmup = seconds(&flag, &value, true)?,
             "--duration" => opts.duration = seconds(&flag, &value, false)?,
             "--hold" => opts.hold = seconds(&flag, &value, true)?,
@@ -302,6 +370,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         return Err(arg_error!("missing mode: echo, idle or connect (see --help)"));
     };
     opts.mode = mode;
+    if mode == Mode::Idle {
+        if size.is_some() && !opts.send_once {
+            return Err(arg_error!("--size applies to idle mode only with --send-once"));
+        }
+        opts.size = size.unwrap_or(SEND_ONCE_SIZE);
+        if opts.send_once && !(1..=MAX_SIZE).contains(&opts.size) {
+            return Err(arg_error!("--size {} out of range: 1..={MAX_SIZE} bytes", opts.size));
+        }
+    } else if let Some(size) = size {
+        opts.size = size;
+    }
     if mode == Mode::Echo && !(min_size(opts.text)..=MAX_SIZE).contains(&opts.size) {
         let kind = if opts.text { "text" } else { "binary" };
         return Err(arg_error!(
@@ -322,6 +401,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     }
     for (name, value) in headers {
         request = request.header(name, value);
+    }
+    if opts.deflate_no_context_takeover && !opts.deflate {
+        return Err(arg_error!("--deflate-no-context-takeover needs --deflate"));
+    }
+    #[cfg(feature = "deflate")]
+    if let Some(config) = opts.deflate_config() {
+        request = request.extensions(client_offer(&config));
+    }
+    #[cfg(not(feature = "deflate"))]
+    if opts.deflate {
+        return Err(arg_error!(
+            "--deflate: this ferrows-load was built without permessage-deflate (cargo feature `deflate`)"
+        ));
     }
     // Encoding once here turns a bad --protocol or --header into a usage error.
     request.encode(&[0; 16], &mut Vec::new()).map_err(|e| arg_error!("--protocol/--header: {e}"))?;
@@ -415,6 +507,44 @@ mod tests {
         assert_eq!(opts.sources.len(), 3);
         assert_eq!(opts.server_pid, Some(7));
         assert_eq!(options("connect --concurrency 3").concurrency, 3);
+        let opts = options("echo --text --payload json --size 1024");
+        assert_eq!((opts.payload, opts.size, opts.deflate), (Payload::Json, 1024, false));
+        assert_eq!(options("echo").payload, Payload::Pattern);
+        let opts = options("idle --send-once");
+        assert!(opts.send_once);
+        assert_eq!(opts.size, SEND_ONCE_SIZE);
+        assert_eq!(options("idle --send-once --size 100").size, 100);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_offer() {
+        let encoded = |opts: &Options| {
+            let mut out = Vec::new();
+            opts.request.encode(&[0; 16], &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let opts = options("echo");
+        assert!(opts.deflate_config().is_none());
+        assert!(!encoded(&opts).contains("Sec-WebSocket-Extensions"));
+        for mode in ["echo", "idle", "connect"] {
+            let opts = options(&format!("{mode} --deflate"));
+            assert_eq!(opts.deflate_config(), Some(DeflateConfig::default()));
+            assert!(encoded(&opts).contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+        }
+        let opts = options("idle --deflate --deflate-no-context-takeover");
+        let config = opts.deflate_config().unwrap();
+        assert!(config.client_no_context_takeover && config.server_no_context_takeover);
+        assert!(encoded(&opts).contains("server_no_context_takeover; client_no_context_takeover"));
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    #[test]
+    fn deflate_needs_the_feature() {
+        match parse_line("echo --deflate") {
+            Err(ArgError(message)) => assert!(message.contains("without permessage-deflate"), "{message}"),
+            other => panic!("accepted: {other:?}"),
+        }
     }
 
     #[test]
@@ -425,7 +555,7 @@ mod tests {
             ("--size 3", "comes first"),
             ("echo --nope 1", "--nope"),
             ("echo --hold 3", "--hold does not apply to echo"),
-            ("idle --size 3", "--size does not apply to idle"),
+            ("connect --size 3", "--size does not apply to connect"),
             ("echo --size", "--size needs a value"),
             ("echo --size 4", "--size 4 out of range"),
             ("echo --text --size 8", "--size 8 out of range"),
@@ -441,6 +571,13 @@ mod tests {
             ("echo --url wss://h/", "wss://"),
             ("echo --header NoColon", "--header"),
             ("echo --protocol a,b", "--protocol"),
+            ("echo --payload random", "--payload: unknown payload"),
+            ("idle --payload json", "--payload does not apply to idle"),
+            ("echo --send-once", "--send-once does not apply to echo"),
+            ("idle --size 100", "--size applies to idle mode only with --send-once"),
+            ("idle --send-once --size 0", "--size 0 out of range"),
+            ("echo --deflate=1", "--deflate takes no value"),
+            ("echo --deflate-no-context-takeover", "needs --deflate"),
         ];
         for (line, expected) in cases {
             match parse_line(line) {

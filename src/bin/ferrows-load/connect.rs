@@ -10,8 +10,8 @@ use ferrows::proto::{Connection, Event};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
-use crate::report::{closes_line, conclude, latency_fields, latency_line, per_sec, share};
-use crate::session::Handler;
+use crate::report::{closes_line, conclude, deflate_line, latency_fields, latency_line, per_sec, share};
+use crate::session::{Handler, Opened};
 use crate::shared::{Phase, Shared};
 use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
 
@@ -26,12 +26,12 @@ pub struct Connect {
 }
 
 impl Handler for Connect {
-    fn on_open(&mut self, _conn: &mut Connection, started: Instant, now: Instant) -> bool {
+    fn on_open(&mut self, _conn: &mut Connection, started: Instant, now: Instant) -> Opened {
         if self.phase == Phase::Measuring {
             self.latency.record(now.saturating_duration_since(started).as_nanos() as u64);
         }
         // Close at once; the session then waits for the server's Close and its TCP close.
-        true
+        Opened::Close
     }
 
     fn on_event(&mut self, _conn: &mut Connection, _event: Event, _now: Instant) {}
@@ -75,11 +75,15 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  handshakes {handshakes} ({rate:.1}/s), {failed} failed");
     println!("  latency    {} (connect to 101)", latency_line(&latency));
     println!("  closes     {}", closes_line(clean, unclean));
+    if let Some(line) = deflate_line(opts, shared) {
+        println!("  deflate    {line}");
+    }
     println!("  errors     {errors}");
     println!(
-        "RESULT mode=connect concurrency={} handshakes={handshakes} handshakes_per_sec={rate:.1} {} failed={failed} errors={errors}",
+        "RESULT mode=connect concurrency={} handshakes={handshakes} handshakes_per_sec={rate:.1} {} failed={failed} deflate={} errors={errors}",
         opts.concurrency,
-        latency_fields(&latency)
+        latency_fields(&latency),
+        shared.deflated.load(Relaxed)
     );
     Ok(conclude(shared, &opts.url))
 }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use ferrows::proto::{Connection, Event};
@@ -10,13 +11,15 @@ use ferrows::proto::{Connection, Event};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
-use crate::report::{closes_line, conclude, latency_fields, latency_line, per_sec, share};
-use crate::session::Handler;
+use crate::report::{closes_line, conclude, deflate_line, latency_fields, latency_line, per_sec, share};
+use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
 use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
 
 /// Decimal digits of a text message's timestamp: 10^16 ns is 115 days.
 const TEXT_DIGITS: usize = 16;
+/// Bytes of a binary message's timestamp.
+const BINARY_STAMP: usize = 8;
 
 /// One thread's part of an echo run.
 #[derive(Debug)]
@@ -29,9 +32,9 @@ pub struct Echo<'a> {
     text: bool,
     /// Messages in flight per connection.
     in_flight: usize,
-    /// The binary payload; its first 8 bytes are overwritten with the time.
+    /// The binary payload: 8 bytes overwritten with the time, then the filler.
     binary: Vec<u8>,
-    /// The text payload; its first 16 digits are overwritten with the time.
+    /// The text payload: 16 digits overwritten with the time, then the filler.
     text_payload: String,
     /// The run's phase.
     phase: Phase,
@@ -53,8 +56,18 @@ impl<'a> Echo<'a> {
             size: opts.size,
             text: opts.text,
             in_flight: opts.in_flight,
-            binary: (0..opts.size).map(|i| (i % 251) as u8).collect(),
-            text_payload: (0..opts.size).map(|i| char::from(b'0' + (i % 10) as u8)).collect(),
+            binary: if opts.text {
+                Vec::new()
+            } else {
+                let mut binary = vec![0; BINARY_STAMP];
+                binary.extend(opts.payload.binary(opts.size - BINARY_STAMP));
+                binary
+            },
+            text_payload: if opts.text {
+                "0".repeat(TEXT_DIGITS) + &opts.payload.text(opts.size - TEXT_DIGITS)
+            } else {
+                String::new()
+            },
             phase: Phase::Opening,
             latency: Histogram::default(),
             messages: 0,
@@ -84,7 +97,7 @@ impl<'a> Echo<'a> {
             self.text_payload.replace_range(..TEXT_DIGITS, digits);
             conn.send_text(&self.text_payload)
         } else {
-            self.binary[..8].copy_from_slice(&stamp.to_le_bytes());
+            self.binary[..BINARY_STAMP].copy_from_slice(&stamp.to_le_bytes());
             conn.send_binary(&self.binary)
         };
     }
@@ -112,19 +125,19 @@ impl<'a> Echo<'a> {
                 .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
                 .ok_or_else(|| "echoed text does not start with our timestamp".to_owned())
         } else {
-            let mut stamp = [0; 8];
-            stamp.copy_from_slice(&payload[..8]);
+            let mut stamp = [0; BINARY_STAMP];
+            stamp.copy_from_slice(&payload[..BINARY_STAMP]);
             Ok(u64::from_le_bytes(stamp))
         }
     }
 }
 
 impl Handler for Echo<'_> {
-    fn on_open(&mut self, conn: &mut Connection, _started: Instant, now: Instant) -> bool {
+    fn on_open(&mut self, conn: &mut Connection, _started: Instant, now: Instant) -> Opened {
         for _ in 0..self.in_flight {
             self.send(conn, now);
         }
-        false
+        Opened::Ready
     }
 
     fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant) {
@@ -187,17 +200,18 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     let time = leader.measured_time();
     let bytes = messages * opts.size as u64;
     let (msgs_per_sec, bytes_per_sec) = (per_sec(messages, time), per_sec(bytes, time));
-    let opened = shared.opened.load(std::sync::atomic::Ordering::Relaxed);
-    let failed = shared.failed.load(std::sync::atomic::Ordering::Relaxed);
-    let errors = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let opened = shared.opened.load(Relaxed);
+    let failed = shared.failed.load(Relaxed);
+    let errors = shared.errors.load(Relaxed);
     let kind = if opts.text { "text" } else { "binary" };
+    let payload = opts.payload.name();
 
     println!();
     println!(
         "echo {}: {} connections ({opened} opened, {failed} failed), {} thread(s)",
         opts.url, opts.connections, opts.threads
     );
-    println!("  messages   {}-byte {kind}, {} in flight per connection", opts.size, opts.in_flight);
+    println!("  messages   {}-byte {kind} ({payload}), {} in flight per connection", opts.size, opts.in_flight);
     println!(
         "  measured   {} ({} connections open at its start, {} at its end)",
         leader.measured_words(),
@@ -208,13 +222,17 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  payload    {bytes} bytes echoed ({:.3} MB/s each way)", bytes_per_sec / 1e6);
     println!("  latency    {}", latency_line(&latency));
     println!("  closes     {}", closes_line(clean, unclean));
+    if let Some(line) = deflate_line(opts, shared) {
+        println!("  deflate    {line}");
+    }
     println!("  errors     {errors}");
     println!(
-        "RESULT mode=echo connections={} size={} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} errors={errors}",
+        "RESULT mode=echo connections={} size={} payload={payload} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} deflate={} errors={errors}",
         opts.connections,
         opts.size,
         opts.in_flight,
-        latency_fields(&latency)
+        latency_fields(&latency),
+        shared.deflated.load(Relaxed)
     );
     Ok(conclude(shared, &opts.url))
 }

@@ -1,5 +1,9 @@
 //! Idle mode: open N connections, hold them, and (on Linux) weigh what they
 //! cost the server.
+//!
+//! With `--send-once` each connection first sends one message and waits for
+//! its echo, so that the server's per-connection state for messages (a
+//! permessage-deflate compressor above all) exists when its memory is read.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,29 +14,62 @@ use ferrows::proto::{Connection, Event};
 
 use crate::args::Options;
 use crate::leader::{Leader, RSS_SETTLE};
-use crate::report::{closes_line, conclude, share};
+use crate::payload;
+use crate::report::{closes_line, conclude, deflate_line, share};
 use crate::rss::vm_rss_kib;
-use crate::session::Handler;
+use crate::session::{Handler, Opened};
 use crate::shared::{Phase, Shared};
 use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
 
 /// How long the server is left alone before its memory is first read.
 const RSS_BEFORE_SETTLE: Duration = Duration::from_secs(1);
 
-/// One thread's part of an idle run: it only answers pings, which the
-/// connection does by itself.
-#[derive(Debug, Default)]
-pub struct Idle;
-
-impl Handler for Idle {
-    fn on_open(&mut self, _conn: &mut Connection, _started: Instant, _now: Instant) -> bool {
-        false
-    }
-
-    fn on_event(&mut self, _conn: &mut Connection, _event: Event, _now: Instant) {}
+/// One thread's part of an idle run: it sends the first message if asked,
+/// and otherwise only answers pings, which the connection does by itself.
+#[derive(Debug)]
+pub struct Idle<'a> {
+    /// The text message each connection sends once it opens, if any.
+    first: Option<String>,
+    /// Where errors go.
+    shared: &'a Shared,
 }
 
-impl Load for Idle {
+impl<'a> Idle<'a> {
+    /// A thread's part of an idle run per `opts`.
+    pub fn new(opts: &Options, shared: &'a Shared) -> Self {
+        Idle { first: opts.send_once.then(|| payload::json(opts.size)), shared }
+    }
+}
+
+impl Handler for Idle<'_> {
+    fn on_open(&mut self, conn: &mut Connection, _started: Instant, _now: Instant) -> Opened {
+        let Some(first) = &self.first else {
+            return Opened::Ready;
+        };
+        // A refusal means the connection is closing; waiting for the echo then
+        // ends in a failure that says so.
+        let _ = conn.send_text(first);
+        Opened::AwaitEcho
+    }
+
+    fn on_event(&mut self, _conn: &mut Connection, event: Event, _now: Instant) {
+        let (len, kind) = match &event {
+            Event::Text(text) => (text.len(), "text"),
+            Event::Binary(data) => (data.len(), "binary"),
+            _ => return,
+        };
+        let expected = self.first.as_ref().map(String::len);
+        if kind != "text" || Some(len) != expected {
+            let why = match expected {
+                Some(size) => format!("expected a {size}-byte text echo, got a {len}-byte {kind} message"),
+                None => format!("got a {len}-byte {kind} message on an idle connection"),
+            };
+            self.shared.error("echo mismatch", why);
+        }
+    }
+}
+
+impl Load for Idle<'_> {
     fn set_phase(&mut self, _phase: Phase) {}
 
     fn flush(&mut self, _shared: &Shared) {}
@@ -65,7 +102,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         max_pending: opts.max_pending.div_ceil(opts.threads),
         opening_phases: &[Phase::Opening],
     };
-    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Idle)?;
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Idle::new(opts, shared))?;
 
     let clean = results.iter().map(|r| r.clean_closes).sum();
     let unclean = results.iter().map(|r| r.unclean_closes).sum();
@@ -74,6 +111,9 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
 
     println!();
     println!("idle {}: {} connections, {} thread(s)", opts.url, opts.connections, opts.threads);
+    if opts.send_once {
+        println!("  first      a {}-byte JSON-like text message per connection, open once echoed", opts.size);
+    }
     println!(
         "  open       {open} held for {}, {} still open at the end; {failed} failed to open",
         leader.measured_words(),
@@ -105,10 +145,15 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         _ => println!("  server RSS not measured (give --server-pid)"),
     }
     println!("  closes     {}", closes_line(clean, unclean));
+    if let Some(line) = deflate_line(opts, shared) {
+        println!("  deflate    {line}");
+    }
     println!("  errors     {errors}");
+    let send_once = if opts.send_once { opts.size } else { 0 };
     println!(
-        "RESULT mode=idle connections={} open={open} failed={failed} rss_before_kib={before_field} rss_after_kib={after_field} bytes_per_conn={per_conn_field} errors={}",
+        "RESULT mode=idle connections={} open={open} failed={failed} send_once={send_once} deflate={} rss_before_kib={before_field} rss_after_kib={after_field} bytes_per_conn={per_conn_field} errors={}",
         opts.connections,
+        shared.deflated.load(Relaxed),
         shared.errors.load(Relaxed)
     );
     Ok(conclude(shared, &opts.url))

@@ -26,6 +26,7 @@ mod echo;
 mod histogram;
 mod idle;
 mod leader;
+mod payload;
 mod random;
 mod report;
 mod rss;

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::shared::Shared;
 
@@ -51,6 +52,23 @@ pub fn latency_fields(h: &Histogram) -> String {
 /// The closes line: how many of our Close frames the server answered.
 pub fn closes_line(clean: u64, unclean: u64) -> String {
     format!("{clean} answered by the server's Close, {unclean} not answered in time")
+}
+
+/// The deflate line of a summary: on how many connections the server
+/// accepted permessage-deflate; `None` when it was not offered.
+pub fn deflate_line(opts: &Options, shared: &Shared) -> Option<String> {
+    if !opts.deflate {
+        return None;
+    }
+    let (deflated, opened) = (shared.deflated.load(Relaxed), shared.opened.load(Relaxed));
+    let mut line = format!("{deflated} of {opened} connections");
+    if deflated < opened {
+        line += &format!("; the server declined permessage-deflate on {}", opened - deflated);
+    }
+    if opts.deflate_no_context_takeover {
+        line += ", without context takeover";
+    }
+    Some(line)
 }
 
 /// Prints the errors by kind and returns the exit status: 1 if nothing

@@ -5,7 +5,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ferrows::proto::handshake::{ClientHandshake, ClientRequest, Status};
+#[cfg(feature = "deflate")]
+use ferrows::proto::deflate::{accept_server_response, DeflateConfig};
+use ferrows::proto::handshake::{ClientHandshake, ClientRequest, Response, Status};
 use ferrows::proto::{CloseCode, CloseFrame, Config, Connection, Event};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -16,11 +18,22 @@ use crate::random::SharedPool;
 /// Output capacity kept once everything is written; more is given back.
 const KEEP_OUT_CAPACITY: usize = 4096;
 
+/// What a mode wants of a connection whose handshake just completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// It is open.
+    Ready,
+    /// Start closing it at once.
+    Close,
+    /// A message was sent on it; it counts as open once a message comes back,
+    /// and as failed if none does before the handshake's deadline.
+    AwaitEcho,
+}
+
 /// What a mode does with an open connection.
 pub trait Handler {
     /// The handshake completed at `now`; the TCP connect began at `started`.
-    /// Returns whether to start closing at once.
-    fn on_open(&mut self, conn: &mut Connection, started: Instant, now: Instant) -> bool;
+    fn on_open(&mut self, conn: &mut Connection, started: Instant, now: Instant) -> Opened;
 
     /// Something happened on an open connection (pongs and close replies are
     /// already queued by the connection).
@@ -60,6 +73,9 @@ enum State {
 pub struct Env<'a> {
     /// The protocol settings of new connections.
     pub config: &'a Config,
+    /// The permessage-deflate offer the request made, if any.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<&'a DeflateConfig>,
     /// The thread's random source.
     pub pool: &'a SharedPool,
     /// How long to wait for the server's Close reply and then its TCP close.
@@ -90,6 +106,11 @@ pub struct Session {
     peer_close: Option<String>,
     /// The server's first protocol violation, described.
     violation: Option<String>,
+    /// Whether the connection uses permessage-deflate.
+    deflate: bool,
+    /// Whether the connection waits for the echo of its first message
+    /// before it counts as open.
+    awaiting_echo: bool,
 }
 
 impl Session {
@@ -135,6 +156,8 @@ impl Session {
             we_closed: false,
             peer_close: None,
             violation: None,
+            deflate: false,
+            awaiting_echo: false,
         })
     }
 
@@ -175,6 +198,17 @@ impl Session {
     /// Whether the handshake completed (the session may have ended since).
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open(_))
+    }
+
+    /// Whether the session counts as open: the handshake completed and the
+    /// echo the mode waits for, if any, came back.
+    pub fn is_ready(&self) -> bool {
+        self.is_open() && !self.awaiting_echo
+    }
+
+    /// Whether the connection uses permessage-deflate.
+    pub fn uses_deflate(&self) -> bool {
+        self.deflate
     }
 
     /// When the session next needs [`expire`](Self::expire).
@@ -250,13 +284,19 @@ impl Session {
         };
         match handshake.feed(data) {
             Ok(Status::Partial) => Ok(()),
-            Ok(Status::Complete { head: _, mut rest }) => {
-                let mut conn = Connection::client(env.config.clone(), now, env.pool.masks());
-                self.deadline = None;
-                let close_now = handler.on_open(&mut conn, self.started, now);
+            Ok(Status::Complete { head: response, mut rest }) => {
+                let conn = Connection::client(env.config.clone(), now, env.pool.masks());
+                let mut conn = self.negotiate(conn, &response, env)?;
+                let opened = handler.on_open(&mut conn, self.started, now);
                 self.state = State::Open(conn);
-                if close_now {
-                    self.send_close(now, env.close_grace);
+                match opened {
+                    Opened::Ready => self.deadline = None,
+                    Opened::Close => {
+                        self.deadline = None;
+                        self.send_close(now, env.close_grace);
+                    }
+                    // The handshake's deadline now bounds the wait for the echo.
+                    Opened::AwaitEcho => self.awaiting_echo = true,
                 }
                 // Frames the server sent right behind its response.
                 self.feed(&mut rest, handler, now);
@@ -264,6 +304,31 @@ impl Session {
             }
             Err(e) => Err(End::Failed("handshake", e.to_string())),
         }
+    }
+
+    /// Applies the extensions the server accepted to a new connection.
+    #[cfg(feature = "deflate")]
+    fn negotiate(&mut self, conn: Connection, response: &Response, env: Env<'_>) -> Result<Connection, End> {
+        let Some(config) = env.deflate else {
+            return Ok(conn);
+        };
+        match accept_server_response(response.extensions(), config) {
+            Ok(Some(params)) => {
+                self.deflate = true;
+                Ok(conn.with_deflate(&params, config))
+            }
+            // RFC 7692 §5: the server declined; both ends go on uncompressed.
+            Ok(None) => Ok(conn),
+            // RFC 7692 §7: an invalid response fails the connection.
+            Err(e) => Err(End::Failed("handshake", format!("permessage-deflate response: {e}"))),
+        }
+    }
+
+    /// Applies the extensions the server accepted to a new connection: none
+    /// are offered without the `deflate` feature.
+    #[cfg(not(feature = "deflate"))]
+    fn negotiate(&mut self, conn: Connection, _response: &Response, _env: Env<'_>) -> Result<Connection, End> {
+        Ok(conn)
     }
 
     /// Feeds an open connection and hands its events to the mode.
@@ -279,8 +344,15 @@ impl Session {
             self.violation.get_or_insert_with(|| violation.to_string());
         }
         while let Some(event) = conn.poll_event() {
-            if let Event::Close(frame) = &event {
-                self.peer_close = Some(describe_close(frame.as_ref()));
+            match &event {
+                Event::Close(frame) => self.peer_close = Some(describe_close(frame.as_ref())),
+                Event::Text(_) | Event::Binary(_) if self.awaiting_echo => {
+                    self.awaiting_echo = false;
+                    if !self.we_closed {
+                        self.deadline = None;
+                    }
+                }
+                _ => {}
             }
             handler.on_event(conn, event, now);
         }
@@ -359,6 +431,9 @@ impl Session {
         match self.state {
             State::Connecting(_) => End::Failed("connect", "timed out".to_owned()),
             State::Handshaking(_) => End::Failed("handshake", "no response in time".to_owned()),
+            State::Open(_) if self.awaiting_echo && !self.we_closed => {
+                End::Failed("first echo", "no echo in time".to_owned())
+            }
             State::Open(_) | State::Moving => self.lost("timed out"),
         }
     }

@@ -51,8 +51,10 @@ pub struct Shared {
     pub pending: AtomicU64,
     /// Connections open now (handshake done, not yet ended).
     pub open: AtomicU64,
-    /// Handshakes completed, all phases.
+    /// Handshakes completed, all phases (with `--send-once`, first echoes received).
     pub opened: AtomicU64,
+    /// Of `opened`, the connections that use permessage-deflate.
+    pub deflated: AtomicU64,
     /// Connections that never opened (refused, timed out, handshake refused).
     pub failed: AtomicU64,
     /// Errors of any kind, failed opens included.
@@ -73,6 +75,7 @@ impl Default for Shared {
             pending: AtomicU64::new(0),
             open: AtomicU64::new(0),
             opened: AtomicU64::new(0),
+            deflated: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             messages: AtomicU64::new(0),

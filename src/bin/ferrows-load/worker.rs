@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "deflate")]
+use ferrows::proto::deflate::DeflateConfig;
 use ferrows::proto::Config;
 use mio::{Events, Poll, Token};
 use slab::Slab;
@@ -92,6 +94,9 @@ struct Core<'a, H> {
     started: usize,
     /// The protocol settings.
     config: Config,
+    /// The permessage-deflate offer of every connection, if any.
+    #[cfg(feature = "deflate")]
+    deflate: Option<DeflateConfig>,
     /// Masking keys and nonces.
     pool: SharedPool,
     /// The read buffer.
@@ -193,6 +198,8 @@ impl<'a, H: Load> Core<'a, H> {
             pending: 0,
             started: 0,
             config,
+            #[cfg(feature = "deflate")]
+            deflate: opts.deflate_config(),
             pool: SharedPool::new().map_err(|e| io::Error::other(format!("OS random source: {e}")))?,
             scratch: vec![0; SCRATCH_BYTES],
             load,
@@ -253,7 +260,7 @@ impl<'a, H: Load> Core<'a, H> {
         let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
         for key in keys {
             let session = &mut self.sessions[key].session;
-            let end = if session.is_open() { session.expire() } else { End::Cancelled };
+            let end = if session.is_ready() { session.expire() } else { End::Cancelled };
             self.finish(key, end);
         }
         self.load.flush(self.shared);
@@ -314,14 +321,23 @@ impl<'a, H: Load> Core<'a, H> {
         if slot.generation != token >> KEY_BITS {
             return;
         }
-        let was_open = slot.session.is_open();
-        let env = Env { config: &self.config, pool: &self.pool, close_grace: CLOSE_GRACE };
+        let was_ready = slot.session.is_ready();
+        let env = Env {
+            config: &self.config,
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate.as_ref(),
+            pool: &self.pool,
+            close_grace: CLOSE_GRACE,
+        };
         let mut end = slot.session.ready(event, &mut self.scratch, env, &mut self.load, now);
-        if !was_open && slot.session.is_open() {
+        if !was_ready && slot.session.is_ready() {
             self.pending -= 1;
             self.shared.pending.fetch_sub(1, Relaxed);
             self.shared.open.fetch_add(1, Relaxed);
             self.shared.opened.fetch_add(1, Relaxed);
+            if slot.session.uses_deflate() {
+                self.shared.deflated.fetch_add(1, Relaxed);
+            }
         }
         if end.is_none() {
             if let Err(e) = slot.session.update_interest(self.poll.registry()) {
@@ -367,12 +383,19 @@ impl<'a, H: Load> Core<'a, H> {
     fn finish(&mut self, key: usize, end: End) {
         let mut slot = self.sessions.remove(key);
         slot.session.deregister(self.poll.registry());
-        if slot.session.is_open() {
+        let end = if slot.session.is_ready() {
             self.shared.open.fetch_sub(1, Relaxed);
+            end
         } else {
             self.pending -= 1;
             self.shared.pending.fetch_sub(1, Relaxed);
-        }
+            match end {
+                // Open, but still waiting for its first echo: it never counted
+                // as open, so it counts as failed, or the opening would wait for it.
+                End::Dropped(what, why) => End::Failed("first echo", format!("{what}: {why}")),
+                end => end,
+            }
+        };
         match end {
             End::Failed(what, why) => {
                 self.shared.failed.fetch_add(1, Relaxed);
