@@ -323,3 +323,53 @@ fn decompression_bomb_gets_close_1009() {
     client.expect_eof();
     server.stop();
 }
+
+// Plain HTTP requests handed to the handler.
+
+struct Plain;
+
+impl ferrows::runtime::Handler for Plain {
+    type State = ();
+    fn upgrade(&mut self, _r: &ferrows::runtime::Upgrade<'_>) -> ferrows::runtime::Decision<()> {
+        ferrows::runtime::Decision::accept(())
+    }
+    fn on_message(
+        &mut self,
+        _c: &mut ferrows::runtime::Context<'_, ()>,
+        _s: ferrows::runtime::SessionId,
+        _m: ferrows::runtime::Message<'_>,
+    ) {
+    }
+    fn on_http(
+        &mut self,
+        _ctx: &mut ferrows::runtime::Context<'_, ()>,
+        request: &ferrows::runtime::HttpRequest<'_>,
+    ) -> ferrows::runtime::HttpResponse {
+        let body = format!("{} {} {}", request.method(), request.path(), String::from_utf8_lossy(request.body()));
+        ferrows::runtime::HttpResponse::new(ferrows::proto::handshake::StatusCode::OK, "text/plain", body.as_bytes())
+    }
+}
+
+#[test]
+fn plain_http_requests_reach_the_handler_with_their_body() {
+    let mut config = quick_config();
+    config.max_http_body = 100;
+    let server = TestServer::start(config, 1, |_| Plain);
+    let answer = http_answer(&server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("Connection: close\r\n") && answer.ends_with("GET /health "), "{answer}");
+    // A body sent in pieces.
+    let mut client = RawClient::connect(server.addr);
+    client.send_raw(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
+    std::thread::sleep(Duration::from_millis(50));
+    client.send_raw(b" world");
+    let answer = String::from_utf8_lossy(&client.read_to_end()).into_owned();
+    assert!(answer.ends_with("POST /publish/x hello world"), "{answer}");
+    let answer = http_answer(&server, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+    assert_eq!(status(&answer), 413, "{answer}");
+    let answer = http_answer(&server, b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(status(&answer), 411, "{answer}");
+    let answer = http_answer(&server, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n");
+    assert_eq!(status(&answer), 400, "{answer}");
+    server.stop();
+}

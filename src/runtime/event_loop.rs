@@ -10,11 +10,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
+use super::http::{HttpRequest, HttpResponse};
 use super::pubsub::{Delivery, Topics};
 use super::session::{Phase, Session};
 use super::timer::TimerWheel;
 use super::{ServerConfig, Shared};
-use crate::proto::handshake::{write_error_response, Accept, ServerHandshake, Status, StatusCode};
+use crate::proto::handshake::{write_error_response, Accept, Request, ServerHandshake, Status, StatusCode};
 use crate::proto::{CloseCode, Connection, Event};
 
 /// Bits of a token that hold the session's generation.
@@ -271,7 +272,8 @@ impl<H: Handler> EventLoop<H> {
         match &mut session.phase {
             Phase::Handshake { handshake, .. } => match handshake.feed(&self.scratch[..n]) {
                 Ok(Status::Partial) => {}
-                Ok(Status::Complete { head, rest }) => self.upgrade(key, &head, rest, now),
+                Ok(Status::Complete { head, rest }) if head.is_upgrade() => self.upgrade(key, &head, rest, now),
+                Ok(Status::Complete { head, rest }) => self.http(key, head, rest, now),
                 Err(refusal) => {
                     log::debug!("{}: bad request: {refusal}", session.peer);
                     let mut response = Vec::new();
@@ -286,12 +288,19 @@ impl<H: Handler> EventLoop<H> {
                 }
                 self.deliver_events(key, now);
             }
+            Phase::HttpBody { body, length, .. } => {
+                let take = (*length - body.len()).min(n);
+                body.extend_from_slice(&self.scratch[..take]);
+                if body.len() == *length {
+                    self.answer_http(key, now);
+                }
+            }
             // Nothing more is read from a refused request or a finished session.
             Phase::Refused { .. } | Phase::Lingering { .. } => {}
         }
     }
 
-    fn upgrade(&mut self, key: usize, request: &crate::proto::handshake::Request, mut rest: Vec<u8>, now: Instant) {
+    fn upgrade(&mut self, key: usize, request: &Request, mut rest: Vec<u8>, now: Instant) {
         let Some(session) = self.sessions.get_mut(key) else { return };
         let peer = session.peer;
         let upgrade = match request.validate_upgrade() {
@@ -363,6 +372,60 @@ impl<H: Handler> EventLoop<H> {
             }
             self.deliver_events(key, now);
         }
+    }
+
+    /// A plain HTTP request: read its body (framed by `Content-Length`, within
+    /// `max_http_body`), then hand it to the handler.
+    fn http(&mut self, key: usize, request: Request, mut rest: Vec<u8>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        let deadline = session.deadline().unwrap_or(now);
+        // RFC 9112 §6.3: without Transfer-Encoding, Content-Length frames the body.
+        let refusal = if request.header("Transfer-Encoding").is_some() {
+            Some((StatusCode::LENGTH_REQUIRED, "send the body with a Content-Length"))
+        } else {
+            None
+        };
+        let length = match request.headers().get_str("Content-Length").map(str::trim) {
+            None => Ok(0),
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v.parse::<usize>().map_err(|_| ()),
+            Some(_) => Err(()),
+        };
+        let refusal = refusal.or(match length {
+            Err(()) => Some((StatusCode::BAD_REQUEST, "invalid Content-Length")),
+            Ok(n) if n > self.config.max_http_body => Some((StatusCode::CONTENT_TOO_LARGE, "request body too large")),
+            Ok(_) => None,
+        });
+        if let Some((status, reason)) = refusal {
+            log::debug!("{}: {} {}: {reason}", session.peer, request.method(), request.path());
+            let mut response = Vec::new();
+            write_error_response(status, reason, &mut response);
+            self.refuse(key, response, now);
+            return;
+        }
+        let length = length.unwrap_or(0);
+        rest.truncate(length);
+        session.phase = Phase::HttpBody { request: Box::new(request), body: rest, length, deadline };
+        if let Some(Phase::HttpBody { body, length, .. }) = self.sessions.get(key).map(|s| &s.phase) {
+            if body.len() == *length {
+                self.answer_http(key, now);
+            }
+        }
+    }
+
+    fn answer_http(&mut self, key: usize, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else { return };
+        let Phase::HttpBody { request, body, .. } =
+            std::mem::replace(&mut session.phase, Phase::Refused { deadline: now })
+        else {
+            return;
+        };
+        let peer = session.peer;
+        let mut response = None;
+        self.with_context(now, None, |h, ctx| {
+            response = Some(h.on_http(ctx, &HttpRequest { request: &request, body: &body, peer }));
+        });
+        log::debug!("{peer}: {} {}", request.method(), request.path());
+        self.refuse(key, response.map(HttpResponse::into_bytes).unwrap_or_default(), now);
     }
 
     fn refuse(&mut self, key: usize, response: Vec<u8>, now: Instant) {
@@ -522,7 +585,7 @@ impl<H: Handler> EventLoop<H> {
                         self.end_session(key, now);
                         continue;
                     }
-                    Phase::Refused { .. } | Phase::Lingering { .. } => {
+                    Phase::HttpBody { .. } | Phase::Refused { .. } | Phase::Lingering { .. } => {
                         self.end_session(key, now);
                         continue;
                     }
@@ -597,7 +660,7 @@ impl<H: Handler> EventLoop<H> {
                 Phase::Open(conn) => {
                     let _ = conn.send_close(CloseCode::GOING_AWAY, "server shutting down", now);
                 }
-                Phase::Handshake { .. } => {
+                Phase::Handshake { .. } | Phase::HttpBody { .. } => {
                     self.end_session(key, now);
                     continue;
                 }

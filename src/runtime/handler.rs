@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use super::http::{HttpRequest, HttpResponse};
 use super::pubsub::{Bus, Topics};
 use super::session::Session;
 use super::SlowConsumerPolicy;
@@ -128,6 +129,21 @@ pub trait Handler: 'static {
 
     /// A whole message arrived.
     fn on_message(&mut self, ctx: &mut Context<'_, Self::State>, session: SessionId, message: Message<'_>);
+
+    /// A plain HTTP request (no `Upgrade: websocket`) with its body; the
+    /// answer is written and the connection closed.
+    ///
+    /// The default answers as a WebSocket endpoint does: with the reason the
+    /// request is not an upgrade (426 for a plain GET, 405 for another method).
+    fn on_http(&mut self, ctx: &mut Context<'_, Self::State>, request: &HttpRequest<'_>) -> HttpResponse {
+        let _ = ctx;
+        let mut bytes = Vec::new();
+        match request.request().validate_upgrade() {
+            Err(refusal) => refusal.write_response(&mut bytes),
+            Ok(_) => crate::proto::handshake::write_error_response(StatusCode::BAD_REQUEST, "bad request", &mut bytes),
+        }
+        HttpResponse::from_bytes(bytes)
+    }
 
     /// A session ended: the peer's close code and reason, the code we sent on
     /// a violation, 1005 for a Close without a code, 1006 for a connection

@@ -32,6 +32,7 @@
 
 mod event_loop;
 mod handler;
+mod http;
 mod listener;
 mod out_queue;
 mod pubsub;
@@ -48,6 +49,7 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
+pub use http::{HttpRequest, HttpResponse};
 pub use pubsub::{PubSubStats, Topic};
 
 use crate::proto::handshake::HandshakeLimits;
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub linger_timeout: Duration,
     /// The per-loop read buffer (default 64 KiB). Sessions own no read buffer.
     pub read_buffer_size: usize,
+    /// The largest body of a plain HTTP request (default 1 MiB); over it: 413.
+    pub max_http_body: usize,
     /// The listen backlog (default 1024).
     pub backlog: u32,
     /// What a publish does to a subscriber whose output is over `max_out_queue`
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             linger_timeout: Duration::from_secs(2),
             read_buffer_size: 64 << 10,
             backlog: 1024,
+            max_http_body: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Drop,
             bus_capacity: 1 << 16,
             #[cfg(feature = "deflate")]

@@ -11,7 +11,7 @@ use mio::Interest;
 use super::out_queue::OutQueue;
 use super::pubsub::PubSubStats;
 use super::SlowConsumerPolicy;
-use crate::proto::handshake::ServerHandshake;
+use crate::proto::handshake::{Request, ServerHandshake};
 use crate::proto::{CloseCode, Connection};
 
 /// Where a session is in its life.
@@ -22,6 +22,8 @@ use crate::proto::{CloseCode, Connection};
 pub(crate) enum Phase {
     /// Reading the upgrade request, until the deadline.
     Handshake { handshake: Box<ServerHandshake>, deadline: Instant },
+    /// A plain HTTP request whose body is still arriving, until the deadline.
+    HttpBody { request: Box<Request>, body: Vec<u8>, length: usize, deadline: Instant },
     /// Upgraded: frames flow.
     Open(Connection),
     /// An HTTP answer (an error) is being written; then the socket is closed.
@@ -143,9 +145,10 @@ impl<S> Session<S> {
     /// The next instant the session needs the clock.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Handshake { deadline, .. } | Phase::Refused { deadline } | Phase::Lingering { deadline } => {
-                Some(*deadline)
-            }
+            Phase::Handshake { deadline, .. }
+            | Phase::HttpBody { deadline, .. }
+            | Phase::Refused { deadline }
+            | Phase::Lingering { deadline } => Some(*deadline),
             Phase::Open(conn) => conn.poll_timeout(),
         }
     }
@@ -154,7 +157,7 @@ impl<S> Session<S> {
     pub(crate) fn is_finished(&self) -> bool {
         self.out.is_empty()
             && match &self.phase {
-                Phase::Handshake { .. } | Phase::Lingering { .. } => false,
+                Phase::Handshake { .. } | Phase::HttpBody { .. } | Phase::Lingering { .. } => false,
                 Phase::Open(conn) => conn.is_closed() && !conn.wants_write(),
                 Phase::Refused { .. } => true,
             }
@@ -164,7 +167,7 @@ impl<S> Session<S> {
     pub(crate) fn wants_read(&self) -> bool {
         !self.read_paused
             && match &self.phase {
-                Phase::Handshake { .. } | Phase::Lingering { .. } => true,
+                Phase::Handshake { .. } | Phase::HttpBody { .. } | Phase::Lingering { .. } => true,
                 Phase::Open(conn) => conn.wants_read(),
                 Phase::Refused { .. } => false,
             }

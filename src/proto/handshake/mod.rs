@@ -68,7 +68,7 @@ pub use error::{HandshakeError, HandshakeUsageError, ResponseError};
 pub use extensions::{parse_extensions, ExtensionError, ExtensionOffer, ExtensionParam};
 pub use headers::{Header, Headers};
 pub use request::{HttpVersion, Request};
-pub use response::{write_error_response, write_error_response_with_headers, StatusCode};
+pub use response::{write_error_response, write_error_response_with_headers, write_response, StatusCode};
 pub use server::{Accept, ServerHandshake, UpgradeRequest};
 pub use url::{UrlError, WsUrl};
 

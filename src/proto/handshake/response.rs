@@ -32,6 +32,10 @@ impl StatusCode {
     pub const NOT_FOUND: StatusCode = StatusCode(404);
     /// 405: the handshake method must be GET.
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
+    /// 411: a body without a `Content-Length`.
+    pub const LENGTH_REQUIRED: StatusCode = StatusCode(411);
+    /// 413: a body over the server's limit.
+    pub const CONTENT_TOO_LARGE: StatusCode = StatusCode(413);
     /// 426: unsupported `Sec-WebSocket-Version` (RFC 6455 §4.4).
     pub const UPGRADE_REQUIRED: StatusCode = StatusCode(426);
     /// 429.
@@ -196,14 +200,60 @@ pub(crate) fn check_extra_header(name: &str, value: &str, reserved: &[&str]) -> 
 
 /// Writes the response; `headers` have been checked by the caller.
 pub(crate) fn write_response_unchecked(status: StatusCode, headers: &[(&str, &str)], body: &str, out: &mut Vec<u8>) {
+    let body = escape_body(body);
+    write_head_and_body(status, "text/plain; charset=utf-8", headers, body.as_bytes(), out);
+}
+
+/// Writes a complete HTTP/1.1 response of any content: status line,
+/// `Connection: close`, `Content-Type`, `Content-Length`, the extra `headers`,
+/// then `body` (left out for statuses that forbid one).
+///
+/// ```
+/// use ferrows::proto::handshake::{write_response, StatusCode};
+///
+/// let mut out = Vec::new();
+/// write_response(StatusCode::OK, "application/json", &[], b"{\"ok\":true}", &mut out)?;
+/// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"));
+/// assert!(out.ends_with(b"\r\n\r\n{\"ok\":true}"));
+/// # Ok::<(), ferrows::proto::handshake::HandshakeUsageError>(())
+/// ```
+///
+/// # Errors
+///
+/// A content type or extra header that is not a valid field, or an extra
+/// header that is one of the framing fields written here; nothing is
+/// appended then.
+pub fn write_response(
+    status: StatusCode,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), HandshakeUsageError> {
+    check_extra_header("Content-Type", content_type, &[])?;
+    for (name, value) in headers {
+        check_extra_header(name, value, FRAMING_HEADERS)?;
+    }
+    write_head_and_body(status, content_type, headers, body, out);
+    Ok(())
+}
+
+fn write_head_and_body(
+    status: StatusCode,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, usize::from(status.as_u16()));
     out.push(b' ');
     out.extend_from_slice(status.reason_phrase().as_bytes());
     out.extend_from_slice(b"\r\nConnection: close\r\n");
-    let body = (!status.forbids_body()).then(|| escape_body(body));
-    if let Some(body) = &body {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    let body = (!status.forbids_body()).then_some(body);
+    if let Some(body) = body {
+        push_header(out, "Content-Type", content_type.as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
         push_decimal(out, body.len());
         out.extend_from_slice(b"\r\n");
     }
@@ -212,7 +262,7 @@ pub(crate) fn write_response_unchecked(status: StatusCode, headers: &[(&str, &st
     }
     out.extend_from_slice(b"\r\n");
     if let Some(body) = body {
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(body);
     }
 }
 
