@@ -1,0 +1,595 @@
+//! The JSON pub/sub protocol spoken by the `pubsub` handler: parsing of client
+//! requests and encoding of server messages.
+//!
+//! This module is pure: text in, typed values out, and typed values in, JSON
+//! text out. It never touches a socket or the topic tables, so the handler only
+//! acts on a [`Request`] and sends the strings built here.
+//!
+//! Every client request is one JSON object in one text message:
+//!
+//! | request | reply |
+//! |---|---|
+//! | `{"op":"subscribe","topics":["a","b"],"id":7}` | `{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}` |
+//! | `{"op":"unsubscribe","topics":["a"],"id":8}` | `{"type":"ack","op":"unsubscribe","id":8,"topics":["a"]}` |
+//! | `{"op":"publish","topic":"a","data":{"x":1},"id":9}` | `{"type":"ack","op":"publish","id":9,"recipients":2}` |
+//! | `{"op":"ping","id":10}` | `{"type":"ack","op":"ping","id":10}` |
+//!
+//! Subscribers of a topic receive `{"type":"message","topic":"a","data":{"x":1}}`, where
+//! `data` is the published value's text, byte for byte. A request that cannot be served is
+//! answered with `{"type":"error","id":9,"code":"missing_topic","message":"..."}`.
+//!
+//! Rules:
+//!
+//! - `id` is optional, a JSON number or string, and echoed verbatim (`1.0e3` stays `1.0e3`).
+//! - `subscribe`, `unsubscribe` and `publish` name their topics with `"topics": [..]` or a
+//!   single `"topic": ".."`. A topic name is a non-empty string of at most
+//!   [`ProtocolLimits::max_topic_len`] bytes without control characters; a request names at
+//!   most [`ProtocolLimits::max_topics_per_request`] of them (counted as sent). Duplicates
+//!   are collapsed, keeping the order of first occurrence.
+//! - `publish` requires `data` (any JSON value, `null` included) and accepts
+//!   `"exclude_self": true` to skip the publisher's own subscription.
+//! - Unknown fields are ignored, so newer clients keep working; an unknown `op` is an error.
+//!   A field set to `null` counts as absent, except `data`.
+//!
+//! ```
+//! use ferrows::app::pubsub_protocol::{encode_ack_publish, encode_delivery, parse_request, ProtocolLimits, Request};
+//!
+//! let text = r#"{"op":"publish","topic":"news","data":{"b": 2, "a": 1},"id":"p-1"}"#;
+//! let Ok(Request::Publish { id, topics, data, exclude_self }) = parse_request(text, &ProtocolLimits::default()) else {
+//!     panic!("a valid publish");
+//! };
+//! assert_eq!(topics, ["news"]);
+//! assert!(!exclude_self);
+//! // The payload is encoded once and sent to every subscriber as is.
+//! assert_eq!(encode_delivery(&topics[0], data.get()), r#"{"type":"message","topic":"news","data":{"b": 2, "a": 1}}"#);
+//! assert_eq!(encode_ack_publish(id.as_ref(), 3), r#"{"type":"ack","op":"publish","id":"p-1","recipients":3}"#);
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Limits on what one request may ask for. The caller sets them; the parser checks them
+/// before it copies a topic name.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolLimits {
+    /// The most topics one request may name, duplicates included (default 64).
+    /// Over it: [`ErrorCode::TooManyTopics`].
+    pub max_topics_per_request: usize,
+    /// The longest topic name accepted, in bytes of UTF-8 (default 256).
+    /// Over it: [`ErrorCode::BadTopic`].
+    pub max_topic_len: usize,
+}
+
+impl Default for ProtocolLimits {
+    fn default() -> Self {
+        Self { max_topics_per_request: 64, max_topic_len: 256 }
+    }
+}
+
+/// A request's `id`: a JSON number or string chosen by the client, kept as its original
+/// JSON text and echoed back verbatim in the reply.
+#[derive(Debug, Clone)]
+pub struct Id(Box<RawValue>);
+
+impl Id {
+    /// Reads an id from its JSON text: `Some` for a number or a string, `None` otherwise.
+    ///
+    /// ```
+    /// use ferrows::app::pubsub_protocol::Id;
+    ///
+    /// assert_eq!(Id::from_json("12345678901234567890").unwrap().as_json(), "12345678901234567890");
+    /// assert_eq!(Id::from_json(r#""a\u0041""#).unwrap().as_json(), r#""a\u0041""#);
+    /// assert!(Id::from_json("null").is_none());
+    /// ```
+    #[must_use]
+    pub fn from_json(text: &str) -> Option<Self> {
+        let raw: &RawValue = serde_json::from_str(text).ok()?;
+        Self::from_raw(raw).ok().flatten()
+    }
+
+    /// `Ok(None)` for `null`, an error for anything but a number or a string.
+    fn from_raw(raw: &RawValue) -> Result<Option<Self>, RequestError> {
+        match raw.get().as_bytes().first() {
+            Some(b'"' | b'-' | b'0'..=b'9') => Ok(Some(Self(raw.to_owned()))),
+            _ if raw.get() == "null" => Ok(None),
+            _ => Err(RequestError::new(ErrorCode::BadJson, "`id` must be a number or a string")),
+        }
+    }
+
+    /// The id's JSON text, exactly as the client wrote it (a string id keeps its quotes and escapes).
+    #[must_use]
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for Id {}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_json())
+    }
+}
+
+/// A client's request, parsed and checked against the [`ProtocolLimits`].
+///
+/// Topic lists are non-empty, hold valid names and no duplicates.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// `{"op":"subscribe","topics":[..]}`: add the sender to these topics.
+    Subscribe {
+        /// Echoed in the ack.
+        id: Option<Id>,
+        /// The topics, in the order first named.
+        topics: Vec<String>,
+    },
+    /// `{"op":"unsubscribe","topics":[..]}`: remove the sender from these topics.
+    Unsubscribe {
+        /// Echoed in the ack.
+        id: Option<Id>,
+        /// The topics, in the order first named.
+        topics: Vec<String>,
+    },
+    /// `{"op":"publish","topics":[..],"data":..}`: deliver `data` to these topics' subscribers.
+    Publish {
+        /// Echoed in the ack.
+        id: Option<Id>,
+        /// The topics, in the order first named.
+        topics: Vec<String>,
+        /// The published value's JSON text, byte for byte as the client sent it; pass
+        /// `data.get()` to [`encode_delivery`].
+        data: Box<RawValue>,
+        /// Whether the publisher itself is skipped when it subscribes to a topic (default false).
+        exclude_self: bool,
+    },
+    /// `{"op":"ping"}`: an application-level liveness check, answered by [`encode_ack_ping`].
+    Ping {
+        /// Echoed in the ack.
+        id: Option<Id>,
+    },
+}
+
+impl Request {
+    /// The request's id, if it carried one.
+    #[must_use]
+    pub fn id(&self) -> Option<&Id> {
+        match self {
+            Self::Subscribe { id, .. }
+            | Self::Unsubscribe { id, .. }
+            | Self::Publish { id, .. }
+            | Self::Ping { id } => id.as_ref(),
+        }
+    }
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Subscribe { id, topics }, Self::Subscribe { id: id2, topics: topics2 })
+            | (Self::Unsubscribe { id, topics }, Self::Unsubscribe { id: id2, topics: topics2 }) => {
+                id == id2 && topics == topics2
+            }
+            (
+                Self::Publish { id, topics, data, exclude_self },
+                Self::Publish { id: id2, topics: topics2, data: data2, exclude_self: exclude_self2 },
+            ) => id == id2 && topics == topics2 && data.get() == data2.get() && exclude_self == exclude_self2,
+            (Self::Ping { id }, Self::Ping { id: id2 }) => id == id2,
+            _ => false,
+        }
+    }
+}
+
+/// Why a request was refused: the `code` field of an error message.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `bad_json`: not JSON, not a JSON object, or a field of the wrong type.
+    BadJson,
+    /// `unknown_op`: `op` missing, not a string, or not one of the known operations.
+    UnknownOp,
+    /// `missing_topic`: no `topics` or `topic`, or an empty `topics` list.
+    MissingTopic,
+    /// `bad_topic`: a topic that is not a string, is empty, too long, or holds a control character;
+    /// or both `topic` and `topics` given.
+    BadTopic,
+    /// `too_many_topics`: more topics than [`ProtocolLimits::max_topics_per_request`].
+    TooManyTopics,
+    /// `not_text`: a binary message; requests are JSON text.
+    NotText,
+    /// `missing_data`: a publish without `data`.
+    MissingData,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownOp => "unknown_op",
+            Self::MissingTopic => "missing_topic",
+            Self::BadTopic => "bad_topic",
+            Self::TooManyTopics => "too_many_topics",
+            Self::NotText => "not_text",
+            Self::MissingData => "missing_data",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the pub/sub protocol refuses (not an RFC 6455 violation: the connection stays
+/// open). Sent back to the client with [`encode_error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    /// The request's id, when it could be read.
+    pub id: Option<Id>,
+    /// What was wrong, for programs.
+    pub code: ErrorCode,
+    /// What was wrong, for people. It never quotes the client's input.
+    pub message: String,
+}
+
+impl RequestError {
+    /// An error without an id.
+    #[must_use]
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { id: None, code, message: message.into() }
+    }
+
+    /// The same error, answering the request with this id.
+    #[must_use]
+    pub fn with_id(self, id: Option<Id>) -> Self {
+        Self { id, ..self }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// The error that answers a binary message.
+#[must_use]
+pub fn not_text_error() -> RequestError {
+    RequestError::new(ErrorCode::NotText, "requests are JSON objects sent as text messages")
+}
+
+/// The fields this protocol reads, each kept as raw JSON so that a field of the wrong type is
+/// reported with the right code (and the id still echoed) instead of failing the whole parse.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    op: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    topics: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    topic: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    exclude_self: Option<&'a RawValue>,
+}
+
+/// `Some` for every field present, `null` included (a plain `Option` would read `null` as
+/// absent, and `"data": null` is a value to publish).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// A field that is absent or `null`.
+fn given(field: Option<&RawValue>) -> Option<&RawValue> {
+    field.filter(|raw| raw.get() != "null")
+}
+
+/// Parses one client request.
+///
+/// Never panics, and runs in time linear in `text`: nesting in `data` or in ignored fields is
+/// skipped without recursion. The error carries the request's id when the id could be read.
+pub fn parse_request(text: &str, limits: &ProtocolLimits) -> Result<Request, RequestError> {
+    // A struct would also deserialize from a JSON array, positionally; only an object is a request.
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Err(RequestError::new(ErrorCode::BadJson, "a request must be a JSON object"));
+    }
+    // serde_json's message gives a line and column, never the input itself.
+    let envelope: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| RequestError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+    let id = match envelope.id {
+        Some(raw) => Id::from_raw(raw)?,
+        None => None,
+    };
+    match parse_op(envelope.op) {
+        Ok(Op::Ping) => Ok(Request::Ping { id }),
+        Ok(Op::Subscribe) => match parse_topics(&envelope, limits) {
+            Ok(topics) => Ok(Request::Subscribe { id, topics }),
+            Err(e) => Err(e.with_id(id)),
+        },
+        Ok(Op::Unsubscribe) => match parse_topics(&envelope, limits) {
+            Ok(topics) => Ok(Request::Unsubscribe { id, topics }),
+            Err(e) => Err(e.with_id(id)),
+        },
+        Ok(Op::Publish) => match parse_publish(&envelope, limits) {
+            Ok((topics, data, exclude_self)) => Ok(Request::Publish { id, topics, data, exclude_self }),
+            Err(e) => Err(e.with_id(id)),
+        },
+        Err(e) => Err(e.with_id(id)),
+    }
+}
+
+enum Op {
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Ping,
+}
+
+fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError> {
+    let Some(raw) = given(raw) else {
+        return Err(RequestError::new(ErrorCode::UnknownOp, "missing `op`"));
+    };
+    let op: String = serde_json::from_str(raw.get())
+        .map_err(|_| RequestError::new(ErrorCode::UnknownOp, "`op` must be a string"))?;
+    match op.as_str() {
+        "subscribe" => Ok(Op::Subscribe),
+        "unsubscribe" => Ok(Op::Unsubscribe),
+        "publish" => Ok(Op::Publish),
+        "ping" => Ok(Op::Ping),
+        _ => Err(RequestError::new(
+            ErrorCode::UnknownOp,
+            "unknown `op`: expected subscribe, unsubscribe, publish or ping",
+        )),
+    }
+}
+
+fn parse_publish(
+    envelope: &Envelope<'_>,
+    limits: &ProtocolLimits,
+) -> Result<(Vec<String>, Box<RawValue>, bool), RequestError> {
+    let topics = parse_topics(envelope, limits)?;
+    let Some(data) = envelope.data else {
+        return Err(RequestError::new(ErrorCode::MissingData, "a publish needs `data`"));
+    };
+    let exclude_self = match given(envelope.exclude_self).map(RawValue::get) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(RequestError::new(ErrorCode::BadJson, "`exclude_self` must be true or false")),
+    };
+    Ok((topics, data.to_owned(), exclude_self))
+}
+
+/// The topics of a request, from `topics` or `topic`, checked and without duplicates.
+fn parse_topics(envelope: &Envelope<'_>, limits: &ProtocolLimits) -> Result<Vec<String>, RequestError> {
+    let mut topics = match (given(envelope.topics), given(envelope.topic)) {
+        (Some(_), Some(_)) => {
+            return Err(RequestError::new(ErrorCode::BadTopic, "give either `topics` or `topic`, not both"));
+        }
+        (None, None) => return Err(RequestError::new(ErrorCode::MissingTopic, "missing `topics`")),
+        (Some(list), None) => read_raw(list, TopicList(limits)).unwrap_or_else(|| {
+            Err(RequestError::new(ErrorCode::BadTopic, "`topics` must be an array of Unicode strings"))
+        })?,
+        (None, Some(one)) => {
+            if limits.max_topics_per_request == 0 {
+                return Err(too_many_topics(limits));
+            }
+            let name = read_raw(one, TopicName(limits))
+                .unwrap_or_else(|| Err(RequestError::new(ErrorCode::BadTopic, "`topic` must be a Unicode string")))?;
+            vec![name]
+        }
+    };
+    if topics.is_empty() {
+        return Err(RequestError::new(ErrorCode::MissingTopic, "`topics` is empty"));
+    }
+    // Collapse duplicates, keeping the first occurrence of each name.
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(topics.len());
+        topics.iter().map(|t| seen.insert(t.as_str())).collect()
+    };
+    let mut first = first.into_iter();
+    topics.retain(|_| first.next() == Some(true));
+    Ok(topics)
+}
+
+/// Runs `seed` over a raw value's text. `None` when the value is of a type the seed refuses or
+/// a string escapes a lone surrogate (`"\ud800"`, which JSON's grammar allows and a Rust
+/// string cannot hold); the text is already known to be valid JSON, so nothing else fails.
+fn read_raw<'de, S: DeserializeSeed<'de>>(raw: &'de RawValue, seed: S) -> Option<S::Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    let value = seed.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
+}
+
+fn too_many_topics(limits: &ProtocolLimits) -> RequestError {
+    let max = limits.max_topics_per_request;
+    RequestError::new(ErrorCode::TooManyTopics, format!("a request may name at most {max} topics"))
+}
+
+/// Reads an array of topic names, counting entries before copying them.
+struct TopicList<'l>(&'l ProtocolLimits);
+
+impl<'de> DeserializeSeed<'de> for TopicList<'_> {
+    type Value = Result<Vec<String>, RequestError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopicList<'_> {
+    type Value = Result<Vec<String>, RequestError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of topic names")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut topics = Vec::new();
+        let outcome = loop {
+            if topics.len() == self.0.max_topics_per_request {
+                match seq.next_element::<IgnoredAny>()? {
+                    Some(_) => break Err(too_many_topics(self.0)),
+                    None => break Ok(()),
+                }
+            }
+            match seq.next_element_seed(TopicName(self.0))? {
+                Some(Ok(topic)) => topics.push(topic),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        // serde_json refuses an array left unfinished, so skip the rest after a refusal.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(outcome.map(|()| topics))
+    }
+}
+
+/// Reads one topic name, checking it before copying it.
+struct TopicName<'l>(&'l ProtocolLimits);
+
+impl<'de> DeserializeSeed<'de> for TopicName<'_> {
+    type Value = Result<String, RequestError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopicName<'_> {
+    type Value = Result<String, RequestError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a topic name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        let max = self.0.max_topic_len;
+        Ok(if name.is_empty() {
+            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not be empty"))
+        } else if name.len() > max {
+            Err(RequestError::new(ErrorCode::BadTopic, format!("a topic name may be at most {max} bytes long")))
+        } else if name.chars().any(char::is_control) {
+            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not contain control characters"))
+        } else {
+            Ok(name.to_owned())
+        })
+    }
+}
+
+/// Every ack: the request's op and id, plus what that op reports.
+#[derive(Serialize)]
+struct Ack<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topics: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipients: Option<usize>,
+}
+
+impl<'a> Ack<'a> {
+    fn new(op: &'static str, id: Option<&'a Id>) -> Self {
+        Self { kind: "ack", op, id: raw_id(id), topics: None, recipients: None }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RawValue>,
+    code: &'static str,
+    message: &'a str,
+}
+
+fn raw_id(id: Option<&Id>) -> Option<&RawValue> {
+    id.map(|id| &*id.0)
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // serde_json fails only on an I/O error (writing to a String has none) or when a
+    // `Serialize` impl reports one; strings, integers, raw values and the structs of them
+    // above never do, whatever their contents.
+    serde_json::to_string(value).expect("serialising strings, integers and raw JSON cannot fail")
+}
+
+/// The ack of a subscribe: `{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}`
+/// (`id` left out when the request had none).
+#[must_use]
+pub fn encode_ack_subscribe(id: Option<&Id>, topics: &[String]) -> String {
+    to_json(&Ack { topics: Some(topics), ..Ack::new("subscribe", id) })
+}
+
+/// The ack of an unsubscribe: `{"type":"ack","op":"unsubscribe","id":8,"topics":["a"]}`.
+#[must_use]
+pub fn encode_ack_unsubscribe(id: Option<&Id>, topics: &[String]) -> String {
+    to_json(&Ack { topics: Some(topics), ..Ack::new("unsubscribe", id) })
+}
+
+/// The ack of a publish: `{"type":"ack","op":"publish","id":9,"recipients":2}`, where
+/// `recipients` counts the local subscribers the message was queued for.
+#[must_use]
+pub fn encode_ack_publish(id: Option<&Id>, recipients: usize) -> String {
+    to_json(&Ack { recipients: Some(recipients), ..Ack::new("publish", id) })
+}
+
+/// The answer to a ping: `{"type":"ack","op":"ping","id":10}`.
+#[must_use]
+pub fn encode_ack_ping(id: Option<&Id>) -> String {
+    to_json(&Ack::new("ping", id))
+}
+
+/// A message for a topic's subscribers: `{"type":"message","topic":"a","data":<data_json>}`.
+///
+/// `data_json` is pasted in as is, not parsed or re-serialised: pass the text of one JSON
+/// value, such as `data.get()` from [`Request::Publish`]. Encode once per topic and share the
+/// result among the subscribers.
+#[must_use]
+pub fn encode_delivery(topic: &str, data_json: &str) -> String {
+    const HEAD: &str = r#"{"type":"message","topic":"#;
+    const DATA: &str = r#","data":"#;
+    let topic = to_json(topic);
+    let mut out = String::with_capacity(HEAD.len() + topic.len() + DATA.len() + data_json.len() + 1);
+    out.push_str(HEAD);
+    out.push_str(&topic);
+    out.push_str(DATA);
+    out.push_str(data_json);
+    out.push('}');
+    out
+}
+
+/// An error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`
+/// (`id` left out when it could not be read).
+#[must_use]
+pub fn encode_error(error: &RequestError) -> String {
+    to_json(&ErrorMessage {
+        kind: "error",
+        id: raw_id(error.id.as_ref()),
+        code: error.code.as_str(),
+        message: &error.message,
+    })
+}
