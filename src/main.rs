@@ -4,19 +4,23 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ferrows::app::Echo;
+use ferrows::app::{App, AppConfig};
 use ferrows::runtime::{Server, ServerConfig, ShutdownHandle};
 
 const USAGE: &str = "\
 ferrows: a WebSocket server
 
-Usage: ferrows [--listen ADDR]... [--loops N] [--no-deflate] [--deflate-no-context-takeover]
+Usage: ferrows [--listen ADDR]... [--loops N] [--api-key KEY] [--no-deflate]
+               [--deflate-no-context-takeover]
 
 Options:
   --listen ADDR   address to listen on, repeatable   [default: 127.0.0.1:9001]
                   (env FERROWS_LISTEN, comma-separated)
   --loops N       event loops, one thread each        [default: available cores]
                   (env FERROWS_LOOPS)
+  --api-key KEY   key POST /publish/{topic} requires as `Authorization: Bearer KEY`
+                  (env FERROWS_API_KEY) [default: none: the publish API then
+                  answers loopback clients only]
   --no-deflate    do not negotiate permessage-deflate [default: negotiate it]
   --deflate-no-context-takeover
                   reset compression state between messages in both
@@ -24,7 +28,9 @@ Options:
   -h, --help      print this help
   -V, --version   print the version
 
-Every path echoes every message (permessage-deflate when the client offers it). Logs go to stderr; set RUST_LOG=debug for
+Routes: GET / demo chat page; WebSocket /echo (echo), /rooms/{name} (a room:
+every message goes to all members), /pubsub (the JSON pub/sub protocol);
+POST /publish/{topic} (publish the body to a pub/sub topic). Logs go to stderr; set RUST_LOG=debug for
 per-connection lines. Ctrl-C or SIGTERM stops the server cleanly.
 ";
 
@@ -33,6 +39,7 @@ struct Options {
     loops: Option<usize>,
     deflate: bool,
     deflate_no_context_takeover: bool,
+    api_key: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -48,6 +55,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     }
     let mut flag_listen = Vec::new();
     let mut deflate = true;
+    let mut api_key = std::env::var("FERROWS_API_KEY").ok().filter(|k| !k.is_empty());
     let mut deflate_no_context_takeover = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -68,6 +76,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--listen" => flag_listen.push(parse_addr("--listen", &value()?)?),
             "--loops" => loops = Some(parse_loops("--loops", &value()?)?),
             "--no-deflate" => deflate = false,
+            "--api-key" => api_key = Some(value()?).filter(|k| !k.is_empty()),
             "--deflate-no-context-takeover" => deflate_no_context_takeover = true,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
@@ -79,7 +88,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     if listen.is_empty() {
         listen.push(SocketAddr::from(([127, 0, 0, 1], 9001)));
     }
-    Ok(Some(Options { listen, loops, deflate, deflate_no_context_takeover }))
+    Ok(Some(Options { listen, loops, deflate, deflate_no_context_takeover, api_key }))
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
@@ -124,15 +133,22 @@ fn main() -> ExitCode {
     }
     let _ = options.deflate;
     builder = builder.config(config);
-    let server = match builder.start(|_| Echo) {
+    let mut app_config = AppConfig::default();
+    app_config.api_key = options.api_key.clone();
+    let app = App::new(app_config);
+    let server = match builder.start(move |_| app.clone()) {
         Ok(server) => server,
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let addrs: Vec<String> = server.local_addrs().iter().map(|a| format!("ws://{a}/")).collect();
-    log::info!("ferrows {} listening on {} (echo on every path)", env!("CARGO_PKG_VERSION"), addrs.join(", "));
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| format!("http://{a}/")).collect();
+    log::info!(
+        "ferrows {} listening on {} (demo page at /, WebSocket /echo, /rooms/NAME, /pubsub)",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(", ")
+    );
     if let Err(e) = stop_on_signals(server.shutdown_handle()) {
         log::warn!("cannot watch for signals: {e}");
     }

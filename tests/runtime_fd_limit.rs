@@ -63,7 +63,7 @@ fn out_of_descriptors_backs_off_and_recovers() {
     // Descriptors come back as the held connections close; a new client is served.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match tungstenite::connect(format!("ws://127.0.0.1:{port}/")) {
+        match tungstenite::connect(format!("ws://127.0.0.1:{port}/echo")) {
             Ok((mut ws, _)) => {
                 ws.send(tungstenite::Message::text("still here")).unwrap();
                 let reply = ws.read().unwrap();

@@ -2,5 +2,7 @@
 
 mod echo;
 pub mod pubsub_protocol;
+mod routes;
 
 pub use echo::Echo;
+pub use routes::{App, AppConfig, Member};

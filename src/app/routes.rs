@@ -1,0 +1,289 @@
+//! The server binary's application: URL paths mapped to built-in handlers.
+//!
+//! | Path | What |
+//! |---|---|
+//! | `GET /` | the demo chat page |
+//! | `/echo` (WebSocket) | echo |
+//! | `/rooms/{name}` (WebSocket) | a room: each message goes to every member |
+//! | `/pubsub` (WebSocket) | the JSON pub/sub protocol |
+//! | `POST /publish/{topic}` | publish the body to a pub/sub topic |
+//!
+//! Rooms and pub/sub topics live in separate namespaces of the engine's
+//! topics, so a room named `x` and a topic named `x` never meet.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::pubsub_protocol::{self as protocol, ProtocolLimits, Request};
+use crate::proto::handshake::StatusCode;
+use crate::runtime::{Context, Decision, Handler, HttpRequest, HttpResponse, Message, SessionId, Upgrade};
+
+/// The demo page, embedded in the binary.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// Settings of the built-in handlers.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    /// Whether a room sends a member's message back to that member too (default true).
+    pub room_echo_to_sender: bool,
+    /// The key `POST /publish/{topic}` requires as `Authorization: Bearer KEY`.
+    /// Without one, the publish API answers only clients on loopback.
+    pub api_key: Option<String>,
+    /// Limits of the JSON pub/sub protocol.
+    pub protocol_limits: ProtocolLimits,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self { room_echo_to_sender: true, api_key: None, protocol_limits: ProtocolLimits::default() }
+    }
+}
+
+/// What a path leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Demo,
+    Echo,
+    Room(&'a str),
+    PubSub,
+    Publish(&'a str),
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/" => Route::Demo,
+        "/echo" => Route::Echo,
+        "/pubsub" => Route::PubSub,
+        _ => {
+            if let Some(name) = path.strip_prefix("/rooms/") {
+                if is_room_name(name) {
+                    return Route::Room(name);
+                }
+            }
+            if let Some(topic) = path.strip_prefix("/publish/") {
+                if !topic.is_empty() && topic.len() <= 256 && !topic.contains('/') {
+                    return Route::Publish(topic);
+                }
+            }
+            Route::NotFound
+        }
+    }
+}
+
+/// 1 to 64 of `A-Z a-z 0-9 _ -`.
+fn is_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn room_topic(name: &str) -> String {
+    format!("room/{name}")
+}
+
+fn pubsub_topic(name: &str) -> String {
+    format!("topic/{name}")
+}
+
+/// What a connection is, by the path it upgraded on.
+#[derive(Debug)]
+pub enum Member {
+    /// `/echo`.
+    Echo,
+    /// `/rooms/{name}`: the room's engine topic.
+    Room(Arc<str>),
+    /// `/pubsub`.
+    PubSub,
+}
+
+/// The built-in handlers behind one routing table.
+#[derive(Debug, Clone, Default)]
+pub struct App {
+    config: Arc<AppConfig>,
+}
+
+impl App {
+    /// The application with `config`.
+    #[must_use]
+    pub fn new(config: AppConfig) -> Self {
+        Self { config: Arc::new(config) }
+    }
+
+    fn pubsub_request(&self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
+        let reply = match protocol::parse_request(text, &self.config.protocol_limits) {
+            Err(error) => protocol::encode_error(&error),
+            Ok(Request::Subscribe { id, topics }) => {
+                for topic in &topics {
+                    let _ = ctx.subscribe(session, &pubsub_topic(topic));
+                }
+                protocol::encode_ack_subscribe(id.as_ref(), &topics)
+            }
+            Ok(Request::Unsubscribe { id, topics }) => {
+                for topic in &topics {
+                    ctx.unsubscribe(session, &pubsub_topic(topic));
+                }
+                protocol::encode_ack_unsubscribe(id.as_ref(), &topics)
+            }
+            Ok(Request::Publish { id, topics, data, exclude_self }) => {
+                let exclude = exclude_self.then_some(session);
+                let recipients = publish(ctx, &topics, &data, exclude);
+                protocol::encode_ack_publish(id.as_ref(), recipients)
+            }
+            Ok(Request::Ping { id }) => protocol::encode_ack_ping(id.as_ref()),
+        };
+        let _ = ctx.send_text(session, &reply);
+    }
+
+    fn publish_api(&self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
+        if request.method() != "POST" {
+            return method_not_allowed("POST");
+        }
+        match &self.config.api_key {
+            Some(key) => {
+                let given = request.request().headers().get("Authorization").unwrap_or_default();
+                let expected = format!("Bearer {key}");
+                if !constant_time_eq(given, expected.as_bytes()) {
+                    return HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key");
+                }
+            }
+            None if !request.peer_addr().ip().is_loopback() => {
+                return HttpResponse::text(StatusCode::FORBIDDEN, "the publish API needs an API key off loopback");
+            }
+            None => {}
+        }
+        // A JSON body is published as is; other UTF-8 text as a JSON string.
+        let body = request.body();
+        let data: Box<RawValue> = match serde_json::from_slice::<Box<RawValue>>(body) {
+            Ok(raw) => raw,
+            Err(_) => match std::str::from_utf8(body).ok().and_then(|t| serde_json::value::to_raw_value(t).ok()) {
+                Some(raw) => raw,
+                None => return HttpResponse::text(StatusCode::BAD_REQUEST, "the body must be JSON or UTF-8 text"),
+            },
+        };
+        let recipients = publish(ctx, &[topic.to_owned()], &data, None);
+        HttpResponse::new(StatusCode::OK, "application/json", format!("{{\"recipients\":{recipients}}}").as_bytes())
+    }
+}
+
+/// Publishes `data` to each topic (its delivery encoded once per topic); returns the local recipients.
+fn publish(ctx: &mut Context<'_, Member>, topics: &[String], data: &RawValue, exclude: Option<SessionId>) -> usize {
+    topics
+        .iter()
+        .map(|topic| {
+            let delivery = protocol::encode_delivery(topic, data.get());
+            ctx.publish(&pubsub_topic(topic), Message::Text(&delivery), exclude)
+        })
+        .sum()
+}
+
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut bytes = Vec::new();
+    let _ = crate::proto::handshake::write_error_response_with_headers(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &[("Allow", allow)],
+        "method not allowed",
+        &mut bytes,
+    );
+    HttpResponse::from_bytes(bytes)
+}
+
+/// Compares without stopping at the first difference, so the time taken does
+/// not tell an attacker how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+impl Handler for App {
+    type State = Member;
+
+    fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Member> {
+        match route(request.path()) {
+            Route::Echo => Decision::accept(Member::Echo),
+            Route::Room(name) => Decision::accept(Member::Room(room_topic(name).into())),
+            Route::PubSub => Decision::accept(Member::PubSub),
+            Route::Demo | Route::Publish(_) | Route::NotFound => {
+                Decision::reject(StatusCode::NOT_FOUND, "no WebSocket service at this path")
+            }
+        }
+    }
+
+    fn on_open(&mut self, ctx: &mut Context<'_, Member>, session: SessionId) {
+        if let Some(Member::Room(topic)) = ctx.state(session) {
+            let topic = topic.clone();
+            let _ = ctx.subscribe(session, &topic);
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, message: Message<'_>) {
+        let room = match ctx.state(session) {
+            Some(Member::Echo) => {
+                let _ = match message {
+                    Message::Text(text) => ctx.send_text(session, text),
+                    Message::Binary(data) => ctx.send_binary(session, data),
+                };
+                return;
+            }
+            Some(Member::Room(topic)) => topic.clone(),
+            Some(Member::PubSub) => {
+                match message {
+                    Message::Text(text) => self.pubsub_request(ctx, session, text),
+                    Message::Binary(_) => {
+                        let _ = ctx.send_text(session, &protocol::encode_error(&protocol::not_text_error()));
+                    }
+                }
+                return;
+            }
+            None => return,
+        };
+        let exclude = (!self.config.room_echo_to_sender).then_some(session);
+        ctx.publish(&room, message, exclude);
+    }
+
+    fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
+        match route(request.path()) {
+            Route::Demo if request.method() == "GET" || request.method() == "HEAD" => {
+                HttpResponse::new(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
+            }
+            Route::Demo => method_not_allowed("GET, HEAD"),
+            Route::Publish(topic) => self.publish_api(ctx, request, topic),
+            Route::Echo | Route::Room(_) | Route::PubSub => {
+                HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
+            }
+            Route::NotFound => HttpResponse::text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/"), Route::Demo);
+        assert_eq!(route("/echo"), Route::Echo);
+        assert_eq!(route("/rooms/lobby-1_a"), Route::Room("lobby-1_a"));
+        assert_eq!(route("/rooms/"), Route::NotFound);
+        assert_eq!(route("/rooms/a/b"), Route::NotFound);
+        assert_eq!(route(&format!("/rooms/{}", "x".repeat(65))), Route::NotFound);
+        assert_eq!(route("/pubsub"), Route::PubSub);
+        assert_eq!(route("/publish/news"), Route::Publish("news"));
+        assert_eq!(route("/publish/"), Route::NotFound);
+        assert_eq!(route("/elsewhere"), Route::NotFound);
+    }
+
+    #[test]
+    fn constant_time_comparison_is_equality() {
+        assert!(constant_time_eq(b"Bearer k", b"Bearer k"));
+        assert!(!constant_time_eq(b"Bearer k", b"Bearer x"));
+        assert!(!constant_time_eq(b"Bearer", b"Bearer k"));
+        assert!(!constant_time_eq(b"", b"k"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The binary's application over real sockets: routes, rooms, the JSON
+//! pub/sub protocol and the HTTP publish API.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ferrows::app::{App, AppConfig};
+use serde_json::{json, Value};
+use support::*;
+use tungstenite::Message as WsMessage;
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+fn start(config: AppConfig, loops: usize) -> TestServer {
+    let app = App::new(config);
+    TestServer::start(quick_config(), loops, move |_| app.clone())
+}
+
+fn connect(server: &TestServer, path: &str) -> Ws {
+    let stream = TcpStream::connect(server.addr).expect("TCP connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tungstenite::client(server.url(path), stream).expect("the WebSocket handshake").0
+}
+
+fn json_reply(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a message") {
+            WsMessage::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON from the server"),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn send(ws: &mut Ws, value: Value) {
+    ws.send(WsMessage::text(value.to_string())).unwrap();
+}
+
+fn post(server: &TestServer, path: &str, headers: &[&str], body: &str) -> String {
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    http_answer(server, request.as_bytes())
+}
+
+#[test]
+fn pubsub_subscribers_on_several_loops_get_publishes_in_order() {
+    let server = start(AppConfig::default(), 3);
+    let mut subscribers: Vec<Ws> = (0..9).map(|_| connect(&server, "/pubsub")).collect();
+    for (i, ws) in subscribers.iter_mut().enumerate() {
+        send(ws, json!({"op": "subscribe", "topics": ["news", "news"], "id": i}));
+        assert_eq!(json_reply(ws), json!({"type": "ack", "op": "subscribe", "id": i, "topics": ["news"]}));
+    }
+    let mut publisher = connect(&server, "/pubsub");
+    for n in 0..50 {
+        send(&mut publisher, json!({"op": "publish", "topic": "news", "data": {"n": n}, "id": format!("p{n}")}));
+        let ack = json_reply(&mut publisher);
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["id"], format!("p{n}"));
+    }
+    for ws in &mut subscribers {
+        for n in 0..50 {
+            assert_eq!(json_reply(ws), json!({"type": "message", "topic": "news", "data": {"n": n}}));
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn pubsub_errors_are_answered_and_the_connection_stays_open() {
+    let server = start(AppConfig::default(), 1);
+    let mut ws = connect(&server, "/pubsub");
+    ws.send(WsMessage::text("{oops")).unwrap();
+    assert_eq!(json_reply(&mut ws)["code"], "bad_json");
+    send(&mut ws, json!({"op": "shout", "id": 1}));
+    let error = json_reply(&mut ws);
+    assert_eq!((error["code"].as_str(), error["id"].as_i64()), (Some("unknown_op"), Some(1)));
+    send(&mut ws, json!({"op": "publish", "topics": [], "data": 1, "id": 2}));
+    assert_eq!(json_reply(&mut ws)["code"], "missing_topic");
+    ws.send(WsMessage::binary(vec![1, 2, 3])).unwrap();
+    assert_eq!(json_reply(&mut ws)["code"], "not_text");
+    send(&mut ws, json!({"op": "ping", "id": 3}));
+    assert_eq!(json_reply(&mut ws), json!({"type": "ack", "op": "ping", "id": 3}));
+    server.stop();
+}
+
+#[test]
+fn a_room_relays_each_message_to_every_member() {
+    let server = start(AppConfig::default(), 2);
+    let mut alice = connect(&server, "/rooms/kitchen");
+    let mut bob = connect(&server, "/rooms/kitchen");
+    let mut elsewhere = connect(&server, "/rooms/garden");
+    // Joining takes effect on open; give the second member's subscription a moment.
+    std::thread::sleep(Duration::from_millis(100));
+    alice.send(WsMessage::text("hello kitchen")).unwrap();
+    assert_eq!(alice.read().unwrap(), WsMessage::text("hello kitchen"), "the sender is included");
+    assert_eq!(bob.read().unwrap(), WsMessage::text("hello kitchen"));
+    elsewhere.send(WsMessage::text("garden only")).unwrap();
+    assert_eq!(elsewhere.read().unwrap(), WsMessage::text("garden only"));
+    bob.send(WsMessage::text("hi alice")).unwrap();
+    assert_eq!(alice.read().unwrap(), WsMessage::text("hi alice"), "nothing from the garden in between");
+    server.stop();
+}
+
+#[test]
+fn demo_page_and_http_answers() {
+    let server = start(AppConfig::default(), 1);
+    let page = http_answer(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status(&page), 200);
+    assert!(header(&page, "Content-Type").is_some_and(|t| t.starts_with("text/html")), "{page}");
+    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"));
+    assert_eq!(status(&http_answer(&server, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")), 404);
+    let wrong = http_answer(&server, b"GET /publish/news HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status(&wrong), 405);
+    assert_eq!(header(&wrong, "Allow").as_deref(), Some("POST"));
+    assert_eq!(status(&http_answer(&server, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n")), 405);
+    let big = format!("POST /publish/news HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 2 << 20);
+    assert_eq!(status(&http_answer(&server, big.as_bytes())), 413);
+    // An upgrade to a path without a WebSocket service.
+    let mut client = RawClient::connect(server.addr);
+    client.send_raw(upgrade_request("/", &[]).as_bytes());
+    assert_eq!(status(&client.read_http_head()), 404);
+    server.stop();
+}
+
+#[test]
+fn the_publish_api_reaches_pubsub_subscribers() {
+    let server = start(AppConfig::default(), 2);
+    let mut a = connect(&server, "/pubsub");
+    send(&mut a, json!({"op": "subscribe", "topic": "alerts"}));
+    json_reply(&mut a);
+    let answer = post(&server, "/publish/alerts", &["Content-Type: application/json"], r#"{"level": "high"}"#);
+    assert_eq!(status(&answer), 200, "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(body["recipients"].as_u64().is_some(), "{answer}");
+    assert_eq!(json_reply(&mut a), json!({"type": "message", "topic": "alerts", "data": {"level": "high"}}));
+    // Text that is not JSON is published as a JSON string.
+    assert_eq!(status(&post(&server, "/publish/alerts", &[], "plain words")), 200);
+    assert_eq!(json_reply(&mut a)["data"], "plain words");
+    server.stop();
+}
+
+#[test]
+fn the_publish_api_checks_the_key_when_one_is_set() {
+    let mut config = AppConfig::default();
+    config.api_key = Some("s3cret".into());
+    let server = start(config, 1);
+    assert_eq!(status(&post(&server, "/publish/x", &[], "1")), 401);
+    assert_eq!(status(&post(&server, "/publish/x", &["Authorization: Bearer wrong"], "1")), 401);
+    assert_eq!(status(&post(&server, "/publish/x", &["Authorization: Bearer s3cret"], "1")), 200);
+    server.stop();
+}
