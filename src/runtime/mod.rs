@@ -50,7 +50,7 @@ use mio::{Poll, Waker};
 
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
 pub use http::{HttpRequest, HttpResponse};
-pub use pubsub::{PubSubStats, Topic};
+pub use pubsub::{PubSubStats, Topic, Topics};
 
 use crate::proto::handshake::HandshakeLimits;
 

@@ -21,16 +21,35 @@ use super::handler::SessionId;
 /// A topic name, shared between the tables that mention it.
 pub type Topic = Arc<str>;
 
-/// One loop's subscriptions.
-#[derive(Debug, Default)]
-pub(crate) struct Topics {
-    by_topic: HashMap<Topic, HashSet<SessionId>>,
-    by_session: HashMap<SessionId, Vec<Topic>>,
+/// One loop's subscriptions: which sessions (`K`, a [`SessionId`] in the
+/// runtime) subscribe to which topics, both ways round, so that a publish
+/// finds its subscribers and a closing session leaves all its topics.
+///
+/// ```
+/// use ferrows::runtime::Topics;
+///
+/// let mut topics: Topics<u32> = Topics::default();
+/// assert!(topics.subscribe(1, "news").is_some()); // the first subscriber
+/// assert!(topics.subscribe(2, "news").is_none());
+/// assert_eq!(topics.remove_session(1), Vec::<ferrows::runtime::Topic>::new());
+/// assert_eq!(topics.remove_session(2).len(), 1); // the last one: "news" is gone
+/// assert_eq!(topics.counts(), (0, 0));
+/// ```
+#[derive(Debug)]
+pub struct Topics<K = SessionId> {
+    by_topic: HashMap<Topic, HashSet<K>>,
+    by_session: HashMap<K, Vec<Topic>>,
 }
 
-impl Topics {
+impl<K> Default for Topics<K> {
+    fn default() -> Self {
+        Self { by_topic: HashMap::new(), by_session: HashMap::new() }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
     /// Subscribes `session` to `topic`; returns the topic if the session is the loop's first subscriber.
-    pub(crate) fn subscribe(&mut self, session: SessionId, topic: &str) -> Option<Topic> {
+    pub fn subscribe(&mut self, session: K, topic: &str) -> Option<Topic> {
         let key: Topic = self.by_topic.get_key_value(topic).map_or_else(|| Arc::from(topic), |(k, _)| k.clone());
         let set = self.by_topic.entry(key.clone()).or_default();
         let first = set.is_empty();
@@ -42,7 +61,7 @@ impl Topics {
     }
 
     /// Unsubscribes `session` from `topic`; returns the topic if the loop has no subscriber of it left.
-    pub(crate) fn unsubscribe(&mut self, session: SessionId, topic: &str) -> Option<Topic> {
+    pub fn unsubscribe(&mut self, session: K, topic: &str) -> Option<Topic> {
         let set = self.by_topic.get_mut(topic)?;
         if !set.remove(&session) {
             return None;
@@ -63,7 +82,7 @@ impl Topics {
     }
 
     /// Removes every subscription of `session`; returns the topics the loop no longer has subscribers of.
-    pub(crate) fn remove_session(&mut self, session: SessionId) -> Vec<Topic> {
+    pub fn remove_session(&mut self, session: K) -> Vec<Topic> {
         let Some(list) = self.by_session.remove(&session) else {
             return Vec::new();
         };
@@ -81,22 +100,22 @@ impl Topics {
     }
 
     /// The loop's subscribers of `topic`.
-    pub(crate) fn subscribers(&self, topic: &str) -> impl Iterator<Item = SessionId> + '_ {
+    pub fn subscribers(&self, topic: &str) -> impl Iterator<Item = K> + '_ {
         self.by_topic.get(topic).into_iter().flatten().copied()
     }
 
     /// The shared name of `topic`, if the loop has subscribers of it.
-    pub(crate) fn of_topic_key(&self, topic: &str) -> Option<Topic> {
+    pub fn of_topic_key(&self, topic: &str) -> Option<Topic> {
         self.by_topic.get_key_value(topic).map(|(k, _)| k.clone())
     }
 
     /// The topics `session` subscribes to.
-    pub(crate) fn of_session(&self, session: SessionId) -> &[Topic] {
+    pub fn of_session(&self, session: K) -> &[Topic] {
         self.by_session.get(&session).map_or(&[], Vec::as_slice)
     }
 
     /// How many topics have subscribers, and how many subscriptions there are.
-    pub(crate) fn counts(&self) -> (usize, usize) {
+    pub fn counts(&self) -> (usize, usize) {
         (self.by_topic.len(), self.by_session.values().map(Vec::len).sum())
     }
 }
