@@ -1,0 +1,70 @@
+//! Ten thousand subscribers of one topic, on the real binary (a process of
+//! its own, so that its descriptors and the test's each stay within the
+//! per-process limit): one publish through the HTTP API reaches all of them.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrows::proto::frame::OpCode;
+use support::*;
+
+const SUBSCRIBERS: usize = 10_000;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ten_thousand_subscribers_of_one_topic_all_receive_a_publish() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_ferrows"))
+            .args(["--listen", &addr.to_string(), "--loops", "1"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the server starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let subscribe = br#"{"op":"subscribe","topic":"crowd"}"#;
+    let mut clients: Vec<RawClient> = Vec::with_capacity(SUBSCRIBERS);
+    for _ in 0..SUBSCRIBERS {
+        let mut client = RawClient::open(addr, "/pubsub");
+        client.send_frame(true, OpCode::Text, subscribe);
+        clients.push(client);
+    }
+    for client in &mut clients {
+        let ack = client.next_frame();
+        assert!(String::from_utf8_lossy(&ack.payload).contains(r#""op":"subscribe""#));
+    }
+
+    let body = r#"{"hello":"everyone"}"#;
+    let request = format!(
+        "POST /publish/crowd HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut poster = RawClient::connect(addr);
+    poster.send_raw(request.as_bytes());
+    let answer = String::from_utf8_lossy(&poster.read_to_end()).into_owned();
+    assert!(answer.ends_with(&format!("{{\"recipients\":{SUBSCRIBERS}}}")), "{answer}");
+
+    let expected = format!(r#"{{"type":"message","topic":"crowd","data":{body}}}"#);
+    for client in &mut clients {
+        assert_eq!(String::from_utf8_lossy(&client.next_frame().payload), expected);
+    }
+}
