@@ -4,7 +4,9 @@
 use super::accept::{accept_key, client_key};
 use super::error::{HandshakeUsageError, ResponseError};
 use super::extensions::{parse_extensions, parse_extensions_into, ExtensionOffer};
-use super::head::{complete_len, HeadError, HeadReader};
+#[cfg(test)]
+use super::head::HeadReader;
+use super::head::{complete_len, HeadError, StickyReader};
 use super::headers::{is_token, list_elements, Headers};
 use super::response::{check_extra_header, push_header};
 use super::url::WsUrl;
@@ -149,12 +151,13 @@ impl ClientRequest {
         out.extend_from_slice(b"\r\n");
 
         Ok(ClientHandshake {
-            reader: HeadReader::new(self.limits),
-            expected_accept: accept_key(&key),
+            head: StickyReader::new(self.limits),
+            offer: Offer {
+                expected_accept: accept_key(&key),
+                protocols: self.protocols.clone(),
+                extensions: offered.into_iter().map(|offer| offer.name).collect(),
+            },
             key,
-            protocols: self.protocols.clone(),
-            extensions: offered.into_iter().map(|offer| offer.name).collect(),
-            failed: None,
         })
     }
 }
@@ -179,12 +182,17 @@ const RESERVED_REQUEST: &[&str] = &[
 /// that error.
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
-    reader: HeadReader,
+    head: StickyReader<ResponseError>,
     key: String,
+    offer: Offer,
+}
+
+/// What the request offered, which the response must match.
+#[derive(Debug, Clone)]
+struct Offer {
     expected_accept: String,
     protocols: Vec<String>,
     extensions: Vec<String>,
-    failed: Option<ResponseError>,
 }
 
 impl ClientHandshake {
@@ -195,12 +203,12 @@ impl ClientHandshake {
 
     /// The `Sec-WebSocket-Accept` value the server must send back.
     pub fn expected_accept(&self) -> &str {
-        &self.expected_accept
+        &self.offer.expected_accept
     }
 
     /// How many bytes of an incomplete head are buffered.
     pub fn buffered(&self) -> usize {
-        self.reader.buffered()
+        self.head.reader.buffered()
     }
 
     /// Takes the next bytes from the server.
@@ -210,32 +218,22 @@ impl ClientHandshake {
     /// failure of RFC 6455 §4.1's checks is an error; the client then closes
     /// the connection.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Status<Response>, ResponseError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let result = self.read(bytes);
-        if let Err(err) = &result {
-            self.failed = Some(err.clone());
-            self.reader.clear();
-        }
-        result
+        let limits = self.head.reader.limits();
+        let offer = &self.offer;
+        self.head.feed(bytes, |head, slots| {
+            let (version, status, headers) =
+                parse_response(head, slots).map_err(|err| ResponseError::from_head(err, limits))?;
+            offer.validate(version, status, headers)
+        })
     }
 
-    fn read(&mut self, bytes: &[u8]) -> Result<Status<Response>, ResponseError> {
-        let limits = self.reader.limits();
-        let head = match self.reader.feed(bytes) {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(Status::Partial),
-            Err(err) => return Err(ResponseError::from_head(err, limits)),
-        };
-        let slots = self.reader.header_slots(&head.bytes);
-        self.reader.note_parse();
-        let (version, status, headers) =
-            parse_response(&head.bytes, slots).map_err(|err| ResponseError::from_head(err, limits))?;
-        let response = self.validate(version, status, headers)?;
-        Ok(Status::Complete { head: response, rest: head.rest })
+    #[cfg(test)]
+    pub(crate) fn reader(&self) -> &HeadReader {
+        &self.head.reader
     }
+}
 
+impl Offer {
     /// RFC 6455 §4.1: "the client MUST validate the server's response as
     /// follows".
     fn validate(&self, minor_version: u8, status: u16, headers: Headers) -> Result<Response, ResponseError> {
@@ -298,11 +296,6 @@ impl ClientHandshake {
             _ => return Err(ResponseError::MultipleProtocols),
         };
         Ok(Response { headers, protocol, extensions })
-    }
-
-    #[cfg(test)]
-    pub(crate) fn reader(&self) -> &HeadReader {
-        &self.reader
     }
 }
 

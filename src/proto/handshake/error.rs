@@ -365,3 +365,15 @@ impl From<UrlError> for HandshakeUsageError {
         HandshakeUsageError::Url(err)
     }
 }
+
+impl super::head::FromHeadError for HandshakeError {
+    fn from_head(err: HeadError, limits: super::HandshakeLimits) -> Self {
+        HandshakeError::from_head(err, limits)
+    }
+}
+
+impl super::head::FromHeadError for ResponseError {
+    fn from_head(err: HeadError, limits: super::HandshakeLimits) -> Self {
+        ResponseError::from_head(err, limits)
+    }
+}

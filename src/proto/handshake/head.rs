@@ -5,7 +5,7 @@
 //! times however the input is chunked, so a peer trickling its head one byte
 //! at a time costs linear work, not quadratic.
 
-use super::HandshakeLimits;
+use super::{HandshakeLimits, Status};
 
 /// The empty line that ends an HTTP head (RFC 9112 §2.1).
 const END_OF_HEAD: &[u8; 4] = b"\r\n\r\n";
@@ -123,6 +123,55 @@ impl HeadReader {
 
     #[cfg(not(test))]
     pub(crate) fn note_parse(&mut self) {}
+}
+
+/// How each side reports a head that could not be taken whole.
+pub(crate) trait FromHeadError: Clone {
+    fn from_head(err: HeadError, limits: HandshakeLimits) -> Self;
+}
+
+/// A [`HeadReader`] whose first error is final: every later call returns it,
+/// and the buffered bytes are freed at once.
+#[derive(Debug, Clone)]
+pub(crate) struct StickyReader<E> {
+    pub(crate) reader: HeadReader,
+    failed: Option<E>,
+}
+
+impl<E: FromHeadError> StickyReader<E> {
+    pub(crate) fn new(limits: HandshakeLimits) -> Self {
+        Self { reader: HeadReader::new(limits), failed: None }
+    }
+
+    /// Takes `bytes`; once the head is complete, `parse` turns it (given the
+    /// number of header slots to offer httparse) into the caller's value.
+    pub(crate) fn feed<T>(
+        &mut self,
+        bytes: &[u8],
+        parse: impl FnOnce(&[u8], usize) -> Result<T, E>,
+    ) -> Result<Status<T>, E> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = self.read(bytes, parse);
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+            self.reader.clear();
+        }
+        result
+    }
+
+    fn read<T>(&mut self, bytes: &[u8], parse: impl FnOnce(&[u8], usize) -> Result<T, E>) -> Result<Status<T>, E> {
+        let limits = self.reader.limits();
+        let head = match self.reader.feed(bytes) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(Status::Partial),
+            Err(err) => return Err(E::from_head(err, limits)),
+        };
+        let slots = self.reader.header_slots(&head.bytes);
+        self.reader.note_parse();
+        Ok(Status::Complete { head: parse(&head.bytes, slots)?, rest: head.rest })
+    }
 }
 
 /// Position of the first `\r\n\r\n` in `bytes`.

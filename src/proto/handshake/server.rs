@@ -3,7 +3,9 @@
 use super::accept::accept_key;
 use super::error::{HandshakeError, HandshakeUsageError};
 use super::extensions::{parse_extensions, ExtensionOffer};
+#[cfg(test)]
 use super::head::HeadReader;
+use super::head::StickyReader;
 use super::request::Request;
 use super::response::{check_extra_header, push_header};
 use super::{HandshakeLimits, Status};
@@ -32,24 +34,23 @@ use super::{HandshakeLimits, Status};
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerHandshake {
-    reader: HeadReader,
-    failed: Option<HandshakeError>,
+    head: StickyReader<HandshakeError>,
 }
 
 impl ServerHandshake {
     /// A reader with the given limits.
     pub fn new(limits: HandshakeLimits) -> Self {
-        ServerHandshake { reader: HeadReader::new(limits), failed: None }
+        ServerHandshake { head: StickyReader::new(limits) }
     }
 
     /// The limits in force.
     pub fn limits(&self) -> HandshakeLimits {
-        self.reader.limits()
+        self.head.reader.limits()
     }
 
     /// How many bytes of an incomplete head are buffered.
     pub fn buffered(&self) -> usize {
-        self.reader.buffered()
+        self.head.reader.buffered()
     }
 
     /// Takes the next bytes from the peer.
@@ -59,34 +60,15 @@ impl ServerHandshake {
     /// peer's fault: 431 over the limits, 400 for bytes that are not an
     /// HTTP/1.x request.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Status<Request>, HandshakeError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let result = self.read(bytes);
-        if let Err(err) = &result {
-            self.failed = Some(err.clone());
-            // The buffered bytes are of no further use; free them now.
-            self.reader.clear();
-        }
-        result
-    }
-
-    fn read(&mut self, bytes: &[u8]) -> Result<Status<Request>, HandshakeError> {
-        let limits = self.reader.limits();
-        let head = match self.reader.feed(bytes) {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(Status::Partial),
-            Err(err) => return Err(HandshakeError::from_head(err, limits)),
-        };
-        let slots = self.reader.header_slots(&head.bytes);
-        self.reader.note_parse();
-        let request = Request::parse(&head.bytes, slots).map_err(|err| HandshakeError::from_head(err, limits))?;
-        Ok(Status::Complete { head: request, rest: head.rest })
+        let limits = self.head.reader.limits();
+        self.head.feed(bytes, |head, slots| {
+            Request::parse(head, slots).map_err(|err| HandshakeError::from_head(err, limits))
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn reader(&self) -> &HeadReader {
-        &self.reader
+        &self.head.reader
     }
 }
 
