@@ -9,95 +9,7 @@ use ferrows::proto::deflate::{client_offer, DeflateConfig};
 use ferrows::proto::handshake::ClientRequest;
 
 use crate::payload::Payload;
-
-/// The help text printed by `--help`.
-pub const HELP: &str = "\
-ferrows-load: a WebSocket load generator (RFC 6455, plain ws://)
-
-USAGE:
-    ferrows-load <MODE> [OPTIONS]
-
-MODES:
-    echo       N connections each keep K messages in flight; every echoed copy
-               gives a round-trip latency (the send time travels in the payload)
-    idle       open N connections and hold them; with --server-pid, report the
-               server's resident memory per connection (Linux)
-    connect    handshakes per second: open, handshake, Close, wait for the
-               server to close, again, with C at a time
-
-COMMON OPTIONS:
-    --url URL              server to load (default ws://127.0.0.1:9001/)
-    --threads T            event loops, connections split across them (default 1)
-    --sources A,B,...      source addresses to bind before connecting, round-robin
-    --source-range A-B     IPv4 source addresses from A to B (e.g. 127.0.0.1-127.0.0.20),
-                           to open more connections to one server port than one
-                           address has ephemeral ports for
-    --max-pending N        echo, idle: most connections in TCP connect or handshake
-                           at once, all threads together (default 1000), so that
-                           the server's accept backlog is not overrun
-    --timeout SECS         give up on a connect plus handshake after SECS (default 10;
-                           with --send-once, the first echo too)
-    --protocol NAME        offer a subprotocol (repeatable)
-    --header 'NAME: VALUE' add a request header, e.g. Origin (repeatable)
-    --deflate              offer permessage-deflate (RFC 7692) with a 32 KiB window
-                           both ways; the summary says on how many connections the
-                           server accepted it
-    --deflate-no-context-takeover
-                           with --deflate: ask both ends to reset their compressor
-                           after every message (less memory, less compression)
-    -h, --help             print this help
-
-ECHO OPTIONS:
-    --connections N        connections (default 100)
-    --in-flight K          messages in flight per connection (default 1)
-    --size BYTES           payload size (default 16; at least 8 binary, 16 text)
-    --binary | --text      message type (default binary)
-    --payload KIND         what fills a message after its send time: pattern
-                           (default; bytes 0..250 or digits 0..9 over and over) or
-                           json (JSON-like records with varying numbers, which
-                           compress the way API and chat traffic does)
-    --warmup SECS          run unmeasured this long once connected (default 1)
-    --duration SECS        then measure this long (default 10)
-
-IDLE OPTIONS:
-    --connections N        connections (default 100)
-    --hold SECS            keep them open this long once all are open (default 10;
-                           at least 2 with --server-pid)
-    --server-pid PID       read the server's VmRSS from /proc/PID/status before
-                           opening (after 1 s) and once all are open (after 2 s);
-                           measure on a freshly started server
-    --send-once            once a connection opens, send it one JSON-like text
-                           message and count it open only when the echo is back
-                           (the server must echo); with --deflate the server has
-                           then built its compression state before its memory is
-                           read
-    --size BYTES           with --send-once: the message size (default 1024)
-
-CONNECT OPTIONS:
-    --concurrency C        connections in progress at once (default 50)
-    --warmup SECS          run unmeasured this long first (default 1)
-    --duration SECS        then measure this long (default 10)
-
-SECS may be fractional (0.5). Progress goes to stderr every second; the summary
-goes to stdout and ends with one line for scripts:
-    RESULT mode=echo connections=.. size=.. msgs_per_sec=.. bytes_per_sec=.. p50_us=.. ...
-msgs_per_sec and bytes_per_sec count echoes received (payload bytes, one way);
-latencies are in microseconds; bytes_per_conn is the server's RSS growth per
-open connection; deflate is how many connections use permessage-deflate (0
-without --deflate). The Close that ends each connection must be answered within 2 s.
-
-EXIT STATUS:
-    0 the run completed without errors
-    1 nothing could connect, or errors occurred (they are listed)
-    2 the command line is wrong
-
-EXAMPLES:
-    ferrows-load echo --url ws://127.0.0.1:9001/ --connections 100 --in-flight 4 --size 64
-    ferrows-load echo --text --payload json --size 1024 --deflate
-    ferrows-load idle --connections 2000 --send-once --deflate --server-pid 4242
-    ferrows-load idle --connections 50000 --source-range 127.0.0.1-127.0.0.4 --server-pid 4242
-    ferrows-load connect --concurrency 50 --duration 5
-";
+use crate::{fanout, room};
 
 /// What the tool measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +20,10 @@ pub enum Mode {
     Idle,
     /// Handshakes per second.
     Connect,
+    /// One publisher, N subscribers of its topic.
+    Fanout,
+    /// N members of a room, each sending one message per round.
+    Room,
 }
 
 impl Mode {
@@ -117,6 +33,8 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Idle => "idle",
             Mode::Connect => "connect",
+            Mode::Fanout => "fanout",
+            Mode::Room => "room",
         }
     }
 }
@@ -130,7 +48,7 @@ pub struct Options {
     pub url: String,
     /// The opening handshake every connection sends (nonce aside).
     pub request: ClientRequest,
-    /// Connections to open (echo, idle).
+    /// Connections to open (echo, idle); subscribers (fanout); members (room).
     pub connections: usize,
     /// Event loops.
     pub threads: usize,
@@ -140,9 +58,9 @@ pub struct Options {
     pub max_pending: usize,
     /// Limit on connect plus handshake.
     pub timeout: Duration,
-    /// Messages in flight per connection (echo).
+    /// Messages in flight per connection (echo); publishes awaiting their ack (fanout).
     pub in_flight: usize,
-    /// Payload bytes per message (echo; idle with `send_once`).
+    /// Payload bytes per message (echo, room; idle with `send_once`; fanout: of `data`).
     pub size: usize,
     /// Text messages rather than binary (echo).
     pub text: bool,
@@ -154,10 +72,12 @@ pub struct Options {
     pub deflate_no_context_takeover: bool,
     /// Send one message on each new connection and wait for its echo (idle).
     pub send_once: bool,
-    /// Unmeasured time before measuring (echo, connect).
+    /// Unmeasured time before measuring (echo, connect, fanout, room).
     pub warmup: Duration,
-    /// Measured time (echo, connect).
+    /// Measured time (echo, connect, fanout, room unless `rounds`).
     pub duration: Duration,
+    /// Rounds to measure (room), instead of `duration`.
+    pub rounds: Option<u64>,
     /// How long all connections are held open (idle).
     pub hold: Duration,
     /// The server whose memory is read (idle).
@@ -167,6 +87,16 @@ pub struct Options {
 }
 
 impl Options {
+    /// How many connections the run opens: the subscribers and the publisher
+    /// in fanout mode, the connections or members otherwise (connect mode
+    /// opens `concurrency` at a time instead).
+    pub fn sockets(&self) -> usize {
+        match self.mode {
+            Mode::Fanout => self.connections + 1,
+            _ => self.connections,
+        }
+    }
+
     /// The permessage-deflate settings every connection offers and checks the
     /// server's answer against; `None` without `--deflate`.
     #[cfg(feature = "deflate")]
@@ -206,6 +136,9 @@ macro_rules! arg_error {
     ($($arg:tt)*) => { ArgError(format!($($arg)*)) };
 }
 
+/// The modes, as listed in messages.
+const MODES: &str = "echo, idle, connect, fanout or room";
+
 /// The least payload that holds the send timestamp: 8 bytes binary, 16 digits text.
 pub fn min_size(text: bool) -> usize {
     if text {
@@ -223,16 +156,20 @@ pub const SEND_ONCE_SIZE: usize = 1024;
 
 /// Which modes accept a flag; `None` for a flag nobody knows.
 fn modes_of(flag: &str) -> Option<&'static [Mode]> {
-    const ALL: &[Mode] = &[Mode::Echo, Mode::Idle, Mode::Connect];
+    const ALL: &[Mode] = &[Mode::Echo, Mode::Idle, Mode::Connect, Mode::Fanout, Mode::Room];
     Some(match flag {
         "--url" | "--threads" | "--sources" | "--source-range" | "--max-pending" | "--timeout" | "--protocol"
         | "--header" => ALL,
         "--deflate" | "--deflate-no-context-takeover" => ALL,
-        "--connections" | "--size" => &[Mode::Echo, Mode::Idle],
-        "--in-flight" | "--binary" | "--text" | "--payload" => &[Mode::Echo],
-        "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect],
+        "--connections" => &[Mode::Echo, Mode::Idle],
+        "--size" => &[Mode::Echo, Mode::Idle, Mode::Fanout, Mode::Room],
+        "--in-flight" => &[Mode::Echo, Mode::Fanout],
+        "--binary" | "--text" | "--payload" => &[Mode::Echo],
+        "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect, Mode::Fanout, Mode::Room],
         "--hold" | "--server-pid" | "--send-once" => &[Mode::Idle],
         "--concurrency" => &[Mode::Connect],
+        "--subscribers" => &[Mode::Fanout],
+        "--members" | "--rounds" => &[Mode::Room],
         _ => return None,
     })
 }
@@ -269,6 +206,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         send_once: false,
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(10),
+        rounds: None,
         hold: Duration::from_secs(10),
         server_pid: None,
         concurrency: 50,
@@ -278,6 +216,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     let mut seen_type: Option<&'static str> = None;
     let mut seen_sources = None;
     let mut size = None;
+    let mut connections = None;
+    let mut duration_given = false;
 
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -291,12 +231,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
                 "echo" => Mode::Echo,
                 "idle" => Mode::Idle,
                 "connect" => Mode::Connect,
-                _ => return Err(arg_error!("unknown mode {arg:?}: expected echo, idle or connect")),
+                "fanout" => Mode::Fanout,
+                "room" => Mode::Room,
+                _ => return Err(arg_error!("unknown mode {arg:?}: expected {MODES}")),
             });
             continue;
         }
         let Some(current) = mode else {
-            return Err(arg_error!("{arg}: the mode (echo, idle or connect) comes first"));
+            return Err(arg_error!("{arg}: the mode ({MODES}) comes first"));
         };
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
@@ -350,7 +292,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
                 };
                 headers.push((name.trim().to_owned(), field.trim().to_owned()));
             }
-            "--connections" => opts.connections = positive(&flag, &value)?,
+            "--connections" | "--subscribers" | "--members" => connections = Some(positive(&flag, &value)?),
+            "--rounds" => opts.rounds = Some(positive(&flag, &value)?),
             "--in-flight" => opts.in_flight = positive(&flag, &value)?,
             "--size" => size = Some(number(&flag, &value)?),
             "--payload" => {
@@ -358,7 +301,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
                     .ok_or_else(|| arg_error!("{flag}: unknown payload {value:?}: expected pattern or json"))?;
             }
             "--warmup" => opts.warmup = seconds(&flag, &value, true)?,
-            "--duration" => opts.duration = seconds(&flag, &value, false)?,
+            "--duration" => {
+                opts.duration = seconds(&flag, &value, false)?;
+                duration_given = true;
+            }
             "--hold" => opts.hold = seconds(&flag, &value, true)?,
             "--server-pid" => opts.server_pid = Some(positive(&flag, &value)?),
             "--concurrency" => opts.concurrency = positive(&flag, &value)?,
@@ -367,9 +313,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     }
 
     let Some(mode) = mode else {
-        return Err(arg_error!("missing mode: echo, idle or connect (see --help)"));
+        return Err(arg_error!("missing mode: {MODES} (see --help)"));
     };
     opts.mode = mode;
+    opts.connections = connections.unwrap_or(match mode {
+        Mode::Fanout => fanout::DEFAULT_SUBSCRIBERS,
+        Mode::Room => room::DEFAULT_MEMBERS,
+        _ => opts.connections,
+    });
+    if opts.rounds.is_some() && duration_given {
+        return Err(arg_error!("--rounds conflicts with --duration: measure one or the other"));
+    }
     if mode == Mode::Idle {
         if size.is_some() && !opts.send_once {
             return Err(arg_error!("--size applies to idle mode only with --send-once"));
@@ -378,16 +332,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         if opts.send_once && !(1..=MAX_SIZE).contains(&opts.size) {
             return Err(arg_error!("--size {} out of range: 1..={MAX_SIZE} bytes", opts.size));
         }
-    } else if let Some(size) = size {
-        opts.size = size;
+    } else {
+        opts.size = size.unwrap_or(match mode {
+            Mode::Fanout => fanout::DEFAULT_SIZE,
+            Mode::Room => room::DEFAULT_SIZE,
+            _ => opts.size,
+        });
     }
-    if mode == Mode::Echo && !(min_size(opts.text)..=MAX_SIZE).contains(&opts.size) {
-        let kind = if opts.text { "text" } else { "binary" };
-        return Err(arg_error!(
-            "--size {} out of range: a {kind} message carries its send time, so {}..={MAX_SIZE} bytes",
-            opts.size,
-            min_size(opts.text)
-        ));
+    let (least, carries) = match mode {
+        Mode::Echo if opts.text => (min_size(true), "a text message carries its send time"),
+        Mode::Echo => (min_size(false), "a binary message carries its send time"),
+        Mode::Fanout => (fanout::MIN_SIZE, "the data carries its send time and sequence number"),
+        Mode::Room => (room::MIN_SIZE, "a message carries its member and round"),
+        Mode::Idle | Mode::Connect => (0, ""),
+    };
+    if least > 0 && !(least..=MAX_SIZE).contains(&opts.size) {
+        return Err(arg_error!("--size {} out of range: {carries}, so {least}..={MAX_SIZE} bytes", opts.size));
     }
     if opts.server_pid.is_some() && !cfg!(any(target_os = "linux", target_os = "android")) {
         return Err(arg_error!("--server-pid reads /proc/PID/status, which only Linux has"));
@@ -516,6 +476,21 @@ mod tests {
         assert_eq!(options("idle --send-once --size 100").size, 100);
     }
 
+    #[test]
+    fn fanout_and_room() {
+        let opts = options("fanout");
+        assert_eq!((opts.connections, opts.sockets(), opts.size, opts.in_flight), (1000, 1001, 64, 1));
+        let opts = options("fanout --subscribers 10 --size 100 --in-flight 4 --warmup 2 --threads 2");
+        assert_eq!((opts.connections, opts.sockets(), opts.size, opts.in_flight), (10, 11, 100, 4));
+        assert_eq!((opts.warmup, opts.threads), (Duration::from_secs(2), 2));
+        let opts = options("room");
+        assert_eq!((opts.connections, opts.sockets(), opts.size, opts.rounds), (100, 100, 32, None));
+        assert_eq!(opts.duration, Duration::from_secs(10));
+        let opts = options("room --members 500 --rounds 1000 --size 16");
+        assert_eq!((opts.connections, opts.size, opts.rounds), (500, 16, Some(1000)));
+        assert_eq!(options("room --duration 3").duration, Duration::from_secs(3));
+    }
+
     #[cfg(feature = "deflate")]
     #[test]
     fn deflate_offer() {
@@ -527,7 +502,7 @@ mod tests {
         let opts = options("echo");
         assert!(opts.deflate_config().is_none());
         assert!(!encoded(&opts).contains("Sec-WebSocket-Extensions"));
-        for mode in ["echo", "idle", "connect"] {
+        for mode in ["echo", "idle", "connect", "fanout", "room"] {
             let opts = options(&format!("{mode} --deflate"));
             assert_eq!(opts.deflate_config(), Some(DeflateConfig::default()));
             assert!(encoded(&opts).contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
@@ -578,6 +553,16 @@ mod tests {
             ("idle --send-once --size 0", "--size 0 out of range"),
             ("echo --deflate=1", "--deflate takes no value"),
             ("echo --deflate-no-context-takeover", "needs --deflate"),
+            ("fanout --size 47", "--size 47 out of range"),
+            ("room --size 15", "--size 15 out of range"),
+            ("fanout --connections 5", "--connections does not apply to fanout"),
+            ("room --subscribers 5", "--subscribers does not apply to room"),
+            ("fanout --members 5", "--members does not apply to fanout"),
+            ("fanout --rounds 5", "--rounds does not apply to fanout"),
+            ("room --in-flight 2", "--in-flight does not apply to room"),
+            ("room --rounds 0", "--rounds must be at least 1"),
+            ("room --rounds 5 --duration 3", "--rounds conflicts with --duration"),
+            ("fanout --subscribers 0", "--subscribers must be at least 1"),
         ];
         for (line, expected) in cases {
             match parse_line(line) {

@@ -26,7 +26,7 @@ pub struct Connect {
 }
 
 impl Handler for Connect {
-    fn on_open(&mut self, _conn: &mut Connection, started: Instant, now: Instant) -> Opened {
+    fn on_open(&mut self, _conn: &mut Connection, _slot: usize, started: Instant, now: Instant) -> Opened {
         if self.phase == Phase::Measuring {
             self.latency.record(now.saturating_duration_since(started).as_nanos() as u64);
         }
@@ -34,7 +34,7 @@ impl Handler for Connect {
         Opened::Close
     }
 
-    fn on_event(&mut self, _conn: &mut Connection, _event: Event, _now: Instant) {}
+    fn on_event(&mut self, _conn: &mut Connection, _slot: usize, _event: Event, _now: Instant) {}
 }
 
 impl Load for Connect {
@@ -56,7 +56,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         let live = share(opts.concurrency, opts.threads, index);
         Plan { total: None, live, max_pending: live, opening_phases: &[Phase::Warmup, Phase::Measuring] }
     };
-    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Connect::default())?;
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Connect::default())?;
 
     let mut latency = Histogram::default();
     for result in &results {

@@ -133,14 +133,14 @@ impl<'a> Echo<'a> {
 }
 
 impl Handler for Echo<'_> {
-    fn on_open(&mut self, conn: &mut Connection, _started: Instant, now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut Connection, _slot: usize, _started: Instant, now: Instant) -> Opened {
         for _ in 0..self.in_flight {
             self.send(conn, now);
         }
         Opened::Ready
     }
 
-    fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant) {
+    fn on_event(&mut self, conn: &mut Connection, _slot: usize, event: Event, now: Instant) {
         if !matches!(event, Event::Binary(_) | Event::Text(_)) {
             return;
         }
@@ -187,7 +187,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         max_pending: opts.max_pending.div_ceil(opts.threads),
         opening_phases: &[Phase::Opening],
     };
-    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Echo::new(opts, epoch, shared))?;
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Echo::new(opts, epoch, shared))?;
 
     let mut latency = Histogram::default();
     let (mut messages, mut clean, mut unclean) = (0, 0, 0);

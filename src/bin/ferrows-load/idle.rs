@@ -42,17 +42,17 @@ impl<'a> Idle<'a> {
 }
 
 impl Handler for Idle<'_> {
-    fn on_open(&mut self, conn: &mut Connection, _started: Instant, _now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut Connection, _slot: usize, _started: Instant, _now: Instant) -> Opened {
         let Some(first) = &self.first else {
             return Opened::Ready;
         };
         // A refusal means the connection is closing; waiting for the echo then
         // ends in a failure that says so.
         let _ = conn.send_text(first);
-        Opened::AwaitEcho
+        Opened::AwaitReply
     }
 
-    fn on_event(&mut self, _conn: &mut Connection, event: Event, _now: Instant) {
+    fn on_event(&mut self, _conn: &mut Connection, _slot: usize, event: Event, _now: Instant) {
         let (len, kind) = match &event {
             Event::Text(text) => (text.len(), "text"),
             Event::Binary(data) => (data.len(), "binary"),
@@ -102,7 +102,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         max_pending: opts.max_pending.div_ceil(opts.threads),
         opening_phases: &[Phase::Opening],
     };
-    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_| Idle::new(opts, shared))?;
+    let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Idle::new(opts, shared))?;
 
     let clean = results.iter().map(|r| r.clean_closes).sum();
     let unclean = results.iter().map(|r| r.unclean_closes).sum();

@@ -20,14 +20,16 @@ const CLOSE_SLACK: Duration = Duration::from_millis(500);
 pub struct Leader {
     /// What is being measured.
     mode: Mode,
-    /// Connections to open before moving on (echo, idle).
+    /// Connections to open before moving on (echo, idle, fanout, room).
     connections: u64,
     /// Connections in progress at once (connect).
     concurrency: u64,
     /// Unmeasured time (echo, connect).
     warmup: Duration,
-    /// Measured time (echo, connect) or hold time (idle).
+    /// Measured time (echo, connect, fanout, room) or hold time (idle).
     duration: Duration,
+    /// Rounds to measure instead of a duration (room).
+    rounds_goal: Option<u64>,
     /// The server whose memory is read (idle).
     server_pid: Option<u32>,
     /// How long closing may take.
@@ -38,16 +40,22 @@ pub struct Leader {
     phase_since: Instant,
     /// When the next progress line is due.
     next_progress: Instant,
-    /// The counters at the previous progress line: time, messages, bytes, handshakes.
-    last: (Instant, u64, u64, u64),
+    /// The counters at the previous progress line.
+    last: Snapshot,
     /// When measuring began and ended.
     pub measured: Option<(Instant, Option<Instant>)>,
     /// Connections open when measuring began (idle: when memory was read).
     pub open_measured: u64,
     /// Connections open when measuring ended.
     pub open_at_end: u64,
+    /// Rounds completed when measuring began (room).
+    rounds_at_start: u64,
+    /// Rounds completed while measuring (room).
+    pub rounds_measured: u64,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
+    /// Whether the mode stopped the run early (it has counted the error).
+    pub stopped: bool,
     /// The server's memory once all connections were open, in KiB.
     pub rss_after: Option<Result<u64, String>>,
 }
@@ -57,7 +65,9 @@ impl Leader {
     pub fn new(opts: &Options, close_grace: Duration, shared: &Shared) -> Leader {
         let now = Instant::now();
         let (connections, duration) = match opts.mode {
-            Mode::Echo => (opts.connections as u64, opts.duration),
+            Mode::Echo | Mode::Fanout => (opts.sockets() as u64, opts.duration),
+            // A round count replaces the duration.
+            Mode::Room => (opts.sockets() as u64, if opts.rounds.is_some() { Duration::MAX } else { opts.duration }),
             Mode::Idle => (
                 opts.connections as u64,
                 opts.hold.max(if opts.server_pid.is_some() { RSS_SETTLE } else { Duration::ZERO }),
@@ -70,16 +80,20 @@ impl Leader {
             concurrency: opts.concurrency as u64,
             warmup: opts.warmup,
             duration,
+            rounds_goal: opts.rounds,
             server_pid: opts.server_pid,
             close_grace,
             start: now,
             phase_since: now,
             next_progress: now + PROGRESS_EVERY,
-            last: (now, 0, 0, 0),
+            last: Snapshot::take(now, shared),
             measured: None,
             open_measured: 0,
             open_at_end: 0,
+            rounds_at_start: 0,
+            rounds_measured: 0,
             interrupted: false,
+            stopped: false,
             rss_after: None,
         };
         let first = if opts.mode == Mode::Connect { leader.after_opening() } else { Phase::Opening };
@@ -102,11 +116,13 @@ impl Leader {
             Phase::Measuring => {
                 self.measured = Some((now, None));
                 self.open_measured = shared.open.load(Relaxed);
+                self.rounds_at_start = shared.rounds.load(Relaxed);
             }
             Phase::Closing => {
                 if let Some((_, end @ None)) = &mut self.measured {
                     *end = Some(now);
                     self.open_at_end = shared.open.load(Relaxed);
+                    self.rounds_measured = shared.rounds.load(Relaxed) - self.rounds_at_start;
                 }
             }
             _ => {}
@@ -123,6 +139,11 @@ impl Leader {
             _ if phase < Phase::Closing && shared.interrupted.load(Relaxed) => {
                 eprintln!("interrupted: closing the connections");
                 self.interrupted = true;
+                Some(Phase::Closing)
+            }
+            _ if phase < Phase::Closing && shared.stop.load(Relaxed) => {
+                eprintln!("stopping early: closing the connections");
+                self.stopped = true;
                 Some(Phase::Closing)
             }
             Phase::Opening => {
@@ -151,7 +172,10 @@ impl Leader {
                         self.open_measured = shared.open.load(Relaxed);
                     }
                 }
-                (in_phase >= self.duration).then_some(Phase::Closing)
+                let rounds_done = self
+                    .rounds_goal
+                    .is_some_and(|goal| shared.rounds.load(Relaxed).saturating_sub(self.rounds_at_start) >= goal);
+                (in_phase >= self.duration || rounds_done).then_some(Phase::Closing)
             }
             Phase::Closing => {
                 let idle = shared.open.load(Relaxed) + shared.pending.load(Relaxed) == 0;
@@ -173,11 +197,10 @@ impl Leader {
 
     /// Prints one progress line to stderr.
     fn progress(&mut self, now: Instant, shared: &Shared) {
-        let (messages, bytes, opened) =
-            (shared.messages.load(Relaxed), shared.bytes.load(Relaxed), shared.opened.load(Relaxed));
-        let (then, last_messages, last_bytes, last_opened) = self.last;
-        let secs = now.duration_since(then).as_secs_f64().max(1e-9);
-        self.last = (now, messages, bytes, opened);
+        let snapshot = Snapshot::take(now, shared);
+        let last = std::mem::replace(&mut self.last, snapshot);
+        let secs = now.duration_since(last.at).as_secs_f64().max(1e-9);
+        let rate = |count: u64, before: u64| count.saturating_sub(before) as f64 / secs;
         let phase = match shared.phase() {
             Phase::Opening => "opening",
             Phase::Warmup => "warmup",
@@ -192,13 +215,24 @@ impl Leader {
         let body = match self.mode {
             Mode::Echo => format!(
                 "{:>10.0} msgs/s {:>9.2} MB/s  open {open}  handshaking {pending}  errors {errors}",
-                (messages - last_messages) as f64 / secs,
-                (bytes - last_bytes) as f64 / secs / 1e6,
+                rate(snapshot.messages, last.messages),
+                rate(snapshot.bytes, last.bytes) / 1e6,
             ),
             Mode::Idle => format!("open {open}  handshaking {pending}  failed {failed}  errors {errors}"),
             Mode::Connect => format!(
                 "{:>8.0} handshakes/s  open {open}  handshaking {pending}  errors {errors}",
-                (opened - last_opened) as f64 / secs
+                rate(snapshot.opened, last.opened)
+            ),
+            Mode::Fanout => format!(
+                "{:>10.0} deliveries/s {:>8.0} publishes/s  open {open}  handshaking {pending}  dropped {}  errors {errors}",
+                rate(snapshot.messages, last.messages),
+                rate(snapshot.publishes, last.publishes),
+                shared.dropped.load(Relaxed)
+            ),
+            Mode::Room => format!(
+                "{:>7.0} rounds/s {:>10.0} deliveries/s  open {open}  handshaking {pending}  errors {errors}",
+                rate(snapshot.rounds, last.rounds),
+                rate(snapshot.messages, last.messages),
             ),
         };
         eprintln!("[{elapsed:>6.1}s] {phase:<9} {body}");
@@ -206,7 +240,13 @@ impl Leader {
 
     /// The measured time in words, noting an interruption.
     pub fn measured_words(&self) -> String {
-        let note = if self.interrupted { " (interrupted)" } else { "" };
+        let note = if self.interrupted {
+            " (interrupted)"
+        } else if self.stopped {
+            " (stopped early)"
+        } else {
+            ""
+        };
         format!("{:.2} s{note}", self.measured_time().as_secs_f64())
     }
 
@@ -216,6 +256,37 @@ impl Leader {
             Some((start, Some(end))) => end.duration_since(start),
             Some((start, None)) => start.elapsed(),
             None => Duration::ZERO,
+        }
+    }
+}
+
+/// The shared counters at one instant, for the rates of a progress line.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    /// When they were read.
+    at: Instant,
+    /// [`Shared::messages`].
+    messages: u64,
+    /// [`Shared::bytes`].
+    bytes: u64,
+    /// [`Shared::opened`].
+    opened: u64,
+    /// [`Shared::publishes`].
+    publishes: u64,
+    /// [`Shared::rounds`].
+    rounds: u64,
+}
+
+impl Snapshot {
+    /// The counters now.
+    fn take(at: Instant, shared: &Shared) -> Snapshot {
+        Snapshot {
+            at,
+            messages: shared.messages.load(Relaxed),
+            bytes: shared.bytes.load(Relaxed),
+            opened: shared.opened.load(Relaxed),
+            publishes: shared.publishes.load(Relaxed),
+            rounds: shared.rounds.load(Relaxed),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `ferrows-load`: a WebSocket load generator for any RFC 6455 server.
 //!
-//! Three modes, each printing a progress line per second (stderr) and a
+//! Five modes, each printing a progress line per second (stderr) and a
 //! summary ending in one `RESULT key=value ...` line (stdout):
 //!
 //! - `echo`: N connections each keep K timestamped messages in flight;
@@ -9,6 +9,12 @@
 //!   `--server-pid` (Linux) reports the server's resident memory per connection.
 //! - `connect`: opens, handshakes and closes connections C at a time;
 //!   reports handshakes/s and handshake latency.
+//! - `fanout`: N subscribers of one topic and one publisher with K publishes
+//!   unacknowledged (ferrows' JSON pub/sub protocol); reports deliveries/s,
+//!   publishes/s, publish-to-receipt delay, and gaps in each subscriber's sequence.
+//! - `room`: N members of a room send one message each per round, and a round
+//!   ends when every member has all N; reports rounds/s, deliveries/s (N² per
+//!   round) and round times.
 //!
 //! Run `ferrows-load --help` for the flags.
 //!
@@ -23,12 +29,15 @@
 mod args;
 mod connect;
 mod echo;
+mod fanout;
+mod help;
 mod histogram;
 mod idle;
 mod leader;
 mod payload;
 mod random;
 mod report;
+mod room;
 mod rss;
 mod session;
 mod shared;
@@ -44,7 +53,7 @@ fn main() -> ExitCode {
     env_logger::init();
     let code = match args::parse(std::env::args().skip(1)) {
         Ok(Command::Help) => {
-            print!("{}", args::HELP);
+            print!("{}", help::HELP);
             0
         }
         Ok(Command::Run(opts)) => run(*opts),
@@ -66,7 +75,7 @@ fn run(mut opts: Options) -> u8 {
         }
     };
     // More threads than connections would leave some idle.
-    let units = if opts.mode == Mode::Connect { opts.concurrency } else { opts.connections };
+    let units = if opts.mode == Mode::Connect { opts.concurrency } else { opts.sockets() };
     opts.threads = opts.threads.min(units);
     if let Err(e) = random::RandomPool::new() {
         eprintln!("ferrows-load: the OS random source is not available: {e}");
@@ -81,6 +90,8 @@ fn run(mut opts: Options) -> u8 {
         Mode::Echo => echo::run(&opts, target, &shared),
         Mode::Idle => idle::run(&opts, target, &shared),
         Mode::Connect => connect::run(&opts, target, &shared),
+        Mode::Fanout => fanout::run(&opts, target, &shared),
+        Mode::Room => room::run(&opts, target, &shared),
     };
     match result {
         Ok(code) => code as u8,
@@ -115,7 +126,7 @@ fn resolve(opts: &Options) -> Result<SocketAddr, String> {
 fn warn_about_file_limit(opts: &Options) {
     let needed = match opts.mode {
         Mode::Connect => opts.concurrency,
-        _ => opts.connections,
+        _ => opts.sockets(),
     } as u64;
     if let Some(limit) = rss::open_file_limit() {
         // A few descriptors go to the poll, stdio and the like.

@@ -69,9 +69,39 @@ pub fn json(len: usize) -> String {
     out
 }
 
+/// The decimal number `text` starts with, and what follows it; `None` if it
+/// starts with no digit or the number passes `u64`. This is how the modes read
+/// numbers out of messages without parsing them whole.
+pub fn leading_number(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in text[..digits].bytes() {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some((n, &text[digits..]))
+}
+
+/// Appends `count` bytes of ASCII filler.
+pub fn pad(out: &mut String, count: usize) {
+    out.extend(std::iter::repeat('x').take(count));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leading_numbers() {
+        assert_eq!(leading_number("123,rest"), Some((123, ",rest")));
+        assert_eq!(leading_number("0"), Some((0, "")));
+        assert_eq!(leading_number("18446744073709551615x"), Some((u64::MAX, "x")));
+        assert_eq!(leading_number("18446744073709551616"), None);
+        assert_eq!(leading_number("-1"), None);
+        assert_eq!(leading_number(""), None);
+    }
 
     #[test]
     fn fillers_have_the_exact_length() {

@@ -25,19 +25,34 @@ pub enum Opened {
     Ready,
     /// Start closing it at once.
     Close,
-    /// A message was sent on it; it counts as open once a message comes back,
-    /// and as failed if none does before the handshake's deadline.
-    AwaitEcho,
+    /// A message was sent on it; it counts as open once a message comes back
+    /// (an echo, an acknowledgement), and as failed if none does before the
+    /// handshake's deadline.
+    AwaitReply,
 }
 
 /// What a mode does with an open connection.
+///
+/// `slot` names the connection within its thread (its slab key) for as long
+/// as it lives, so that a mode can keep per-connection state in a `Vec`; a
+/// later connection may get the same slot, and `on_open` says when.
 pub trait Handler {
+    /// Whether `now` is read from the clock for every read from a socket,
+    /// rather than once per batch of poll events: a mode that measures
+    /// delays across many connections wants it, since a batch can take
+    /// long to handle.
+    const STAMP_EACH_READ: bool = false;
+
     /// The handshake completed at `now`; the TCP connect began at `started`.
-    fn on_open(&mut self, conn: &mut Connection, started: Instant, now: Instant) -> Opened;
+    fn on_open(&mut self, conn: &mut Connection, slot: usize, started: Instant, now: Instant) -> Opened;
 
     /// Something happened on an open connection (pongs and close replies are
     /// already queued by the connection).
-    fn on_event(&mut self, conn: &mut Connection, event: Event, now: Instant);
+    fn on_event(&mut self, conn: &mut Connection, slot: usize, event: Event, now: Instant);
+
+    /// The mode asked to act on this connection outside its events (see
+    /// [`Nudge`](crate::worker::Nudge)): to start sending, say.
+    fn on_nudge(&mut self, _conn: &mut Connection, _slot: usize, _now: Instant) {}
 }
 
 /// How a session ended.
@@ -96,6 +111,8 @@ pub struct Session {
     interest: Interest,
     /// The session's poll token.
     token: Token,
+    /// The session's slab key, which the mode knows it by.
+    slot: usize,
     /// When the TCP connect began.
     started: Instant,
     /// When to give up waiting: for the handshake, or for the end of the close.
@@ -108,9 +125,9 @@ pub struct Session {
     violation: Option<String>,
     /// Whether the connection uses permessage-deflate.
     deflate: bool,
-    /// Whether the connection waits for the echo of its first message
+    /// Whether the connection waits for the reply to its first message
     /// before it counts as open.
-    awaiting_echo: bool,
+    awaiting_reply: bool,
 }
 
 impl Session {
@@ -151,23 +168,26 @@ impl Session {
             written: 0,
             interest: Interest::READABLE | Interest::WRITABLE,
             token: Token(0),
+            slot: 0,
             started: now,
             deadline: Some(now + timeout),
             we_closed: false,
             peer_close: None,
             violation: None,
             deflate: false,
-            awaiting_echo: false,
+            awaiting_reply: false,
         })
     }
 
-    /// Registers the socket with the poll under `token`.
+    /// Registers the socket with the poll under `token`; the mode will know
+    /// the session as `slot`.
     ///
     /// # Errors
     ///
     /// The poll refused it.
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    pub fn register(&mut self, registry: &Registry, token: Token, slot: usize) -> io::Result<()> {
         self.token = token;
+        self.slot = slot;
         registry.register(&mut self.stream, token, self.interest)
     }
 
@@ -201,9 +221,9 @@ impl Session {
     }
 
     /// Whether the session counts as open: the handshake completed and the
-    /// echo the mode waits for, if any, came back.
+    /// reply the mode waits for, if any, came back.
     pub fn is_ready(&self) -> bool {
-        self.is_open() && !self.awaiting_echo
+        self.is_open() && !self.awaiting_reply
     }
 
     /// Whether the connection uses permessage-deflate.
@@ -238,11 +258,25 @@ impl Session {
             }
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            if let Some(end) = self.read_all(scratch, env, handler, now) {
+            let drain = event.is_read_closed() || event.is_error();
+            if let Some(end) = self.read_all(scratch, env, handler, now, drain) {
                 return Some(end);
             }
         }
         self.after_io(now, env.close_grace)
+    }
+
+    /// Lets the mode act on an open session outside its events, then writes
+    /// what it queued. Returns how the session ended, if it did.
+    pub fn nudge(&mut self, handler: &mut impl Handler, now: Instant, close_grace: Duration) -> Option<End> {
+        if self.awaiting_reply || self.we_closed {
+            return None;
+        }
+        let State::Open(conn) = &mut self.state else {
+            return None;
+        };
+        handler.on_nudge(conn, self.slot, now);
+        self.after_io(now, close_grace)
     }
 
     /// Whether the TCP connect completed (`Ok(false)`: not yet).
@@ -259,14 +293,34 @@ impl Session {
         }
     }
 
-    /// Reads until the socket has nothing more.
-    fn read_all(&mut self, scratch: &mut [u8], env: Env<'_>, handler: &mut impl Handler, now: Instant) -> Option<End> {
+    /// Reads until the socket has nothing more; `drain`: until it says so
+    /// (the event reported its end or an error).
+    fn read_all<H: Handler>(
+        &mut self,
+        scratch: &mut [u8],
+        env: Env<'_>,
+        handler: &mut H,
+        mut now: Instant,
+        drain: bool,
+    ) -> Option<End> {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return Some(self.lost("the server closed the TCP connection without a Close frame")),
                 Ok(n) => {
+                    if H::STAMP_EACH_READ {
+                        now = Instant::now();
+                    }
                     if let Err(end) = self.received(&mut scratch[..n], env, handler, now) {
                         return Some(end);
+                    }
+                    // Linux's epoll reports new data with a new edge once a
+                    // read came short of the buffer, so the read that would
+                    // only say WouldBlock can be saved: it is one system call
+                    // in two when every event brings one small message.
+                    // Elsewhere (Windows above all) readiness is re-armed only
+                    // by a WouldBlock.
+                    if cfg!(any(target_os = "linux", target_os = "android")) && !drain && n < scratch.len() {
+                        return None;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
@@ -287,7 +341,7 @@ impl Session {
             Ok(Status::Complete { head: response, mut rest }) => {
                 let conn = Connection::client(env.config.clone(), now, env.pool.masks());
                 let mut conn = self.negotiate(conn, &response, env)?;
-                let opened = handler.on_open(&mut conn, self.started, now);
+                let opened = handler.on_open(&mut conn, self.slot, self.started, now);
                 self.state = State::Open(conn);
                 match opened {
                     Opened::Ready => self.deadline = None,
@@ -295,8 +349,8 @@ impl Session {
                         self.deadline = None;
                         self.send_close(now, env.close_grace);
                     }
-                    // The handshake's deadline now bounds the wait for the echo.
-                    Opened::AwaitEcho => self.awaiting_echo = true,
+                    // The handshake's deadline now bounds the wait for the reply.
+                    Opened::AwaitReply => self.awaiting_reply = true,
                 }
                 // Frames the server sent right behind its response.
                 self.feed(&mut rest, handler, now);
@@ -346,15 +400,15 @@ impl Session {
         while let Some(event) = conn.poll_event() {
             match &event {
                 Event::Close(frame) => self.peer_close = Some(describe_close(frame.as_ref())),
-                Event::Text(_) | Event::Binary(_) if self.awaiting_echo => {
-                    self.awaiting_echo = false;
+                Event::Text(_) | Event::Binary(_) if self.awaiting_reply => {
+                    self.awaiting_reply = false;
                     if !self.we_closed {
                         self.deadline = None;
                     }
                 }
                 _ => {}
             }
-            handler.on_event(conn, event, now);
+            handler.on_event(conn, self.slot, event, now);
         }
     }
 
@@ -431,8 +485,8 @@ impl Session {
         match self.state {
             State::Connecting(_) => End::Failed("connect", "timed out".to_owned()),
             State::Handshaking(_) => End::Failed("handshake", "no response in time".to_owned()),
-            State::Open(_) if self.awaiting_echo && !self.we_closed => {
-                End::Failed("first echo", "no echo in time".to_owned())
+            State::Open(_) if self.awaiting_reply && !self.we_closed => {
+                End::Failed("first reply", "no reply in time".to_owned())
             }
             State::Open(_) | State::Moving => self.lost("timed out"),
         }

@@ -47,6 +47,9 @@ pub struct Shared {
     phase: AtomicU8,
     /// Set by Ctrl-C: stop early but still report.
     pub interrupted: Arc<AtomicBool>,
+    /// Set by a mode that cannot go on (a stalled room, a lost publisher):
+    /// stop early and report; the mode has counted the error.
+    pub stop: AtomicBool,
     /// Connections in TCP connect or handshake now.
     pub pending: AtomicU64,
     /// Connections open now (handshake done, not yet ended).
@@ -63,6 +66,12 @@ pub struct Shared {
     pub messages: AtomicU64,
     /// Payload bytes received, all phases (for the progress line).
     pub bytes: AtomicU64,
+    /// Publishes acknowledged, all phases (fanout).
+    pub publishes: AtomicU64,
+    /// Messages a subscriber never got, seen as gaps in its sequence (fanout).
+    pub dropped: AtomicU64,
+    /// Rounds completed while measuring (room).
+    pub rounds: AtomicU64,
     /// Error descriptions and how often each occurred.
     kinds: Mutex<BTreeMap<String, u64>>,
 }
@@ -72,6 +81,7 @@ impl Default for Shared {
         Shared {
             phase: AtomicU8::new(Phase::Opening as u8),
             interrupted: Arc::new(AtomicBool::new(false)),
+            stop: AtomicBool::new(false),
             pending: AtomicU64::new(0),
             open: AtomicU64::new(0),
             opened: AtomicU64::new(0),
@@ -80,6 +90,9 @@ impl Default for Shared {
             errors: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
             kinds: Mutex::new(BTreeMap::new()),
         }
     }
@@ -98,7 +111,15 @@ impl Shared {
 
     /// Counts an error and keeps its description; the first few are printed at once.
     pub fn error(&self, what: &str, detail: impl Display) {
-        let n = self.errors.fetch_add(1, Relaxed) + 1;
+        self.errors_of(1, what, detail);
+    }
+
+    /// Counts `count` errors of one description (one line printed at most).
+    pub fn errors_of(&self, count: u64, what: &str, detail: impl Display) {
+        if count == 0 {
+            return;
+        }
+        let n = self.errors.fetch_add(count, Relaxed) + 1;
         let description = format!("{what}: {detail}");
         if n <= MAX_PRINTED {
             eprintln!("error: {description}");
@@ -112,7 +133,7 @@ impl Shared {
         } else {
             "other errors".to_owned()
         };
-        *kinds.entry(key).or_insert(0) += 1;
+        *kinds.entry(key).or_insert(0) += count;
     }
 
     /// Every error description with its count, most frequent first.
@@ -132,6 +153,10 @@ pub struct LocalCounts {
     pub messages: u64,
     /// Bytes not yet added to [`Shared::bytes`].
     pub bytes: u64,
+    /// Publishes not yet added to [`Shared::publishes`].
+    pub publishes: u64,
+    /// Dropped messages not yet added to [`Shared::dropped`].
+    pub dropped: u64,
 }
 
 impl LocalCounts {
@@ -140,7 +165,13 @@ impl LocalCounts {
         if self.messages > 0 {
             shared.messages.fetch_add(self.messages, Relaxed);
             shared.bytes.fetch_add(self.bytes, Relaxed);
-            *self = LocalCounts::default();
         }
+        if self.publishes > 0 {
+            shared.publishes.fetch_add(self.publishes, Relaxed);
+        }
+        if self.dropped > 0 {
+            shared.dropped.fetch_add(self.dropped, Relaxed);
+        }
+        *self = LocalCounts::default();
     }
 }

@@ -4,12 +4,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "deflate")]
 use ferrows::proto::deflate::DeflateConfig;
 use ferrows::proto::Config;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::args::Options;
@@ -24,10 +25,17 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Bytes a server may add around a payload it relays.
+const ENVELOPE_SLACK: usize = 4096;
 /// How long to wait for the server's Close reply and then its TCP close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Token bits that hold the slab key; the rest hold the slot's generation.
 const KEY_BITS: u32 = usize::BITS / 2;
+/// The highest slab key a session may have: the key with all bits set is
+/// left out, so that no session's token is [`WAKE`].
+const MAX_KEY: usize = (1 << KEY_BITS) - 2;
+/// The token of a loop's [`Waker`].
+const WAKE: Token = Token(usize::MAX);
 
 /// A mode's per-thread part: a [`Handler`] that also follows the phase.
 pub trait Load: Handler {
@@ -36,6 +44,41 @@ pub trait Load: Handler {
 
     /// Adds locally batched counts to the shared ones.
     fn flush(&mut self, shared: &Shared);
+
+    /// Called once per turn of the loop, after the events: which open
+    /// sessions to hand to [`Handler::on_nudge`] now.
+    fn turn(&mut self, _now: Instant) -> Nudge {
+        Nudge::Nobody
+    }
+}
+
+/// Which open sessions a mode wants to act on outside their events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nudge {
+    /// None of them.
+    Nobody,
+    /// Every open session of the thread.
+    Every,
+    /// The session in this slot.
+    One(usize),
+}
+
+/// Wakes the loops of the other threads, for a mode whose threads wait on
+/// each other (a barrier): a loop otherwise sleeps until its next event or
+/// its poll timeout.
+#[derive(Debug, Clone)]
+pub struct Bell(Arc<[Waker]>);
+
+impl Bell {
+    /// Wakes every loop but thread `index`'s.
+    pub fn ring_others(&self, index: usize) {
+        for (i, waker) in self.0.iter().enumerate() {
+            if i != index {
+                // A failed wake leaves that loop to its poll timeout: slower, not wrong.
+                let _ = waker.wake();
+            }
+        }
+    }
 }
 
 /// How many connections a thread opens, and when.
@@ -109,12 +152,13 @@ struct Core<'a, H> {
     clean_closes: u64,
     /// Sessions whose close the server did not answer.
     unclean_closes: u64,
-    /// Keys whose deadline passed, reused by each sweep.
-    expired: Vec<usize>,
+    /// Keys of sessions to visit (expired, nudged), reused.
+    keys: Vec<usize>,
 }
 
 /// Runs `opts.threads` loops (the first on this thread, leading the run) and
-/// returns their results and the leader.
+/// returns their results and the leader. `make` builds thread `index`'s part
+/// of the mode and may keep the [`Bell`] that wakes the other loops.
 ///
 /// # Errors
 ///
@@ -125,18 +169,26 @@ pub fn run_threads<H: Load + Send>(
     shared: &Shared,
     mut leader: Leader,
     plan: impl Fn(usize) -> Plan + Sync,
-    make: impl Fn(usize) -> H + Sync,
+    make: impl Fn(usize, &Bell) -> H + Sync,
 ) -> io::Result<(Vec<ThreadResult<H>>, Leader)> {
+    // Every poll and its waker exist before any loop runs, so that each loop can wake the others.
+    let mut polls = (0..opts.threads).map(|_| Poll::new()).collect::<io::Result<Vec<_>>>()?;
+    let wakers = polls.iter().map(|poll| Waker::new(poll.registry(), WAKE)).collect::<io::Result<Vec<_>>>()?;
+    let bell = Bell(wakers.into());
+    let first_poll = polls.remove(0);
     std::thread::scope(|scope| {
-        let followers: Vec<_> = (1..opts.threads)
-            .map(|index| {
-                let (plan, make) = (&plan, &make);
-                std::thread::Builder::new()
-                    .name(format!("load-{index}"))
-                    .spawn_scoped(scope, move || run_one(index, opts, target, shared, plan(index), make(index), None))
+        let followers: Vec<_> = polls
+            .into_iter()
+            .enumerate()
+            .map(|(i, poll)| {
+                let index = i + 1;
+                let (plan, make, bell) = (&plan, &make, &bell);
+                std::thread::Builder::new().name(format!("load-{index}")).spawn_scoped(scope, move || {
+                    run_one(index, opts, target, shared, poll, plan(index), make(index, bell), None)
+                })
             })
             .collect::<io::Result<_>>()?;
-        let first = run_one(0, opts, target, shared, plan(0), make(0), Some(&mut leader));
+        let first = run_one(0, opts, target, shared, first_poll, plan(0), make(0, &bell), Some(&mut leader));
         let mut results = vec![first?];
         for follower in followers {
             let result = follower.join().map_err(|_| io::Error::other("a load thread panicked"))?;
@@ -147,17 +199,19 @@ pub fn run_threads<H: Load + Send>(
 }
 
 /// Runs one loop to the end of the run.
+#[allow(clippy::too_many_arguments)] // a thread's whole setup, passed once
 fn run_one<H: Load>(
     index: usize,
     opts: &Options,
     target: SocketAddr,
     shared: &Shared,
+    poll: Poll,
     plan: Plan,
     load: H,
     leader: Option<&mut Leader>,
 ) -> io::Result<ThreadResult<H>> {
     let leads = leader.is_some();
-    let result = Core::new(index, opts, target, shared, plan, load).and_then(|core| core.run(leader));
+    let result = Core::new(index, opts, target, shared, poll, plan, load).and_then(|core| core.run(leader));
     if let Err(e) = &result {
         shared.error("load thread", e);
         // Without this loop the others would wait for it for ever: end the run.
@@ -171,12 +225,13 @@ fn run_one<H: Load>(
 }
 
 impl<'a, H: Load> Core<'a, H> {
-    /// A loop for thread `index`.
+    /// A loop for thread `index`, on `poll`.
     fn new(
         index: usize,
         opts: &'a Options,
         target: SocketAddr,
         shared: &'a Shared,
+        poll: Poll,
         plan: Plan,
         load: H,
     ) -> io::Result<Self> {
@@ -184,15 +239,17 @@ impl<'a, H: Load> Core<'a, H> {
         // The load itself shows the peer is alive, and the run's end bounds the close.
         config.keepalive = None;
         config.close_timeout = None;
-        config.max_message_size = config.max_message_size.max(opts.size);
-        config.max_frame_size = config.max_frame_size.max(opts.size);
+        // Room for what a server wraps around a payload (a pub/sub delivery's envelope).
+        let largest = opts.size.saturating_add(ENVELOPE_SLACK);
+        config.max_message_size = config.max_message_size.max(largest);
+        config.max_frame_size = config.max_frame_size.max(largest);
         Ok(Core {
             index,
             threads: opts.threads,
             opts,
             target,
             plan,
-            poll: Poll::new()?,
+            poll,
             sessions: Slab::new(),
             generation: 0,
             pending: 0,
@@ -206,7 +263,7 @@ impl<'a, H: Load> Core<'a, H> {
             shared,
             clean_closes: 0,
             unclean_closes: 0,
-            expired: Vec::new(),
+            keys: Vec::new(),
         })
     }
 
@@ -253,6 +310,7 @@ impl<'a, H: Load> Core<'a, H> {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
+            self.nudge(now);
             self.load.flush(self.shared);
         }
         // Whatever is left did not finish closing within the grace time, or
@@ -300,11 +358,11 @@ impl<'a, H: Load> Core<'a, H> {
             Session::connect(self.target, source, &self.opts.request, &self.pool, now, self.opts.timeout)?;
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
-        if key >> KEY_BITS != 0 {
+        if key > MAX_KEY {
             return Err(io::Error::other("too many connections for one thread"));
         }
         self.generation = self.generation.wrapping_add(1) & (usize::MAX >> KEY_BITS);
-        session.register(self.poll.registry(), Token(self.generation << KEY_BITS | key))?;
+        session.register(self.poll.registry(), Token(self.generation << KEY_BITS | key), key)?;
         entry.insert(Slot { session, generation: self.generation });
         self.pending += 1;
         self.shared.pending.fetch_add(1, Relaxed);
@@ -313,6 +371,10 @@ impl<'a, H: Load> Core<'a, H> {
 
     /// Hands an event to its session; events of ended sessions are dropped.
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        if event.token() == WAKE {
+            // It only had to end the poll's wait.
+            return;
+        }
         let Token(token) = event.token();
         let key = token & ((1 << KEY_BITS) - 1);
         let Some(slot) = self.sessions.get_mut(key) else {
@@ -353,30 +415,60 @@ impl<'a, H: Load> Core<'a, H> {
     fn close_all(&mut self, now: Instant) {
         let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let slot = &mut self.sessions[key];
-            let mut end = slot.session.close(now, CLOSE_GRACE);
-            if end.is_none() {
-                if let Err(e) = slot.session.update_interest(self.poll.registry()) {
-                    end = Some(End::Dropped("poll", e.to_string()));
+            let end = self.sessions[key].session.close(now, CLOSE_GRACE);
+            self.settle(key, end);
+        }
+    }
+
+    /// Lets the mode act on the sessions it asks for.
+    fn nudge(&mut self, now: Instant) {
+        match self.load.turn(now) {
+            Nudge::Nobody => {}
+            Nudge::One(key) => self.nudge_one(key, now),
+            Nudge::Every => {
+                let mut keys = std::mem::take(&mut self.keys);
+                keys.clear();
+                keys.extend(self.sessions.iter().map(|(key, _)| key));
+                for &key in &keys {
+                    self.nudge_one(key, now);
                 }
+                self.keys = keys;
             }
-            if let Some(end) = end {
-                self.finish(key, end);
+        }
+    }
+
+    /// Lets the mode act on the session in slot `key`, if there is one.
+    fn nudge_one(&mut self, key: usize, now: Instant) {
+        if let Some(slot) = self.sessions.get_mut(key) {
+            let end = slot.session.nudge(&mut self.load, now, CLOSE_GRACE);
+            self.settle(key, end);
+        }
+    }
+
+    /// After I/O outside an event: updates the session's interest, or ends it.
+    fn settle(&mut self, key: usize, mut end: Option<End>) {
+        if end.is_none() {
+            if let Err(e) = self.sessions[key].session.update_interest(self.poll.registry()) {
+                end = Some(End::Dropped("poll", e.to_string()));
             }
+        }
+        if let Some(end) = end {
+            self.finish(key, end);
         }
     }
 
     /// Ends the sessions whose deadline passed.
     fn sweep(&mut self, now: Instant) {
-        self.expired.clear();
-        self.expired.extend(
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(
             self.sessions.iter().filter(|(_, slot)| slot.session.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k),
         );
-        for i in 0..self.expired.len() {
-            let key = self.expired[i];
+        for &key in &keys {
             let end = self.sessions[key].session.expire();
             self.finish(key, end);
         }
+        self.keys = keys;
     }
 
     /// Removes a session and counts how it ended.
@@ -390,9 +482,9 @@ impl<'a, H: Load> Core<'a, H> {
             self.pending -= 1;
             self.shared.pending.fetch_sub(1, Relaxed);
             match end {
-                // Open, but still waiting for its first echo: it never counted
+                // Open, but still waiting for its first reply: it never counted
                 // as open, so it counts as failed, or the opening would wait for it.
-                End::Dropped(what, why) => End::Failed("first echo", format!("{what}: {why}")),
+                End::Dropped(what, why) => End::Failed("first reply", format!("{what}: {why}")),
                 end => end,
             }
         };
