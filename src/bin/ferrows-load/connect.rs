@@ -10,7 +10,7 @@ use ferrows::proto::{Connection, Event};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
-use crate::report::{closes_line, conclude, deflate_line, latency_fields, latency_line, per_sec, share};
+use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors, share};
 use crate::session::{Handler, Opened};
 use crate::shared::{Phase, Shared};
 use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
@@ -74,11 +74,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  measured   {}", leader.measured_words());
     println!("  handshakes {handshakes} ({rate:.1}/s), {failed} failed");
     println!("  latency    {} (connect to 101)", latency_line(&latency));
-    println!("  closes     {}", closes_line(clean, unclean));
-    if let Some(line) = deflate_line(opts, shared) {
-        println!("  deflate    {line}");
-    }
-    println!("  errors     {errors}");
+    print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
         "RESULT mode=connect concurrency={} handshakes={handshakes} handshakes_per_sec={rate:.1} {} failed={failed} deflate={} errors={errors}",
         opts.concurrency,

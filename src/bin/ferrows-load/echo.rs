@@ -11,7 +11,7 @@ use ferrows::proto::{Connection, Event};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
-use crate::report::{closes_line, conclude, deflate_line, latency_fields, latency_line, per_sec, share};
+use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors};
 use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
 use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
@@ -181,12 +181,7 @@ impl Load for Echo<'_> {
 pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i32> {
     let epoch = Instant::now();
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
-    let plan = |index| Plan {
-        total: Some(share(opts.connections, opts.threads, index)),
-        live: usize::MAX,
-        max_pending: opts.max_pending.div_ceil(opts.threads),
-        opening_phases: &[Phase::Opening],
-    };
+    let plan = |index| Plan::open_share(opts, index, 0);
     let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Echo::new(opts, epoch, shared))?;
 
     let mut latency = Histogram::default();
@@ -221,11 +216,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  echoes     {messages} ({msgs_per_sec:.1} msgs/s)");
     println!("  payload    {bytes} bytes echoed ({:.3} MB/s each way)", bytes_per_sec / 1e6);
     println!("  latency    {}", latency_line(&latency));
-    println!("  closes     {}", closes_line(clean, unclean));
-    if let Some(line) = deflate_line(opts, shared) {
-        println!("  deflate    {line}");
-    }
-    println!("  errors     {errors}");
+    print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
         "RESULT mode=echo connections={} size={} payload={payload} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} deflate={} errors={errors}",
         opts.connections,

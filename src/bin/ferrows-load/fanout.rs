@@ -19,7 +19,7 @@ use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
 use crate::payload::{leading_number, pad};
-use crate::report::{closes_line, conclude, deflate_line, latency_fields, latency_line, per_sec, share};
+use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors};
 use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
 use crate::worker::{run_threads, Load, Nudge, Plan, CLOSE_GRACE};
@@ -325,13 +325,8 @@ fn quote(text: &str) -> String {
 pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i32> {
     let epoch = Instant::now();
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
-    let plan = |index| Plan {
-        // The first thread opens the publisher too.
-        total: Some(share(opts.connections, opts.threads, index) + usize::from(index == 0)),
-        live: usize::MAX,
-        max_pending: opts.max_pending.div_ceil(opts.threads),
-        opening_phases: &[Phase::Opening],
-    };
+    // The first thread opens the publisher too.
+    let plan = |index| Plan::open_share(opts, index, usize::from(index == 0));
     let (results, leader) =
         run_threads(opts, target, shared, leader, plan, |index, _| Fanout::new(opts, index, epoch, shared))?;
 
@@ -372,11 +367,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  deliveries {deliveries} ({deliveries_per_sec:.1}/s over all subscribers)");
     println!("  delay      {} (publish to receipt)", latency_line(&latency));
     println!("  dropped    {dropped} (gaps in a subscriber's sequence, whole run)");
-    println!("  closes     {}", closes_line(clean, unclean));
-    if let Some(line) = deflate_line(opts, shared) {
-        println!("  deflate    {line}");
-    }
-    println!("  errors     {errors}");
+    print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
         "RESULT mode=fanout subscribers={} size={} in_flight={} publishes_per_sec={publishes_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} {} dropped={dropped} deflate={} errors={errors}",
         opts.connections,

@@ -15,7 +15,7 @@ use ferrows::proto::{Connection, Event};
 use crate::args::Options;
 use crate::leader::{Leader, RSS_SETTLE};
 use crate::payload;
-use crate::report::{closes_line, conclude, deflate_line, share};
+use crate::report::{conclude, print_closes_and_errors};
 use crate::rss::vm_rss_kib;
 use crate::session::{Handler, Opened};
 use crate::shared::{Phase, Shared};
@@ -96,12 +96,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         None => None,
     };
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
-    let plan = |index| Plan {
-        total: Some(share(opts.connections, opts.threads, index)),
-        live: usize::MAX,
-        max_pending: opts.max_pending.div_ceil(opts.threads),
-        opening_phases: &[Phase::Opening],
-    };
+    let plan = |index| Plan::open_share(opts, index, 0);
     let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Idle::new(opts, shared))?;
 
     let clean = results.iter().map(|r| r.clean_closes).sum();
@@ -144,11 +139,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
         (Some(before), None) => println!("  server RSS {before} KiB before; not read after (the hold never began)"),
         _ => println!("  server RSS not measured (give --server-pid)"),
     }
-    println!("  closes     {}", closes_line(clean, unclean));
-    if let Some(line) = deflate_line(opts, shared) {
-        println!("  deflate    {line}");
-    }
-    println!("  errors     {errors}");
+    print_closes_and_errors(opts, shared, clean, unclean, errors);
     let send_once = if opts.send_once { opts.size } else { 0 };
     println!(
         "RESULT mode=idle connections={} open={open} failed={failed} send_once={send_once} deflate={} rss_before_kib={before_field} rss_after_kib={after_field} bytes_per_conn={per_conn_field} errors={}",

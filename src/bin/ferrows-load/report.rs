@@ -49,6 +49,15 @@ pub fn latency_fields(h: &Histogram) -> String {
     )
 }
 
+/// Prints the summary lines every mode ends with: closes, deflate, errors.
+pub fn print_closes_and_errors(opts: &Options, shared: &Shared, clean: u64, unclean: u64, errors: u64) {
+    println!("  closes     {}", closes_line(clean, unclean));
+    if let Some(line) = deflate_line(opts, shared) {
+        println!("  deflate    {line}");
+    }
+    println!("  errors     {errors}");
+}
+
 /// The closes line: how many of our Close frames the server answered.
 pub fn closes_line(clean: u64, unclean: u64) -> String {
     format!("{clean} answered by the server's Close, {unclean} not answered in time")

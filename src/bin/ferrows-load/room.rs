@@ -21,7 +21,7 @@ use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
 use crate::payload::{leading_number, pad};
-use crate::report::{closes_line, conclude, deflate_line, per_sec, share, us};
+use crate::report::{conclude, per_sec, print_closes_and_errors, us};
 use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
 use crate::worker::{run_threads, Bell, Load, Nudge, Plan, CLOSE_GRACE};
@@ -351,12 +351,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     let epoch = Instant::now();
     let barrier = Barrier::default();
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
-    let plan = |index| Plan {
-        total: Some(share(opts.connections, opts.threads, index)),
-        live: usize::MAX,
-        max_pending: opts.max_pending.div_ceil(opts.threads),
-        opening_phases: &[Phase::Opening],
-    };
+    let plan = |index| Plan::open_share(opts, index, 0);
     let make = |index, bell: &Bell| Room::new(opts, index, epoch, &barrier, bell.clone(), shared);
     let (results, leader) = run_threads(opts, target, shared, leader, plan, make)?;
 
@@ -406,11 +401,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
             round_times.count()
         );
     }
-    println!("  closes     {}", closes_line(clean, unclean));
-    if let Some(line) = deflate_line(opts, shared) {
-        println!("  deflate    {line}");
-    }
-    println!("  errors     {errors}");
+    print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
         "RESULT mode=room members={} size={} rounds={rounds} rounds_per_sec={rounds_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} p50_round_us={p50} p99_round_us={p99} deflate={} errors={errors}",
         opts.connections,

@@ -94,6 +94,19 @@ pub struct Plan {
     pub opening_phases: &'static [Phase],
 }
 
+impl Plan {
+    /// Open thread `index`'s share of `opts.connections` (plus `extra`) while
+    /// the run is opening, and keep them all.
+    pub fn open_share(opts: &Options, index: usize, extra: usize) -> Self {
+        Plan {
+            total: Some(crate::report::share(opts.connections, opts.threads, index) + extra),
+            live: usize::MAX,
+            max_pending: opts.max_pending.div_ceil(opts.threads),
+            opening_phases: &[Phase::Opening],
+        }
+    }
+}
+
 /// What a thread hands back.
 #[derive(Debug)]
 pub struct ThreadResult<H> {
