@@ -513,6 +513,30 @@ fn keepalive_can_be_turned_off() {
 }
 
 #[test]
+fn idle_timeout_closes_with_1001_when_no_message_arrives() {
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_secs(60));
+    let mut clock = Clock::new();
+    let mut s = server_with(config, &clock);
+    // Keepalive pings at 30 s; the peer's pong keeps the connection alive but is not a message.
+    s.handle_timeout(clock.advance(Duration::from_secs(30)));
+    assert_eq!(transmit(&mut s), server_frame(true, OpCode::Ping, b""));
+    feed(&mut s, &client_frame(true, OpCode::Pong, b""), clock.now()).0.unwrap();
+    // A message at 40 s moves the idle deadline to 100 s.
+    clock.advance(Duration::from_secs(10));
+    feed(&mut s, &client_frame(true, OpCode::Text, b"hi"), clock.now()).0.unwrap();
+    while s.poll_event().is_some() {}
+    s.handle_timeout(clock.advance(Duration::from_secs(59)));
+    assert!(s.can_send(), "closed before the idle timeout");
+    transmit(&mut s);
+    s.handle_timeout(clock.advance(Duration::from_secs(1)));
+    assert!(!s.can_send());
+    let mut close = 1001u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"idle timeout");
+    assert_eq!(transmit(&mut s), server_frame(true, OpCode::Close, &close));
+}
+
+#[test]
 fn rfc6455_5_3_client_masks_every_frame_with_a_fresh_key() {
     let clock = Clock::new();
     let mut c = client(&clock);

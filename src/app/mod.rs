@@ -2,7 +2,9 @@
 
 mod echo;
 pub mod pubsub_protocol;
+mod route_table;
 mod routes;
 
 pub use echo::Echo;
+pub use route_table::{RouteError, RouteHandler, RouteSpec};
 pub use routes::{App, AppConfig, Member};

@@ -1,4 +1,5 @@
-//! The server binary's application: URL paths mapped to built-in handlers.
+//! The server binary's application: URL paths mapped to built-in handlers
+//! by a [routing table](RouteSpec). The default table:
 //!
 //! | Path | What |
 //! |---|---|
@@ -7,15 +8,20 @@
 //! | `/rooms/{name}` (WebSocket) | a room: each message goes to every member |
 //! | `/pubsub` (WebSocket) | the JSON pub/sub protocol |
 //! | `POST /publish/{topic}` | publish the body to a pub/sub topic |
+//! | `GET /metrics` | metrics in the Prometheus text format |
+//! | `GET /healthz` | 200 while accepting, 503 while draining |
 //!
 //! Rooms and pub/sub topics live in separate namespaces of the engine's
 //! topics, so a room named `x` and a topic named `x` never meet.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 
 use super::pubsub_protocol::{self as protocol, ProtocolLimits, Request};
+use super::route_table::{RouteHandler, RouteSpec};
+use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
 use crate::runtime::{Context, Decision, Handler, HttpRequest, HttpResponse, Message, SessionId, Upgrade};
 
@@ -26,8 +32,8 @@ const DEMO_PAGE: &str = include_str!("demo.html");
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
-    /// Whether a room sends a member's message back to that member too (default true).
-    pub room_echo_to_sender: bool,
+    /// The routing table (default: [`RouteSpec::defaults`]); the first match wins.
+    pub routes: Vec<RouteSpec>,
     /// The key `POST /publish/{topic}` requires as `Authorization: Bearer KEY`.
     /// Without one, the publish API answers only clients on loopback.
     pub api_key: Option<String>,
@@ -37,7 +43,7 @@ pub struct AppConfig {
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { room_echo_to_sender: true, api_key: None, protocol_limits: ProtocolLimits::default() }
+        Self { routes: RouteSpec::defaults(), api_key: None, protocol_limits: ProtocolLimits::default() }
     }
 }
 
@@ -46,31 +52,31 @@ impl Default for AppConfig {
 enum Route<'a> {
     Demo,
     Echo,
-    Room(&'a str),
+    Room { name: &'a str, echo_to_sender: bool },
     PubSub,
     Publish(&'a str),
+    Metrics,
+    Health,
     NotFound,
 }
 
-fn route(path: &str) -> Route<'_> {
-    match path {
-        "/" => Route::Demo,
-        "/echo" => Route::Echo,
-        "/pubsub" => Route::PubSub,
-        _ => {
-            if let Some(name) = path.strip_prefix("/rooms/") {
-                if is_room_name(name) {
-                    return Route::Room(name);
-                }
-            }
-            if let Some(topic) = path.strip_prefix("/publish/") {
-                if !topic.is_empty() && topic.len() <= 256 && !topic.contains('/') {
-                    return Route::Publish(topic);
-                }
-            }
-            Route::NotFound
-        }
+/// The first route of `table` that fits `path` (with a valid parameter).
+fn route<'p>(table: &[RouteSpec], path: &'p str) -> Route<'p> {
+    for spec in table {
+        let Some(param) = spec.matches(path) else { continue };
+        let found = match spec.handler() {
+            RouteHandler::Demo => Route::Demo,
+            RouteHandler::Echo => Route::Echo,
+            RouteHandler::Room { echo_to_sender } if is_room_name(param) => Route::Room { name: param, echo_to_sender },
+            RouteHandler::PubSub => Route::PubSub,
+            RouteHandler::Publish if param.len() <= 256 => Route::Publish(param),
+            RouteHandler::Metrics => Route::Metrics,
+            RouteHandler::Health => Route::Health,
+            _ => continue,
+        };
+        return found;
     }
+    Route::NotFound
 }
 
 /// 1 to 64 of `A-Z a-z 0-9 _ -`.
@@ -91,23 +97,54 @@ fn pubsub_topic(name: &str) -> String {
 pub enum Member {
     /// `/echo`.
     Echo,
-    /// `/rooms/{name}`: the room's engine topic.
-    Room(Arc<str>),
+    /// `/rooms/{name}`: the room's engine topic, and whether its messages come back to their sender.
+    Room {
+        /// The room's engine topic.
+        topic: Arc<str>,
+        /// Whether a member's message comes back to that member too.
+        echo_to_sender: bool,
+    },
     /// `/pubsub`.
     PubSub,
 }
 
 /// The built-in handlers behind one routing table.
+///
+/// Clones share the configuration and the application's counters, so one
+/// `App` cloned into every loop counts for the whole server.
 #[derive(Debug, Clone, Default)]
 pub struct App {
     config: Arc<AppConfig>,
+    /// Publish API requests by response status.
+    publish_calls: Arc<Mutex<BTreeMap<u16, u64>>>,
 }
 
 impl App {
     /// The application with `config`.
     #[must_use]
     pub fn new(config: AppConfig) -> Self {
-        Self { config: Arc::new(config) }
+        Self { config: Arc::new(config), publish_calls: Arc::default() }
+    }
+
+    /// The server's metrics and the application's own, in the Prometheus text format.
+    fn metrics(&self, ctx: &Context<'_, Member>) -> HttpResponse {
+        let mut out = String::with_capacity(8192);
+        ctx.metrics().render(&mut out);
+        let mut text = TextEncoder::new(&mut out);
+        let name = "ferrows_publish_api_requests_total";
+        text.family(name, Kind::Counter, "Requests to the publish API (POST /publish/{topic}), by response status.");
+        if let Ok(calls) = self.publish_calls.lock() {
+            for (status, n) in calls.iter() {
+                text.sample(name, &[("status", &status.to_string())], *n);
+            }
+        }
+        HttpResponse::new(StatusCode::OK, prometheus::CONTENT_TYPE, out.as_bytes())
+    }
+
+    fn count_publish_call(&self, status: StatusCode) {
+        if let Ok(mut calls) = self.publish_calls.lock() {
+            *calls.entry(status.as_u16()).or_default() += 1;
+        }
     }
 
     fn pubsub_request(&self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
@@ -136,19 +173,31 @@ impl App {
     }
 
     fn publish_api(&self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
+        let (status, response) = self.publish_api_answer(ctx, request, topic);
+        self.count_publish_call(status);
+        response
+    }
+
+    fn publish_api_answer(
+        &self,
+        ctx: &mut Context<'_, Member>,
+        request: &HttpRequest<'_>,
+        topic: &str,
+    ) -> (StatusCode, HttpResponse) {
         if request.method() != "POST" {
-            return method_not_allowed("POST");
+            return (StatusCode::METHOD_NOT_ALLOWED, method_not_allowed("POST"));
         }
         match &self.config.api_key {
             Some(key) => {
                 let given = request.request().headers().get("Authorization").unwrap_or_default();
                 let expected = format!("Bearer {key}");
                 if !constant_time_eq(given, expected.as_bytes()) {
-                    return HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key");
+                    return (StatusCode::UNAUTHORIZED, HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key"));
                 }
             }
             None if !request.peer_addr().ip().is_loopback() => {
-                return HttpResponse::text(StatusCode::FORBIDDEN, "the publish API needs an API key off loopback");
+                let reason = "the publish API needs an API key off loopback";
+                return (StatusCode::FORBIDDEN, HttpResponse::text(StatusCode::FORBIDDEN, reason));
             }
             None => {}
         }
@@ -158,11 +207,15 @@ impl App {
             Ok(raw) => raw,
             Err(_) => match std::str::from_utf8(body).ok().and_then(|t| serde_json::value::to_raw_value(t).ok()) {
                 Some(raw) => raw,
-                None => return HttpResponse::text(StatusCode::BAD_REQUEST, "the body must be JSON or UTF-8 text"),
+                None => {
+                    let reason = "the body must be JSON or UTF-8 text";
+                    return (StatusCode::BAD_REQUEST, HttpResponse::text(StatusCode::BAD_REQUEST, reason));
+                }
             },
         };
         let recipients = publish(ctx, &[topic.to_owned()], &data, None);
-        HttpResponse::new(StatusCode::OK, "application/json", format!("{{\"recipients\":{recipients}}}").as_bytes())
+        let answer = format!("{{\"recipients\":{recipients}}}");
+        (StatusCode::OK, HttpResponse::new(StatusCode::OK, "application/json", answer.as_bytes()))
     }
 }
 
@@ -204,25 +257,27 @@ impl Handler for App {
     type State = Member;
 
     fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Member> {
-        match route(request.path()) {
+        match route(&self.config.routes, request.path()) {
             Route::Echo => Decision::accept(Member::Echo),
-            Route::Room(name) => Decision::accept(Member::Room(room_topic(name).into())),
+            Route::Room { name, echo_to_sender } => {
+                Decision::accept(Member::Room { topic: room_topic(name).into(), echo_to_sender })
+            }
             Route::PubSub => Decision::accept(Member::PubSub),
-            Route::Demo | Route::Publish(_) | Route::NotFound => {
+            Route::Demo | Route::Publish(_) | Route::Metrics | Route::Health | Route::NotFound => {
                 Decision::reject(StatusCode::NOT_FOUND, "no WebSocket service at this path")
             }
         }
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_, Member>, session: SessionId) {
-        if let Some(Member::Room(topic)) = ctx.state(session) {
+        if let Some(Member::Room { topic, .. }) = ctx.state(session) {
             let topic = topic.clone();
             let _ = ctx.subscribe(session, &topic);
         }
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, message: Message<'_>) {
-        let room = match ctx.state(session) {
+        let (room, echo_to_sender) = match ctx.state(session) {
             Some(Member::Echo) => {
                 let _ = match message {
                     Message::Text(text) => ctx.send_text(session, text),
@@ -230,7 +285,7 @@ impl Handler for App {
                 };
                 return;
             }
-            Some(Member::Room(topic)) => topic.clone(),
+            Some(Member::Room { topic, echo_to_sender }) => (topic.clone(), *echo_to_sender),
             Some(Member::PubSub) => {
                 match message {
                     Message::Text(text) => self.pubsub_request(ctx, session, text),
@@ -242,18 +297,22 @@ impl Handler for App {
             }
             None => return,
         };
-        let exclude = (!self.config.room_echo_to_sender).then_some(session);
+        let exclude = (!echo_to_sender).then_some(session);
         ctx.publish(&room, message, exclude);
     }
 
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
-        match route(request.path()) {
-            Route::Demo if request.method() == "GET" || request.method() == "HEAD" => {
+        let get = request.method() == "GET" || request.method() == "HEAD";
+        match route(&self.config.routes, request.path()) {
+            Route::Demo if get => {
                 HttpResponse::new(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
             }
-            Route::Demo => method_not_allowed("GET, HEAD"),
+            Route::Metrics if get => self.metrics(ctx),
+            Route::Health if get && ctx.is_draining() => HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Route::Health if get => HttpResponse::text(StatusCode::OK, "ok"),
+            Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
             Route::Publish(topic) => self.publish_api(ctx, request, topic),
-            Route::Echo | Route::Room(_) | Route::PubSub => {
+            Route::Echo | Route::Room { .. } | Route::PubSub => {
                 HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
             }
             Route::NotFound => HttpResponse::text(StatusCode::NOT_FOUND, "not found"),
@@ -267,16 +326,29 @@ mod tests {
 
     #[test]
     fn routes() {
+        let table = RouteSpec::defaults();
+        let route = |path| route(&table, path);
         assert_eq!(route("/"), Route::Demo);
         assert_eq!(route("/echo"), Route::Echo);
-        assert_eq!(route("/rooms/lobby-1_a"), Route::Room("lobby-1_a"));
+        assert_eq!(route("/rooms/lobby-1_a"), Route::Room { name: "lobby-1_a", echo_to_sender: true });
         assert_eq!(route("/rooms/"), Route::NotFound);
         assert_eq!(route("/rooms/a/b"), Route::NotFound);
+        assert_eq!(route("/rooms/a b"), Route::NotFound);
         assert_eq!(route(&format!("/rooms/{}", "x".repeat(65))), Route::NotFound);
         assert_eq!(route("/pubsub"), Route::PubSub);
         assert_eq!(route("/publish/news"), Route::Publish("news"));
         assert_eq!(route("/publish/"), Route::NotFound);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/healthz"), Route::Health);
         assert_eq!(route("/elsewhere"), Route::NotFound);
+    }
+
+    #[test]
+    fn the_first_matching_route_wins() {
+        let table: Vec<RouteSpec> =
+            ["/chat/{name} = room echo_to_sender=false", "/chat/{x} = room"].iter().map(|r| r.parse().unwrap()).collect();
+        assert_eq!(route(&table, "/chat/a"), Route::Room { name: "a", echo_to_sender: false });
+        assert_eq!(route(&table, "/echo"), Route::NotFound);
     }
 
     #[test]

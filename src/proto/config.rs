@@ -22,6 +22,9 @@ pub struct Config {
     /// Automatic pings on an idle connection (default: ping after 30 s of
     /// silence, give up 30 s later). `None` never pings.
     pub keepalive: Option<Keepalive>,
+    /// Close with 1001 when no whole data message arrived for this long
+    /// (default `None`: pings and pongs alone keep a connection open).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -32,6 +35,7 @@ impl Default for Config {
             max_fragments: 1 << 17,
             close_timeout: Some(Duration::from_secs(5)),
             keepalive: Some(Keepalive { idle: Duration::from_secs(30), timeout: Duration::from_secs(30) }),
+            idle_timeout: None,
         }
     }
 }

@@ -166,6 +166,8 @@ pub struct Connection {
     /// Masking keys for frames a client sends; `None` for a server.
     masks: Option<MaskSource>,
     last_received: Instant,
+    /// When the last whole data message arrived (or the connection opened).
+    last_message: Instant,
     ping_sent: Option<Instant>,
     /// Boxed: most of it is only there when the extension was negotiated.
     #[cfg(feature = "deflate")]
@@ -222,6 +224,7 @@ impl Connection {
             failure_pending: None,
             masks,
             last_received: now,
+            last_message: now,
             ping_sent: None,
             #[cfg(feature = "deflate")]
             deflate: None,
@@ -291,7 +294,14 @@ impl Connection {
             self.last_received = now;
             self.ping_sent = None;
         }
-        match self.decode(data) {
+        let events_before = self.events.len();
+        let decoded = self.decode(data);
+        if self.config.idle_timeout.is_some()
+            && self.events.iter().skip(events_before).any(|e| matches!(e, Event::Text(_) | Event::Binary(_)))
+        {
+            self.last_message = now;
+        }
+        match decoded {
             Ok(()) => Ok(()),
             Err(error) => {
                 log::debug!("protocol violation: {error}");
@@ -601,11 +611,15 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Open => {
-                let keepalive = self.config.keepalive?;
-                Some(match self.ping_sent {
+                let keepalive = self.config.keepalive.map(|keepalive| match self.ping_sent {
                     Some(sent) => sent + keepalive.timeout,
                     None => self.last_received + keepalive.idle,
-                })
+                });
+                let idle = self.config.idle_timeout.map(|idle| self.last_message + idle);
+                match (keepalive, idle) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
             State::LocalClosed { deadline } => *deadline,
             State::PeerClosed { .. } | State::Closed | State::Failed(_) => None,
@@ -622,14 +636,20 @@ impl Connection {
             return;
         }
         match self.state {
-            State::Open if self.ping_sent.is_some() => {
+            State::Open if self.config.idle_timeout.is_some_and(|idle| now >= self.last_message + idle) => {
+                log::debug!("no message from the peer within the idle timeout");
+                // Open, so the close is accepted; the reason is short.
+                let _ = self.send_close(CloseCode::GOING_AWAY, "idle timeout", now);
+            }
+            State::Open if self.config.keepalive.is_some_and(|k| self.ping_sent.is_some_and(|s| now >= s + k.timeout)) => {
                 log::debug!("peer silent past the keepalive timeout");
                 self.state = State::Failed(Failure::KeepaliveTimeout);
             }
-            State::Open => {
+            State::Open if self.ping_sent.is_none() => {
                 self.queue_frame(OpCode::Ping, &[]);
                 self.ping_sent = Some(now);
             }
+            State::Open => {}
             // RFC 6455 §7.1.1: the transport may be closed when the peer does not answer in time.
             State::LocalClosed { .. } => self.state = State::Closed,
             State::PeerClosed { .. } | State::Closed | State::Failed(_) => {}

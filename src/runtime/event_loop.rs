@@ -477,6 +477,7 @@ impl<H: Handler> EventLoop<H> {
             topics: &mut self.topics,
             bus: &self.shared.bus,
             slow_consumer: self.config.slow_consumer,
+            shared: &self.shared,
         };
         f(&mut self.handler, &mut ctx);
     }

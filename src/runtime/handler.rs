@@ -11,7 +11,8 @@ use slab::Slab;
 use super::http::{HttpRequest, HttpResponse};
 use super::pubsub::{Bus, Topics};
 use super::session::Session;
-use super::SlowConsumerPolicy;
+use super::metrics::{LoopCounters, Metrics};
+use super::{Shared, SlowConsumerPolicy};
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
@@ -195,6 +196,7 @@ pub struct Context<'a, S> {
     pub(crate) topics: &'a mut Topics,
     pub(crate) bus: &'a Bus,
     pub(crate) slow_consumer: SlowConsumerPolicy,
+    pub(crate) shared: &'a Arc<Shared>,
 }
 
 impl<S> Context<'_, S> {
@@ -208,7 +210,9 @@ impl<S> Context<'_, S> {
     ///
     /// See [`SendError`].
     pub fn send_text(&mut self, session: SessionId, text: &str) -> Result<(), SendError> {
-        self.with_open(session, |conn| conn.send_text(text))
+        self.with_open(session, |conn| conn.send_text(text))?;
+        self.counters().messages_out.add(1);
+        Ok(())
     }
 
     /// Sends a binary message.
@@ -217,7 +221,9 @@ impl<S> Context<'_, S> {
     ///
     /// See [`SendError`].
     pub fn send_binary(&mut self, session: SessionId, data: &[u8]) -> Result<(), SendError> {
-        self.with_open(session, |conn| conn.send_binary(data))
+        self.with_open(session, |conn| conn.send_binary(data))?;
+        self.counters().messages_out.add(1);
+        Ok(())
     }
 
     /// Sends a Ping.
@@ -254,6 +260,7 @@ impl<S> Context<'_, S> {
         if let Some(first) = self.topics.subscribe(session, topic) {
             self.bus.set_subscribed(self.loop_index, &first, true);
         }
+        self.counters().subscriptions.set(self.topics.counts().1 as u64);
         Ok(())
     }
 
@@ -263,6 +270,7 @@ impl<S> Context<'_, S> {
         if let Some(last) = self.topics.unsubscribe(session, topic) {
             self.bus.set_subscribed(self.loop_index, &last, false);
         }
+        self.counters().subscriptions.set(self.topics.counts().1 as u64);
         was
     }
 
@@ -316,6 +324,7 @@ impl<S> Context<'_, S> {
                 self.touched.push(id.key);
             }
         }
+        self.counters().messages_out.add(delivered as u64);
         delivered
     }
 
@@ -337,6 +346,21 @@ impl<S> Context<'_, S> {
     /// Which event loop this is (0-based).
     pub fn loop_index(&self) -> usize {
         self.loop_index
+    }
+
+    /// The server's metrics (all loops).
+    pub fn metrics(&self) -> Metrics {
+        Metrics { shared: self.shared.clone() }
+    }
+
+    /// Whether the server is draining: a graceful shutdown began, sessions
+    /// are being closed and new upgrades are refused.
+    pub fn is_draining(&self) -> bool {
+        self.shared.counters.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn counters(&self) -> &LoopCounters {
+        &self.shared.counters.loops[self.loop_index]
     }
 
     /// The time the current event was seen.

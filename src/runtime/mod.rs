@@ -34,6 +34,8 @@ mod event_loop;
 mod handler;
 mod http;
 mod listener;
+mod metrics;
+mod origin;
 mod out_queue;
 mod pubsub;
 mod session;
@@ -50,6 +52,8 @@ use mio::{Poll, Waker};
 
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
 pub use http::{HttpRequest, HttpResponse};
+pub use metrics::Metrics;
+pub use origin::{OriginPatternError, OriginPolicy};
 pub use pubsub::{PubSubStats, Topic, Topics};
 
 use crate::proto::handshake::HandshakeLimits;
@@ -72,6 +76,20 @@ pub struct ServerConfig {
     pub linger_timeout: Duration,
     /// The per-loop read buffer (default 64 KiB). Sessions own no read buffer.
     pub read_buffer_size: usize,
+    /// The most connections open at once, over all loops (default 20,000).
+    /// A connection over it is answered 503 and closed.
+    pub max_connections: usize,
+    /// The most connections open at once from one IP address (default `None`:
+    /// no limit). A connection over it is answered 503 and closed.
+    pub max_connections_per_ip: Option<usize>,
+    /// Which `Origin`s may upgrade (default: all). Others are answered 403.
+    pub allowed_origins: OriginPolicy,
+    /// Subprotocols the server speaks, in its order of preference (default
+    /// none). When the handler's decision names none, the first of these the
+    /// client offered is chosen.
+    pub subprotocols: Vec<String>,
+    /// How long a graceful shutdown waits for closing handshakes (default 10 s).
+    pub drain_timeout: Duration,
     /// The largest body of a plain HTTP request (default 1 MiB); over it: 413.
     pub max_http_body: usize,
     /// The listen backlog (default 1024).
@@ -99,6 +117,11 @@ impl Default for ServerConfig {
             read_buffer_size: 64 << 10,
             backlog: 1024,
             max_http_body: 1 << 20,
+            max_connections: 20_000,
+            max_connections_per_ip: None,
+            allowed_origins: OriginPolicy::any(),
+            subprotocols: Vec::new(),
+            drain_timeout: Duration::from_secs(10),
             slow_consumer: SlowConsumerPolicy::Drop,
             bus_capacity: 1 << 16,
             #[cfg(feature = "deflate")]
@@ -122,6 +145,7 @@ pub enum SlowConsumerPolicy {
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) bus: Arc<pubsub::Bus>,
+    pub(crate) counters: metrics::Counters,
 }
 
 /// The entry point: `Server::builder()`.
@@ -194,7 +218,7 @@ impl ServerBuilder {
             polls.push(poll);
         }
         let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
-        let shared = Arc::new(Shared { shutdown: AtomicBool::new(false), bus });
+        let shared = Arc::new(Shared { shutdown: AtomicBool::new(false), bus, counters: metrics::Counters::new(loops) });
         let mut threads = Vec::with_capacity(loops);
         for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
@@ -227,6 +251,12 @@ impl ServerHandle {
     #[must_use]
     pub fn pubsub_stats(&self) -> &PubSubStats {
         &self.shutdown.shared.bus.stats
+    }
+
+    /// The server's metrics.
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        Metrics { shared: self.shutdown.shared.clone() }
     }
 
     /// Topics with subscribers on any loop.

@@ -39,11 +39,12 @@ pub type Topic = Arc<str>;
 pub struct Topics<K = SessionId> {
     by_topic: HashMap<Topic, HashSet<K>>,
     by_session: HashMap<K, Vec<Topic>>,
+    subscriptions: usize,
 }
 
 impl<K> Default for Topics<K> {
     fn default() -> Self {
-        Self { by_topic: HashMap::new(), by_session: HashMap::new() }
+        Self { by_topic: HashMap::new(), by_session: HashMap::new(), subscriptions: 0 }
     }
 }
 
@@ -56,6 +57,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         if !set.insert(session) {
             return None;
         }
+        self.subscriptions += 1;
         self.by_session.entry(session).or_default().push(key.clone());
         first.then_some(key)
     }
@@ -66,6 +68,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         if !set.remove(&session) {
             return None;
         }
+        self.subscriptions -= 1;
         if let Some(list) = self.by_session.get_mut(&session) {
             if let Some(at) = list.iter().position(|t| &**t == topic) {
                 list.swap_remove(at);
@@ -87,6 +90,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
             return Vec::new();
         };
         let mut emptied = Vec::new();
+        self.subscriptions -= list.len();
         for topic in list {
             if let Some(set) = self.by_topic.get_mut(&topic) {
                 set.remove(&session);
@@ -116,7 +120,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
 
     /// How many topics have subscribers, and how many subscriptions there are.
     pub fn counts(&self) -> (usize, usize) {
-        (self.by_topic.len(), self.by_session.values().map(Vec::len).sum())
+        (self.by_topic.len(), self.subscriptions)
     }
 }
 
