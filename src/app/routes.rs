@@ -334,7 +334,8 @@ mod tests {
         assert_eq!(route("/rooms/"), Route::NotFound);
         assert_eq!(route("/rooms/a/b"), Route::NotFound);
         assert_eq!(route("/rooms/a b"), Route::NotFound);
-        assert_eq!(route(&format!("/rooms/{}", "x".repeat(65))), Route::NotFound);
+        let long = format!("/rooms/{}", "x".repeat(65));
+        assert_eq!(route(&long), Route::NotFound);
         assert_eq!(route("/pubsub"), Route::PubSub);
         assert_eq!(route("/publish/news"), Route::Publish("news"));
         assert_eq!(route("/publish/"), Route::NotFound);
