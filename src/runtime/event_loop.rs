@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
+use super::metrics::{LoopCounters, Rejection};
 use super::http::{HttpRequest, HttpResponse};
 use super::pubsub::{Delivery, Topics};
 use super::session::{Phase, Session};
@@ -27,6 +28,11 @@ const FIRST_LISTENER: usize = usize::MAX - 1;
 const READS_PER_TURN: usize = 16;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections over a limit that a loop answers (503) at once; past it they
+/// are closed without an answer, so a flood costs no memory.
+const MAX_REFUSED_AT_ONCE: usize = 1024;
+/// The least time between two warnings about refused connections.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 fn session_token(key: usize, generation: u16) -> Token {
     Token((key << GENERATION_BITS) | usize::from(generation))
@@ -62,6 +68,11 @@ pub(crate) struct EventLoop<H: Handler> {
     accept_paused_until: Option<Instant>,
     /// Set when shutdown began: the instant after which remaining sessions are dropped.
     drain_deadline: Option<Instant>,
+    /// Sessions that upgraded and are not yet freed: what a shutdown waits for.
+    upgraded: usize,
+    /// Sessions refused for a connection limit, still being answered.
+    refused_at_limit: usize,
+    last_limit_warning: Option<Instant>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -98,6 +109,9 @@ impl<H: Handler> EventLoop<H> {
             fired: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
+            upgraded: 0,
+            refused_at_limit: 0,
+            last_limit_warning: None,
         })
     }
 
@@ -141,7 +155,7 @@ impl<H: Handler> EventLoop<H> {
                 self.begin_shutdown(now);
             }
             if let Some(deadline) = self.drain_deadline {
-                if self.sessions.is_empty() || now >= deadline {
+                if self.upgraded == 0 || now >= deadline {
                     self.finish_shutdown(now);
                     return Ok(());
                 }
@@ -164,13 +178,16 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
-        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+        // Accepting goes on while draining, so that health checks are
+        // answered (503); upgrades are refused then.
+        if self.accept_paused_until.is_some() {
             return;
         }
         loop {
             let Some(l) = self.listeners.get(listener) else { return };
             match l.accept() {
                 Ok((socket, peer)) => {
+                    self.counters().accepted.add(1);
                     if let Err(e) = socket.set_nodelay(true) {
                         log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
                     }
@@ -201,6 +218,15 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn open_session(&mut self, mut socket: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let admission = self.admit(peer.ip());
+        if let Err(why) = admission {
+            self.warn_refused(peer, why, now);
+            if self.refused_at_limit >= MAX_REFUSED_AT_ONCE {
+                // Dropping the socket closes it unanswered.
+                self.shared.counters.reject(why);
+                return;
+            }
+        }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.sessions.vacant_entry();
@@ -211,17 +237,89 @@ impl<H: Handler> EventLoop<H> {
         }
         let handshake = ServerHandshake::new(self.config.handshake_limits);
         let deadline = now + self.config.handshake_timeout;
-        entry.insert(Session::new(
+        let session = entry.insert(Session::new(
             socket,
             peer,
             generation,
             Phase::Handshake { handshake: Box::new(handshake), deadline },
         ));
+        session.admitted = admission.is_ok();
+        self.counters().connections.set(self.sessions.len() as u64);
+        if let Err(why) = admission {
+            // RFC 9110 §15.6.4: 503, the server cannot take the connection now.
+            self.refused_at_limit += 1;
+            self.reject(key, why, StatusCode::SERVICE_UNAVAILABLE, "too many connections", now);
+            self.settle(key, now);
+            return;
+        }
         log::debug!("{peer}: connected");
         // Data may have arrived with the connection; edge-triggered readiness
         // would not report it again.
         self.read(key, now);
         self.settle(key, now);
+    }
+
+    fn counters(&self) -> &LoopCounters {
+        &self.shared.counters.loops[self.index]
+    }
+
+    /// Counts a connection against the limits, or says which one it is over.
+    fn admit(&self, ip: std::net::IpAddr) -> Result<(), Rejection> {
+        let counters = &self.shared.counters;
+        if counters.admitted.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
+            counters.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Rejection::MaxConnections);
+        }
+        if let Some(limit) = self.config.max_connections_per_ip {
+            let mut per_ip = counters.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = per_ip.entry(ip).or_default();
+            if *count >= limit {
+                drop(per_ip);
+                counters.admitted.fetch_sub(1, Ordering::AcqRel);
+                return Err(Rejection::MaxConnectionsPerIp);
+            }
+            *count += 1;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`admit`](Self::admit) for a connection that ended.
+    fn release(&self, ip: std::net::IpAddr) {
+        let counters = &self.shared.counters;
+        counters.admitted.fetch_sub(1, Ordering::AcqRel);
+        if self.config.max_connections_per_ip.is_some() {
+            let mut per_ip = counters.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Logs a refused connection: at debug each time, as a warning at most every few seconds.
+    fn warn_refused(&mut self, peer: std::net::SocketAddr, why: Rejection, now: Instant) {
+        let limit = match why {
+            Rejection::MaxConnectionsPerIp => {
+                format!("max_connections_per_ip ({})", self.config.max_connections_per_ip.unwrap_or_default())
+            }
+            _ => format!("max_connections ({})", self.config.max_connections),
+        };
+        if self.last_limit_warning.map_or(true, |t| now >= t + LIMIT_WARNING_INTERVAL) {
+            self.last_limit_warning = Some(now);
+            log::warn!("{peer}: connection refused with 503: {limit} reached (further refusals logged at debug)");
+        } else {
+            log::debug!("{peer}: connection refused with 503: {limit} reached");
+        }
+    }
+
+    /// Refuses a request before any session opened: counted, answered with `status`.
+    fn reject(&mut self, key: usize, why: Rejection, status: StatusCode, reason: &str, now: Instant) {
+        self.shared.counters.reject(why);
+        let mut response = Vec::new();
+        write_error_response(status, reason, &mut response);
+        self.refuse(key, response, now);
     }
 
     /// Reads until the socket would block, the output backs up, or this session had its turn.
@@ -240,6 +338,7 @@ impl<H: Handler> EventLoop<H> {
                     return;
                 }
                 Ok(n) => {
+                    self.counters().bytes_in.add(n as u64);
                     self.received(key, n, now);
                     // Stop as soon as the output backs up, not at the end of the turn.
                     if let Some(session) = self.sessions.get_mut(key) {
@@ -278,6 +377,7 @@ impl<H: Handler> EventLoop<H> {
                     log::debug!("{}: bad request: {refusal}", session.peer);
                     let mut response = Vec::new();
                     refusal.write_response(&mut response);
+                    self.shared.counters.reject(Rejection::BadRequest);
                     self.refuse(key, response, now);
                 }
             },
@@ -309,21 +409,34 @@ impl<H: Handler> EventLoop<H> {
                 log::debug!("{peer}: not an upgrade: {refusal}");
                 let mut response = Vec::new();
                 refusal.write_response(&mut response);
+                self.shared.counters.reject(Rejection::BadRequest);
                 self.refuse(key, response, now);
                 return;
             }
         };
+        if self.drain_deadline.is_some() {
+            log::debug!("{peer}: upgrade refused with 503: shutting down");
+            self.reject(key, Rejection::Draining, StatusCode::SERVICE_UNAVAILABLE, "shutting down", now);
+            return;
+        }
+        if !self.config.allowed_origins.allows(request.origin()) {
+            log::info!("{peer}: upgrade refused with 403: origin {:?} not allowed", request.origin().unwrap_or(""));
+            self.reject(key, Rejection::Origin, StatusCode::FORBIDDEN, "origin not allowed", now);
+            return;
+        }
         let decision = self.handler.upgrade(&Upgrade { request, upgrade: &upgrade, peer });
         let (protocol, state) = match decision {
             Decision::Accept { protocol, state } => (protocol, state),
             Decision::Reject { status, reason } => {
                 log::debug!("{peer}: upgrade rejected with {}: {reason}", status.as_u16());
-                let mut response = Vec::new();
-                write_error_response(status, &reason, &mut response);
-                self.refuse(key, response, now);
+                self.reject(key, Rejection::Handler, status, &reason, now);
                 return;
             }
         };
+        // The handler's choice, else the first of the server's subprotocols the client offered.
+        let protocol = protocol.or_else(|| {
+            self.config.subprotocols.iter().find(|p| upgrade.protocols().iter().any(|o| o == *p)).cloned()
+        });
         let mut accept = Accept::new();
         if let Some(protocol) = protocol {
             accept = accept.protocol(protocol);
@@ -353,7 +466,12 @@ impl<H: Handler> EventLoop<H> {
             None => conn,
         };
         session.phase = Phase::Open(conn);
+        session.upgraded = true;
+        self.upgraded += 1;
         let id = SessionId { key, generation: session.generation };
+        let counters = &self.shared.counters.loops[self.index];
+        counters.upgrades.add(1);
+        counters.sessions.add(1);
         log::debug!("{peer}: upgraded ({})", request.path());
         self.with_context(now, Some(id), |handler, ctx| handler.on_open(ctx, id));
         // Frames that came right behind the request.
@@ -397,9 +515,7 @@ impl<H: Handler> EventLoop<H> {
         });
         if let Some((status, reason)) = refusal {
             log::debug!("{}: {} {}: {reason}", session.peer, request.method(), request.path());
-            let mut response = Vec::new();
-            write_error_response(status, reason, &mut response);
-            self.refuse(key, response, now);
+            self.reject(key, Rejection::BadRequest, status, reason, now);
             return;
         }
         let length = length.unwrap_or(0);
@@ -425,6 +541,7 @@ impl<H: Handler> EventLoop<H> {
             response = Some(h.on_http(ctx, &HttpRequest { request: &request, body: &body, peer }));
         });
         log::debug!("{peer}: {} {}", request.method(), request.path());
+        self.counters().http_requests.add(1);
         self.refuse(key, response.map(HttpResponse::into_bytes).unwrap_or_default(), now);
     }
 
@@ -441,6 +558,9 @@ impl<H: Handler> EventLoop<H> {
             let id = SessionId { key, generation: session.generation };
             let Phase::Open(conn) = &mut session.phase else { return };
             let Some(event) = conn.poll_event() else { break };
+            if matches!(event, Event::Text(_) | Event::Binary(_)) {
+                self.shared.counters.loops[self.index].messages_in.add(1);
+            }
             match event {
                 Event::Text(text) => {
                     self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
@@ -509,16 +629,20 @@ impl<H: Handler> EventLoop<H> {
                 ),
             };
             let stats = &self.shared.bus.stats;
+            let mut delivered = 0;
             for id in targets {
                 let Some(session) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                     continue;
                 };
-                session.deliver_shared(&frame, self.config.max_out_queue, self.config.slow_consumer, now, stats);
+                delivered +=
+                    session.deliver_shared(&frame, self.config.max_out_queue, self.config.slow_consumer, now, stats)
+                        as u64;
                 if !session.flush_pending {
                     session.flush_pending = true;
                     self.touched.push(id.key);
                 }
             }
+            self.shared.counters.loops[self.index].messages_out.add(delivered);
         }
     }
 
@@ -528,9 +652,12 @@ impl<H: Handler> EventLoop<H> {
         if session.out.is_empty() {
             return;
         }
-        if let Err(e) = session.out.write_to(&mut session.socket) {
-            log::debug!("{}: write failed: {e}", session.peer);
-            self.end_session(key, now);
+        match session.out.write_to(&mut session.socket) {
+            Ok(n) => self.shared.counters.loops[self.index].bytes_out.add(n as u64),
+            Err(e) => {
+                log::debug!("{}: write failed: {e}", session.peer);
+                self.end_session(key, now);
+            }
         }
     }
 
@@ -581,12 +708,13 @@ impl<H: Handler> EventLoop<H> {
             session.armed = None;
             if session.deadline().is_some_and(|d| d <= now) {
                 match &mut session.phase {
-                    Phase::Handshake { .. } => {
-                        log::debug!("{}: handshake timed out", session.peer);
+                    Phase::Handshake { .. } | Phase::HttpBody { .. } => {
+                        log::debug!("{}: request timed out", session.peer);
+                        self.shared.counters.reject(Rejection::Timeout);
                         self.end_session(key, now);
                         continue;
                     }
-                    Phase::HttpBody { .. } | Phase::Refused { .. } | Phase::Lingering { .. } => {
+                    Phase::Refused { .. } | Phase::Lingering { .. } => {
                         self.end_session(key, now);
                         continue;
                     }
@@ -625,6 +753,9 @@ impl<H: Handler> EventLoop<H> {
         let (code, reason) = status.map_or((CloseCode::ABNORMAL, String::new()), |s| (s.code, s.reason));
         let id = SessionId { key, generation: session.generation };
         log::debug!("{}: closed ({code})", session.peer);
+        let counters = &self.shared.counters.loops[self.index];
+        counters.sessions.sub(1);
+        counters.count_close(code);
         // Sends to the session now fail, but its state is still reachable from on_close.
         if let Phase::Open(_) = session.phase {
             session.phase = Phase::Lingering { deadline: now };
@@ -637,6 +768,7 @@ impl<H: Handler> EventLoop<H> {
         for topic in self.topics.remove_session(id) {
             self.shared.bus.set_subscribed(self.index, &topic, false);
         }
+        self.counters().subscriptions.set(self.topics.counts().1 as u64);
     }
 
     /// Frees a session at once, telling the handler if it was open.
@@ -644,28 +776,32 @@ impl<H: Handler> EventLoop<H> {
         self.notify_closed(key, now);
         if let Some(mut session) = self.sessions.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut session.socket);
+            if session.admitted {
+                self.release(session.peer.ip());
+            } else {
+                self.refused_at_limit -= 1;
+            }
+            if session.upgraded {
+                self.upgraded -= 1;
+            }
+            self.counters().connections.set(self.sessions.len() as u64);
         }
     }
 
+    /// Starts draining: what was published before goes out, then every open
+    /// session gets Close 1001; the loop ends once they have closed or at the
+    /// drain deadline. Listeners stay open so health checks see 503; new
+    /// upgrades are refused.
     fn begin_shutdown(&mut self, now: Instant) {
-        log::debug!("loop {}: shutting down", self.index);
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        let grace = self.config.protocol.close_timeout.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(1);
-        self.drain_deadline = Some(now + grace);
+        log::debug!("loop {}: draining {} sessions", self.index, self.upgraded);
+        self.drain_inbox(now);
+        self.drain_deadline = Some(now + self.config.drain_timeout);
         let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
         for key in keys {
             let Some(session) = self.sessions.get_mut(key) else { continue };
-            match &mut session.phase {
-                Phase::Open(conn) => {
-                    let _ = conn.send_close(CloseCode::GOING_AWAY, "server shutting down", now);
-                }
-                Phase::Handshake { .. } | Phase::HttpBody { .. } => {
-                    self.end_session(key, now);
-                    continue;
-                }
-                Phase::Refused { .. } | Phase::Lingering { .. } => {}
+            if let Phase::Open(conn) = &mut session.phase {
+                // Queued after the output already waiting, so that goes first.
+                let _ = conn.send_close(CloseCode::GOING_AWAY, "server shutting down", now);
             }
             self.settle(key, now);
         }

@@ -271,8 +271,10 @@ impl ServerHandle {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, sends Close 1001 to every session, and lets the loops
-    /// finish once their sessions have closed (or the close timeout passed).
+    /// Drains gracefully: upgrades are refused (503) and
+    /// [`Metrics::draining`] turns true; every open session gets what was
+    /// already queued or published for it, then Close 1001; the loops finish
+    /// once those sessions have closed, or at the drain timeout.
     pub fn shutdown(&self) {
         self.shutdown.shutdown();
     }
@@ -301,8 +303,9 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Asks every loop to shut down gracefully.
+    /// Asks every loop to drain and stop (see [`ServerHandle::shutdown`]).
     pub fn shutdown(&self) {
+        self.shared.counters.draining.store(true, Ordering::Release);
         self.shared.shutdown.store(true, Ordering::Release);
         self.shared.bus.wake_all();
     }

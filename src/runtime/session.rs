@@ -63,6 +63,10 @@ pub(crate) struct Session<S> {
     /// Output was queued for this session outside its own I/O: write it at
     /// the end of the loop iteration (once, however many messages came).
     pub(crate) flush_pending: bool,
+    /// Counted against the connection limits (not refused for one).
+    pub(crate) admitted: bool,
+    /// Upgraded to WebSocket: a graceful shutdown waits for it.
+    pub(crate) upgraded: bool,
 }
 
 impl<S> Session<S> {
@@ -79,6 +83,8 @@ impl<S> Session<S> {
             armed: None,
             read_paused: false,
             flush_pending: false,
+            admitted: false,
+            upgraded: false,
         }
     }
 
