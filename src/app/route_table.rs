@@ -194,9 +194,8 @@ impl FromStr for RouteSpec {
             let (key, value) = option.split_once('=').ok_or_else(|| fail(format!("option {option:?} has no `=`")))?;
             match (&mut handler, key) {
                 (RouteHandler::Room { echo_to_sender }, "echo_to_sender") => {
-                    *echo_to_sender = value
-                        .parse()
-                        .map_err(|_| fail(format!("echo_to_sender is true or false, not {value:?}")))?;
+                    *echo_to_sender =
+                        value.parse().map_err(|_| fail(format!("echo_to_sender is true or false, not {value:?}")))?;
                 }
                 _ => return Err(fail(format!("handler {name} has no option {key:?}"))),
             }

@@ -192,7 +192,10 @@ impl App {
                 let given = request.request().headers().get("Authorization").unwrap_or_default();
                 let expected = format!("Bearer {key}");
                 if !constant_time_eq(given, expected.as_bytes()) {
-                    return (StatusCode::UNAUTHORIZED, HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key"));
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key"),
+                    );
                 }
             }
             None if !request.peer_addr().ip().is_loopback() => {
@@ -304,11 +307,11 @@ impl Handler for App {
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
         let get = request.method() == "GET" || request.method() == "HEAD";
         match route(&self.config.routes, request.path()) {
-            Route::Demo if get => {
-                HttpResponse::new(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
-            }
+            Route::Demo if get => HttpResponse::new(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE.as_bytes()),
             Route::Metrics if get => self.metrics(ctx),
-            Route::Health if get && ctx.is_draining() => HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Route::Health if get && ctx.is_draining() => {
+                HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+            }
             Route::Health if get => HttpResponse::text(StatusCode::OK, "ok"),
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
             Route::Publish(topic) => self.publish_api(ctx, request, topic),
@@ -346,8 +349,10 @@ mod tests {
 
     #[test]
     fn the_first_matching_route_wins() {
-        let table: Vec<RouteSpec> =
-            ["/chat/{name} = room echo_to_sender=false", "/chat/{x} = room"].iter().map(|r| r.parse().unwrap()).collect();
+        let table: Vec<RouteSpec> = ["/chat/{name} = room echo_to_sender=false", "/chat/{x} = room"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
         assert_eq!(route(&table, "/chat/a"), Route::Room { name: "a", echo_to_sender: false });
         assert_eq!(route(&table, "/echo"), Route::NotFound);
     }

@@ -10,8 +10,8 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
-use super::metrics::{LoopCounters, Rejection};
 use super::http::{HttpRequest, HttpResponse};
+use super::metrics::{LoopCounters, Rejection};
 use super::pubsub::{Delivery, Topics};
 use super::session::{Phase, Session};
 use super::timer::TimerWheel;
@@ -434,9 +434,8 @@ impl<H: Handler> EventLoop<H> {
             }
         };
         // The handler's choice, else the first of the server's subprotocols the client offered.
-        let protocol = protocol.or_else(|| {
-            self.config.subprotocols.iter().find(|p| upgrade.protocols().iter().any(|o| o == *p)).cloned()
-        });
+        let protocol = protocol
+            .or_else(|| self.config.subprotocols.iter().find(|p| upgrade.protocols().iter().any(|o| o == *p)).cloned());
         let mut accept = Accept::new();
         if let Some(protocol) = protocol {
             accept = accept.protocol(protocol);

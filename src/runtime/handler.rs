@@ -9,9 +9,9 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::http::{HttpRequest, HttpResponse};
+use super::metrics::{LoopCounters, Metrics};
 use super::pubsub::{Bus, Topics};
 use super::session::Session;
-use super::metrics::{LoopCounters, Metrics};
 use super::{Shared, SlowConsumerPolicy};
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};

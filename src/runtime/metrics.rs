@@ -196,12 +196,7 @@ impl Metrics {
             "1 while a graceful shutdown drains the sessions, else 0.",
             u64::from(self.draining()),
         );
-        text.single(
-            "ferrows_open_connections",
-            Kind::Gauge,
-            "Open WebSocket sessions.",
-            self.open_connections(),
-        );
+        text.single("ferrows_open_connections", Kind::Gauge, "Open WebSocket sessions.", self.open_connections());
         let per_loop: [(&str, &str, fn(&LoopCounters) -> &Cell); 2] = [
             ("ferrows_loop_open_connections", "Open WebSocket sessions of each loop.", |l| &l.sessions),
             ("ferrows_loop_tcp_connections", "TCP connections held by each loop, in any phase.", |l| &l.connections),
@@ -217,11 +212,9 @@ impl Metrics {
             ("ferrows_upgrades_total", "WebSocket sessions opened.", |l| &l.upgrades),
             ("ferrows_http_requests_total", "Plain HTTP requests answered.", |l| &l.http_requests),
             ("ferrows_messages_received_total", "Whole messages received from peers.", |l| &l.messages_in),
-            (
-                "ferrows_messages_sent_total",
-                "Messages queued to peers; a publish counts once per recipient.",
-                |l| &l.messages_out,
-            ),
+            ("ferrows_messages_sent_total", "Messages queued to peers; a publish counts once per recipient.", |l| {
+                &l.messages_out
+            }),
             ("ferrows_received_bytes_total", "Bytes read from sockets.", |l| &l.bytes_in),
             ("ferrows_sent_bytes_total", "Bytes written to sockets.", |l| &l.bytes_out),
             ("ferrows_subscriptions", "Topic subscriptions of open sessions.", |l| &l.subscriptions),

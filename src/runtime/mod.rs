@@ -218,7 +218,8 @@ impl ServerBuilder {
             polls.push(poll);
         }
         let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
-        let shared = Arc::new(Shared { shutdown: AtomicBool::new(false), bus, counters: metrics::Counters::new(loops) });
+        let shared =
+            Arc::new(Shared { shutdown: AtomicBool::new(false), bus, counters: metrics::Counters::new(loops) });
         let mut threads = Vec::with_capacity(loops);
         for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
