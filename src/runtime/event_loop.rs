@@ -139,11 +139,11 @@ impl<H: Handler> EventLoop<H> {
                         if !self.sessions.get(key).is_some_and(|s| s.generation == generation) {
                             continue;
                         }
-                        // Writable needs no action of its own: settle() writes.
+                        // Writable needs no action of its own: the flush writes.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key, now);
                         }
-                        self.settle(key, now);
+                        self.touch(key);
                     }
                 }
             }
@@ -256,7 +256,7 @@ impl<H: Handler> EventLoop<H> {
         // Data may have arrived with the connection; edge-triggered readiness
         // would not report it again.
         self.read(key, now);
-        self.settle(key, now);
+        self.touch(key);
     }
 
     fn counters(&self) -> &LoopCounters {
@@ -361,7 +361,7 @@ impl<H: Handler> EventLoop<H> {
         let keys = std::mem::take(&mut self.unfinished_reads);
         for key in keys {
             self.read(key, now);
-            self.settle(key, now);
+            self.touch(key);
         }
     }
 
@@ -601,8 +601,19 @@ impl<H: Handler> EventLoop<H> {
         f(&mut self.handler, &mut ctx);
     }
 
-    /// Writes what callbacks and publishes queued for sessions other than
-    /// the one being read: one write per session per loop iteration.
+    /// Marks a session for [`flush_touched`](Self::flush_touched) at the end of the iteration.
+    fn touch(&mut self, key: usize) {
+        if let Some(session) = self.sessions.get_mut(key) {
+            if !session.flush_pending {
+                session.flush_pending = true;
+                self.touched.push(key);
+            }
+        }
+    }
+
+    /// Writes and settles every session that had I/O, handler output or
+    /// publishes during the iteration: one write per session per iteration,
+    /// however many messages it was given.
     fn flush_touched(&mut self, now: Instant) {
         while let Some(key) = self.touched.pop() {
             if let Some(session) = self.sessions.get_mut(key) {
@@ -705,6 +716,7 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             };
             session.armed = None;
+            let peer = session.peer;
             if session.deadline().is_some_and(|d| d <= now) {
                 match &mut session.phase {
                     Phase::Handshake { .. } | Phase::HttpBody { .. } => {
@@ -718,9 +730,20 @@ impl<H: Handler> EventLoop<H> {
                         continue;
                     }
                     Phase::Open(conn) => {
+                        let was_closed = conn.is_closed();
                         conn.handle_timeout(now);
                         if conn.timed_out() {
                             log::debug!("{}: no answer to keepalive ping", session.peer);
+                        }
+                        if !was_closed && conn.is_closed() {
+                            // Given up by a timer (no Close answer, no Pong): a peer
+                            // that still has not taken our output is not reading.
+                            self.write(key, now);
+                            if self.sessions.get(key).is_some_and(|s| !s.out.is_empty()) {
+                                log::debug!("{}: peer not reading; dropping the connection", peer);
+                                self.end_session(key, now);
+                                continue;
+                            }
                         }
                     }
                 }
