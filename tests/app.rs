@@ -156,3 +156,12 @@ fn the_publish_api_checks_the_key_when_one_is_set() {
     assert_eq!(status(&post(&server, "/publish/x", &["Authorization: Bearer s3cret"], "1")), 200);
     server.stop();
 }
+
+#[test]
+fn without_a_key_the_publish_api_refuses_what_a_local_proxy_forwards() {
+    let server = start(AppConfig::default(), 1);
+    assert_eq!(status(&post(&server, "/publish/x", &[], "1")), 200);
+    assert_eq!(status(&post(&server, "/publish/x", &["X-Forwarded-For: 203.0.113.9"], "1")), 403);
+    assert_eq!(status(&post(&server, "/publish/x", &["Forwarded: for=203.0.113.9"], "1")), 403);
+    server.stop();
+}

@@ -198,7 +198,9 @@ impl App {
                     );
                 }
             }
-            None if !request.peer_addr().ip().is_loopback() => {
+            // A proxy on this host makes every client look local; what it
+            // forwards is not treated as local.
+            None if !request.peer_addr().ip().is_loopback() || is_forwarded(request) => {
                 let reason = "the publish API needs an API key off loopback";
                 return (StatusCode::FORBIDDEN, HttpResponse::text(StatusCode::FORBIDDEN, reason));
             }
@@ -242,6 +244,12 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
         &mut bytes,
     );
     HttpResponse::from_bytes(bytes)
+}
+
+/// Whether a proxy forwarded the request (RFC 7239 `Forwarded`, or the common `X-Forwarded-For`).
+fn is_forwarded(request: &HttpRequest<'_>) -> bool {
+    let headers = request.request().headers();
+    headers.get("Forwarded").is_some() || headers.get("X-Forwarded-For").is_some()
 }
 
 /// Compares without stopping at the first difference, so the time taken does
