@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod config;
 pub mod prometheus;
 pub mod proto;
 pub mod runtime;
