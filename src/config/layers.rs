@@ -52,22 +52,19 @@ pub(crate) fn parse_args(args: &[String]) -> Result<CommandLine, ConfigError> {
             Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
             _ => (arg.as_str(), None),
         };
-        let no_value = |action: &mut dyn FnMut()| match inline {
-            Some(_) => Err(ConfigError::FlagValue { flag: flag.to_owned(), reason: "takes no value" }),
-            None => {
-                action();
-                Ok(())
-            }
-        };
+        if inline.is_some() && ["--print-config", "--no-deflate", "--deflate-no-context-takeover"].contains(&flag) {
+            return Err(ConfigError::FlagValue { flag: flag.to_owned(), reason: "takes no value" });
+        }
         match flag {
             "-h" | "--help" => return Ok(CommandLine { action: Action::Help, ..line }),
             "-V" | "--version" => return Ok(CommandLine { action: Action::Version, ..line }),
-            "--print-config" => no_value(&mut || line.action = Action::PrintConfig)?,
-            "--no-deflate" => no_value(&mut || line.layer.set("deflate.enabled", Value::Bool(false)))?,
-            "--deflate-no-context-takeover" => no_value(&mut || {
+            "--print-config" => line.action = Action::PrintConfig,
+            // Aliases kept from before every setting had its own flag.
+            "--no-deflate" => line.layer.set("deflate.enabled", Value::Bool(false)),
+            "--deflate-no-context-takeover" => {
                 line.layer.set("deflate.server_no_context_takeover", Value::Bool(true));
                 line.layer.set("deflate.client_no_context_takeover", Value::Bool(true));
-            })?,
+            }
             "--config" => {
                 let value = inline.or_else(|| args.next().cloned());
                 line.config =

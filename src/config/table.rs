@@ -265,6 +265,14 @@ mod tests {
     }
 
     #[test]
+    fn every_default_parses() {
+        for s in SETTINGS {
+            let value = super::super::value::parse_text(s.kind, s.default);
+            assert!(value.is_ok(), "{}: {value:?}", s.key);
+        }
+    }
+
+    #[test]
     fn names_follow_the_key() {
         let s = &SETTINGS[index_of("limits.max_connections").unwrap()];
         assert_eq!(s.env_name(), "FERROWS_LIMITS_MAX_CONNECTIONS");
