@@ -37,6 +37,9 @@ impl Cell {
     }
 }
 
+/// Picks one cell of a loop's block.
+type CellOf = fn(&LoopCounters) -> &Cell;
+
 /// One loop's block.
 #[repr(align(128))]
 #[derive(Debug, Default)]
@@ -197,7 +200,7 @@ impl Metrics {
             u64::from(self.draining()),
         );
         text.single("ferrows_open_connections", Kind::Gauge, "Open WebSocket sessions.", self.open_connections());
-        let per_loop: [(&str, &str, fn(&LoopCounters) -> &Cell); 2] = [
+        let per_loop: [(&str, &str, CellOf); 2] = [
             ("ferrows_loop_open_connections", "Open WebSocket sessions of each loop.", |l| &l.sessions),
             ("ferrows_loop_tcp_connections", "TCP connections held by each loop, in any phase.", |l| &l.connections),
         ];
@@ -207,7 +210,7 @@ impl Metrics {
                 text.sample(name, &[("loop", &i.to_string())], cell(l).get());
             }
         }
-        let totals: [(&str, &str, fn(&LoopCounters) -> &Cell); 8] = [
+        let totals: [(&str, &str, CellOf); 8] = [
             ("ferrows_connections_accepted_total", "TCP connections accepted.", |l| &l.accepted),
             ("ferrows_upgrades_total", "WebSocket sessions opened.", |l| &l.upgrades),
             ("ferrows_http_requests_total", "Plain HTTP requests answered.", |l| &l.http_requests),
