@@ -6,13 +6,16 @@
 //! `/usr/bin/chromium`; `.ci/install-browser` installs them. Anything missing
 //! fails the test with that instruction: it is never skipped.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod process;
+
+use process::ServerProcess;
 
 /// What `GET /` must answer with, byte for byte.
 const DEMO_PAGE: &str = include_str!("../src/app/demo.html");
@@ -23,8 +26,6 @@ const INSTALL: &str = "run `.ci/install-browser` (it installs Debian's chromium 
 
 /// The script bounds itself at 60 s; this is only against a hang.
 const SCRIPT_WITHIN: Duration = Duration::from_secs(90);
-
-const SERVER_START_WITHIN: Duration = Duration::from_secs(10);
 
 const HTTP_WITHIN: Duration = Duration::from_secs(10);
 
@@ -48,82 +49,6 @@ fn require_browser_tools() {
     let playwright = manifest_dir().join("tests/browser/node_modules/playwright-core/package.json");
     assert!(playwright.is_file(), "{} is missing: {INSTALL}", playwright.display());
     assert!(Path::new(CHROMIUM).is_file(), "{CHROMIUM} is missing: {INSTALL}");
-}
-
-/// The server process; killed when dropped, so a failed assertion leaves nothing running.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts `ferrows` on a free loopback port and waits until it accepts connections.
-    fn start(loops: usize) -> ServerProcess {
-        let port = free_loopback_port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-ferrows.log");
-        let log_file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrows"))
-            .args(["--listen", &addr.to_string(), "--loops", &loops.to_string()])
-            .env_remove("FERROWS_LISTEN")
-            .env_remove("FERROWS_LOOPS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_ferrows")));
-        let mut server = ServerProcess { child, addr, log };
-        server.wait_until_accepting();
-        server
-    }
-
-    fn wait_until_accepting(&mut self) {
-        let deadline = Instant::now() + SERVER_START_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server process") {
-                panic!("ferrows exited before accepting ({status}); its log:\n{}", self.log_text());
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrows did not accept on {} within {SERVER_START_WITHIN:?}; its log:\n{}",
-                self.addr,
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics if the server has exited: it must survive the whole test.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("poll the server process") {
-            panic!("ferrows exited during the test ({status}); its log:\n{}", self.log_text());
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port the kernel just handed out on loopback, released for the server to take.
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().expect("its address").port()
 }
 
 /// A response to a plain HTTP/1.1 GET: status code, headers, body.
@@ -237,7 +162,7 @@ fn run_chat_script(url: &str, screenshot: &Path, within: Duration) -> (ExitStatu
 #[test]
 fn chromium_chat_between_two_pages() {
     require_browser_tools();
-    let mut server = ServerProcess::start(2);
+    let mut server = ServerProcess::start("browser-ferrows", &["--loops", "2"], "info");
 
     let page = http_get(server.addr, "/").unwrap_or_else(|e| panic!("GET / from ferrows: {e}"));
     assert_eq!(page.status, 200, "GET / status; body:\n{}", String::from_utf8_lossy(&page.body));
@@ -246,7 +171,7 @@ fn chromium_chat_between_two_pages() {
 
     let screenshot = target_dir().join("browser-chat.png");
     let _ = std::fs::remove_file(&screenshot);
-    let (status, stdout, stderr) = run_chat_script(&server.url(), &screenshot, SCRIPT_WITHIN);
+    let (status, stdout, stderr) = run_chat_script(&&format!("http://{}/", server.addr), &screenshot, SCRIPT_WITHIN);
     assert!(
         status.success() && stdout.lines().last() == Some("OK"),
         "the browser script failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nferrows log:\n{}",

@@ -12,11 +12,10 @@
 //! them the metrics test fails with that instruction: it is never skipped.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,11 +24,14 @@ use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
+mod process;
+
+use process::{ServerProcess, START_WITHIN};
+
 type Ws = tungstenite::WebSocket<TcpStream>;
 
 /// Socket timeouts: only there so that a broken server fails a test instead of hanging it.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-const START_WITHIN: Duration = Duration::from_secs(10);
 /// The server's default drain timeout.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack on top of the drain timeout for the process to exit.
@@ -45,95 +47,24 @@ const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 // The server process.
 
-/// A running `ferrows`; killed when dropped, so a failed assertion leaves nothing running.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts `ferrows --loops LOOPS` on a free loopback port; returns once `GET /healthz` answers 200.
-    /// Its log goes to `operations-NAME.log` in the test's temporary directory.
-    fn start(name: &str, loops: usize) -> ServerProcess {
-        let port = free_loopback_port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("operations-{name}.log"));
-        let log_file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrows"))
-            .args(["--listen", &addr.to_string(), "--loops", &loops.to_string()])
-            .env_remove("FERROWS_LISTEN")
-            .env_remove("FERROWS_LOOPS")
-            .env_remove("FERROWS_API_KEY")
-            .env_remove("FERROWS_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_ferrows")));
-        let mut server = ServerProcess { child, addr, log };
-        server.wait_until_healthy();
-        server
-    }
-
-    fn wait_until_healthy(&mut self) {
-        let deadline = Instant::now() + START_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server process") {
-                panic!("ferrows exited before answering ({status}); its log:\n{}", self.log_text());
-            }
-            if get(self.addr, "/healthz").is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrows did not answer GET /healthz with 200 on {} within {START_WITHIN:?}; its log:\n{}",
-                self.addr,
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(50));
+/// Starts `ferrows --loops LOOPS`; returns once `GET /healthz` answers 200.
+/// Its log goes to `operations-NAME.log` in the test's temporary directory.
+fn start_server(name: &str, loops: usize) -> ServerProcess {
+    let mut server = ServerProcess::start(&format!("operations-{name}"), &["--loops", &loops.to_string()], "info");
+    let deadline = Instant::now() + START_WITHIN;
+    loop {
+        server.assert_running();
+        if get(server.addr, "/healthz").is_ok_and(|r| r.status == 200) {
+            return server;
         }
+        assert!(
+            Instant::now() < deadline,
+            "ferrows did not answer GET /healthz with 200 on {} within {START_WITHIN:?}; its log:\n{}",
+            server.addr,
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
     }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM with the system's `kill`.
-    #[cfg(unix)]
-    fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run `kill`");
-        assert!(status.success(), "`kill -TERM {pid}` failed ({status}); the server's log:\n{}", self.log_text());
-    }
-
-    /// The exit status, if the process ends within `within`.
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server process") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port the kernel just handed out on loopback, released for the server to take.
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().expect("its address").port()
 }
 
 // Plain HTTP over a TcpStream.
@@ -425,7 +356,7 @@ fn declared_families(text: &str) -> Vec<(String, String)> {
 #[test]
 fn metrics_parse_with_prometheus_client_after_real_traffic() {
     require_prometheus_client();
-    let server = ServerProcess::start("metrics", 2);
+    let server = start_server("metrics", 2);
     let addr = server.addr;
 
     // Three echo clients, five messages each.
@@ -513,7 +444,7 @@ fn metrics_parse_with_prometheus_client_after_real_traffic() {
 fn sigterm_drains_every_session_then_exits_zero() {
     const CLIENTS: usize = 20;
     const MESSAGES: usize = 50;
-    let mut server = ServerProcess::start("sigterm-drain", 2);
+    let mut server = start_server("sigterm-drain", 2);
     let addr = server.addr;
     let mut clients: Vec<Ws> = (0..CLIENTS).map(|_| subscriber(addr, "news")).collect();
     for n in 0..MESSAGES {
@@ -559,7 +490,7 @@ fn sigterm_drains_every_session_then_exits_zero() {
 #[cfg(unix)]
 #[test]
 fn a_second_signal_exits_at_once() {
-    let mut server = ServerProcess::start("second-signal", 1);
+    let mut server = start_server("second-signal", 1);
     // A client that completes the upgrade and then never answers the server's Close.
     let mut stream = connect(server.addr).expect("TCP connect");
     stream.write_all(upgrade_request("/echo").as_bytes()).expect("send the upgrade");
@@ -601,7 +532,7 @@ fn a_second_signal_exits_at_once() {
 
 #[test]
 fn healthz_answers_200_while_running() {
-    let server = ServerProcess::start("healthz", 1);
+    let server = start_server("healthz", 1);
     let health = get(server.addr, "/healthz").expect("GET /healthz");
     assert_eq!(health.status, 200, "{health:?}");
     assert_eq!(health.text().trim(), "ok");
@@ -615,7 +546,7 @@ fn healthz_answers_200_while_running() {
 
 #[test]
 fn metrics_is_text_format_content_type() {
-    let server = ServerProcess::start("metrics-content-type", 1);
+    let server = start_server("metrics-content-type", 1);
     let response = get(server.addr, "/metrics").expect("GET /metrics");
     assert_eq!(response.status, 200, "{response:?}");
     let content_type = response.header("Content-Type").unwrap_or_else(|| panic!("no Content-Type in {response:?}"));

@@ -3,43 +3,19 @@
 //! per-process limit): one publish through the HTTP API reaches all of them.
 #![cfg(target_os = "linux")]
 
+mod process;
 mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use ferrows::proto::frame::OpCode;
+use process::ServerProcess;
 use support::*;
 
 const SUBSCRIBERS: usize = 10_000;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn ten_thousand_subscribers_of_one_topic_all_receive_a_publish() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_ferrows"))
-            .args(["--listen", &addr.to_string(), "--loops", "1"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the server starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = ServerProcess::start("pubsub-scale", &["--loops", "1"], "warn");
+    let addr = server.addr;
 
     let subscribe = br#"{"op":"subscribe","topic":"crowd"}"#;
     let mut clients: Vec<RawClient> = Vec::with_capacity(SUBSCRIBERS);

@@ -1,0 +1,113 @@
+//! The `ferrows` binary as a child process for the tests that run it whole: on
+//! a free loopback port, its log in a file, killed when dropped so that a
+//! failed assertion leaves nothing running.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to accept its first connection.
+pub const START_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running `ferrows`.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `ferrows --listen 127.0.0.1:PORT ARGS...` with no `FERROWS_*`
+    /// setting from the environment; returns once it accepts connections.
+    /// Its log (at `log_level`) goes to `NAME.log` in the tests' temporary directory.
+    pub fn start(name: &str, args: &[&str], log_level: &str) -> ServerProcess {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()));
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+        let log_file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrows"));
+        command.args(["--listen", &addr.to_string()]).args(args);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FERROWS_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .env("RUST_LOG", log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_ferrows")));
+        let mut server = ServerProcess { child, addr, log };
+        server.wait_until_accepting();
+        server
+    }
+
+    fn wait_until_accepting(&mut self) {
+        let deadline = Instant::now() + START_WITHIN;
+        loop {
+            self.assert_running();
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrows did not accept on {} within {START_WITHIN:?}; its log:\n{}",
+                self.addr,
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails the test, with the server's log, if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("poll the server process") {
+            panic!("ferrows exited ({status}); its log:\n{}", self.log_text());
+        }
+    }
+
+    /// Sends SIGTERM with the system's `kill`.
+    #[cfg(unix)]
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run `kill`");
+        assert!(status.success(), "`kill -TERM {pid}` failed ({status}); the server's log:\n{}", self.log_text());
+    }
+
+    /// The exit status, if the process ends within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port the kernel just handed out on loopback, released for the server to take.
+pub fn free_loopback_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    listener.local_addr().expect("its address").port()
+}
