@@ -641,7 +641,9 @@ impl Connection {
                 // Open, so the close is accepted; the reason is short.
                 let _ = self.send_close(CloseCode::GOING_AWAY, "idle timeout", now);
             }
-            State::Open if self.config.keepalive.is_some_and(|k| self.ping_sent.is_some_and(|s| now >= s + k.timeout)) => {
+            State::Open
+                if self.config.keepalive.is_some_and(|k| self.ping_sent.is_some_and(|s| now >= s + k.timeout)) =>
+            {
                 log::debug!("peer silent past the keepalive timeout");
                 self.state = State::Failed(Failure::KeepaliveTimeout);
             }
