@@ -171,7 +171,7 @@ fn chromium_chat_between_two_pages() {
 
     let screenshot = target_dir().join("browser-chat.png");
     let _ = std::fs::remove_file(&screenshot);
-    let (status, stdout, stderr) = run_chat_script(&&format!("http://{}/", server.addr), &screenshot, SCRIPT_WITHIN);
+    let (status, stdout, stderr) = run_chat_script(&format!("http://{}/", server.addr), &screenshot, SCRIPT_WITHIN);
     assert!(
         status.success() && stdout.lines().last() == Some("OK"),
         "the browser script failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nferrows log:\n{}",

@@ -136,7 +136,7 @@ impl<H: Handler> EventLoop<H> {
                     token => {
                         let (key, generation) = split_token(token);
                         // Stale events (for a session that ended) are ignored.
-                        if !self.sessions.get(key).is_some_and(|s| s.generation == generation) {
+                        if self.sessions.get(key).is_none_or(|s| s.generation != generation) {
                             continue;
                         }
                         // Writable needs no action of its own: the flush writes.
@@ -306,7 +306,7 @@ impl<H: Handler> EventLoop<H> {
             }
             _ => format!("max_connections ({})", self.config.max_connections),
         };
-        if self.last_limit_warning.map_or(true, |t| now >= t + LIMIT_WARNING_INTERVAL) {
+        if self.last_limit_warning.is_none_or(|t| now >= t + LIMIT_WARNING_INTERVAL) {
             self.last_limit_warning = Some(now);
             log::warn!("{peer}: connection refused with 503: {limit} reached (further refusals logged at debug)");
         } else {
@@ -700,7 +700,7 @@ impl<H: Handler> EventLoop<H> {
             session.interest = interest;
         }
         if let Some(deadline) = session.deadline() {
-            if session.armed.map_or(true, |armed| deadline < armed) {
+            if session.armed.is_none_or(|armed| deadline < armed) {
                 session.armed = Some(deadline);
                 self.wheel.insert(session_token(key, session.generation).0, deadline);
             }

@@ -110,16 +110,14 @@ fn resolve(opts: &Options) -> Result<SocketAddr, String> {
         .map_err(|e| format!("--url {}: cannot resolve {}: {e}", opts.url, url.host()))?
         .collect();
     let wanted_v4 = opts.sources.first().map(|ip| ip.is_ipv4());
-    addrs.iter().copied().find(|addr| wanted_v4.map_or(true, |v4| addr.is_ipv4() == v4)).ok_or_else(
-        || match wanted_v4 {
-            Some(v4) => format!(
-                "--url {}: no {} address to reach from the given source addresses",
-                opts.url,
-                if v4 { "IPv4" } else { "IPv6" }
-            ),
-            None => format!("--url {}: {} has no address", opts.url, url.host()),
-        },
-    )
+    addrs.iter().copied().find(|addr| wanted_v4.is_none_or(|v4| addr.is_ipv4() == v4)).ok_or_else(|| match wanted_v4 {
+        Some(v4) => format!(
+            "--url {}: no {} address to reach from the given source addresses",
+            opts.url,
+            if v4 { "IPv4" } else { "IPv6" }
+        ),
+        None => format!("--url {}: {} has no address", opts.url, url.host()),
+    })
 }
 
 /// Warns when the connections asked for exceed the open-file limit.

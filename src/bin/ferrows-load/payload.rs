@@ -86,7 +86,7 @@ pub fn leading_number(text: &str) -> Option<(u64, &str)> {
 
 /// Appends `count` bytes of ASCII filler.
 pub fn pad(out: &mut String, count: usize) {
-    out.extend(std::iter::repeat('x').take(count));
+    out.extend(std::iter::repeat_n('x', count));
 }
 
 #[cfg(test)]

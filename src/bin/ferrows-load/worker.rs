@@ -345,7 +345,7 @@ impl<'a, H: Load> Core<'a, H> {
         }
         while self.pending < self.plan.max_pending
             && self.sessions.len() < self.plan.live
-            && self.plan.total.map_or(true, |total| self.started < total)
+            && self.plan.total.is_none_or(|total| self.started < total)
         {
             // Round-robin over the sources by the connection's number across all threads.
             let number = self.index + self.threads * self.started;

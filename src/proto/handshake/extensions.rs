@@ -362,7 +362,7 @@ mod tests {
             value.extend_from_slice(b"e; p=\"v\", ");
         }
         value.extend_from_slice(b"last; q=\"");
-        value.extend(std::iter::repeat(b'a').take(10_000));
+        value.extend(std::iter::repeat_n(b'a', 10_000));
         value.push(b'"');
         let offers = parse_extensions(&value).unwrap();
         assert_eq!(offers.len(), 2001);

@@ -246,7 +246,7 @@ fn head_limit_passed_in_one_chunk_is_431() {
 fn head_within_limit_followed_by_frames_is_accepted() {
     // The head fits; what follows it may be any length.
     let mut input = valid_head().into_bytes();
-    input.extend(std::iter::repeat(0x82).take(20_000));
+    input.extend(std::iter::repeat_n(0x82, 20_000));
     let mut handshake = ServerHandshake::default();
     let Ok(Status::Complete { rest, .. }) = handshake.feed(&input) else {
         panic!("complete request expected");
