@@ -172,14 +172,24 @@ fn a_subscriber_that_never_reads_loses_messages_not_the_server_memory() {
     let mut fast = connect(&server);
     assert_eq!(command(&mut fast, "sub firehose"), "ok");
     // The fast subscriber reads as messages come and gets everything, in order.
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = received.clone();
     let reader = std::thread::spawn(move || {
         for i in 0..COUNT {
             assert!(text(&mut fast).starts_with(&format!("{i:05}")), "message {i}");
+            progress.store(i + 1, Ordering::Release);
         }
     });
     let mut publisher = connect(&server);
     let body = "x".repeat(8 << 10);
     for i in 0..COUNT {
+        // Fast means keeping within 512 KiB of the stream, well inside its
+        // queue, however slowly this machine runs the reading thread.
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while i.saturating_sub(received.load(Ordering::Acquire)) >= 64 {
+            assert!(Instant::now() < deadline, "the fast subscriber stalled at {i}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert!(command(&mut publisher, &format!("pub firehose {i:05}{body}")).starts_with("ok "));
     }
     reader.join().expect("the fast subscriber got every message");
