@@ -8,9 +8,12 @@
 //! let mut text = TextEncoder::new(&mut out);
 //! text.family("app_requests_total", Kind::Counter, "Requests served.");
 //! text.sample("app_requests_total", &[("status", "200")], 3);
-//! assert_eq!(out, "# HELP app_requests_total Requests served.\n\
-//!                  # TYPE app_requests_total counter\n\
-//!                  app_requests_total{status=\"200\"} 3\n");
+//! let expected = concat!(
+//!     "# HELP app_requests_total Requests served.\n",
+//!     "# TYPE app_requests_total counter\n",
+//!     "app_requests_total{status=\"200\"} 3\n",
+//! );
+//! assert_eq!(out, expected);
 //! ```
 
 use std::fmt::Write;
