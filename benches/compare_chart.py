@@ -62,7 +62,8 @@ def main(csv_path, png_path):
         bars = ax.bar(names, medians, color=[COLORS.get(n, "#444444") for n in names])
         for i, r in enumerate(recs):
             runs = [float(v) for v in r["runs"].split(";") if v]
-            ax.plot([i] * len(runs), runs, "k.", markersize=3)
+            # At the bar's right edge, clear of the value over its middle.
+            ax.plot([i + 0.3] * len(runs), runs, "k.", markersize=3)
         for bar, value, r in zip(bars, medians, recs):
             text = label(value, unit)
             ratio = number(r["ferrows_ratio"])
