@@ -24,6 +24,9 @@ const GENERATION_BITS: u32 = 16;
 /// The waker's token; listeners count down from just below it.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const FIRST_LISTENER: usize = usize::MAX - 1;
+/// Whether a read that does not fill the buffer drained the socket: so with
+/// epoll's edge-triggered readiness; elsewhere reads go on until `WouldBlock`.
+const SHORT_READ_DRAINS: bool = cfg!(any(target_os = "linux", target_os = "android"));
 /// Reads per session per wakeup before other sessions get their turn.
 const READS_PER_TURN: usize = 16;
 /// How long accepting pauses when the process is out of file descriptors.
@@ -141,7 +144,7 @@ impl<H: Handler> EventLoop<H> {
                         }
                         // Writable needs no action of its own: the flush writes.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key, now);
+                            self.read(key, now, event.is_read_closed() || event.is_error());
                         }
                         self.touch(key);
                     }
@@ -255,7 +258,7 @@ impl<H: Handler> EventLoop<H> {
         log::debug!("{peer}: connected");
         // Data may have arrived with the connection; edge-triggered readiness
         // would not report it again.
-        self.read(key, now);
+        self.read(key, now, true);
         self.touch(key);
     }
 
@@ -323,7 +326,14 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Reads until the socket would block, the output backs up, or this session had its turn.
-    fn read(&mut self, key: usize, now: Instant) {
+    ///
+    /// `until_blocked: false` lets a short read end it (Linux): edge-triggered
+    /// epoll reports bytes that arrive after this wakeup with a new event, so
+    /// a read that did not fill the buffer took all there was, and the read
+    /// that would only say `WouldBlock` is saved. A peer's FIN that came with
+    /// the data is reported in this event (read-closed), and the caller then
+    /// asks to read until blocked, so the EOF is seen.
+    fn read(&mut self, key: usize, now: Instant, until_blocked: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(session) = self.sessions.get_mut(key) else { return };
             if !session.wants_read() {
@@ -344,6 +354,9 @@ impl<H: Handler> EventLoop<H> {
                     if let Some(session) = self.sessions.get_mut(key) {
                         session.read_paused = session.out.len() > self.config.max_out_queue;
                     }
+                    if SHORT_READ_DRAINS && !until_blocked && n < self.scratch.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -360,7 +373,7 @@ impl<H: Handler> EventLoop<H> {
     fn retry_reads(&mut self, now: Instant) {
         let keys = std::mem::take(&mut self.unfinished_reads);
         for key in keys {
-            self.read(key, now);
+            self.read(key, now, true);
             self.touch(key);
         }
     }
