@@ -9,7 +9,8 @@
 //!   events and output; it never reads a clock, spawns a thread or opens a socket.
 //!
 //! The runtime (event loops on mio), broadcasting and the server binary are
-//! built on top of this core.
+//! built on top of this core, and so is [`client`], the client side
+//! (blocking, or on a mio loop).
 //!
 //! ```
 //! use std::time::Instant;
@@ -31,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod prometheus;
 pub mod proto;
