@@ -191,8 +191,11 @@ impl<H: Handler> EventLoop<H> {
             match l.accept() {
                 Ok((socket, peer)) => {
                     self.counters().accepted.add(1);
-                    if let Err(e) = socket.set_nodelay(true) {
-                        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+                    // Linux copies TCP_NODELAY from the listener to what it accepts.
+                    if !cfg!(any(target_os = "linux", target_os = "android")) {
+                        if let Err(e) = socket.set_nodelay(true) {
+                            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+                        }
                     }
                     self.open_session(socket, peer, now);
                 }
@@ -256,9 +259,12 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         log::debug!("{peer}: connected");
-        // Data may have arrived with the connection; edge-triggered readiness
-        // would not report it again.
-        self.read(key, now, true);
+        // Data may have arrived with the connection. epoll reports what is
+        // already there when a socket is added; elsewhere, read it now, as
+        // edge-triggered readiness might not report it again.
+        if !cfg!(any(target_os = "linux", target_os = "android")) {
+            self.read(key, now, true);
+        }
         self.touch(key);
     }
 
@@ -810,7 +816,11 @@ impl<H: Handler> EventLoop<H> {
     fn end_session(&mut self, key: usize, now: Instant) {
         self.notify_closed(key, now);
         if let Some(mut session) = self.sessions.try_remove(key) {
-            let _ = self.poll.registry().deregister(&mut session.socket);
+            // Closing the descriptor (dropping the socket) removes it from
+            // epoll or kqueue; elsewhere the poll is told explicitly.
+            if !cfg!(unix) {
+                let _ = self.poll.registry().deregister(&mut session.socket);
+            }
             if session.admitted {
                 self.release(session.peer.ip());
             } else {
