@@ -35,9 +35,18 @@ impl Chunk {
 /// The queue.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Chunk>,
+    /// `None` while empty: the queue of an idle session is one word.
+    pending: Option<Box<Pending>>,
+}
+
+/// What a non-empty queue holds. The front chunk is kept apart from the
+/// rest, so that a queue of one chunk (most writes) needs no second allocation.
+#[derive(Debug)]
+struct Pending {
+    front: Chunk,
     /// Bytes of the front chunk already written.
     written: usize,
+    rest: VecDeque<Chunk>,
     /// Bytes waiting, over all chunks.
     len: usize,
 }
@@ -45,12 +54,12 @@ pub struct OutQueue {
 impl OutQueue {
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
-        self.len
+        self.pending.as_ref().map_or(0, |p| p.len)
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.pending.is_none()
     }
 
     /// Appends owned bytes, packing small ones into the last chunk.
@@ -58,15 +67,19 @@ impl OutQueue {
         if bytes.is_empty() {
             return;
         }
-        self.len += bytes.len();
-        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+        let Some(pending) = self.pending.as_mut() else {
+            self.start(Chunk::Owned(bytes));
+            return;
+        };
+        pending.len += bytes.len();
+        if let Chunk::Owned(last) = pending.rest.back_mut().unwrap_or(&mut pending.front) {
             // The front chunk may be partly written; packing after it is still in order.
             if bytes.len() < PACK_LIMIT && last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
                 last.extend_from_slice(&bytes);
                 return;
             }
         }
-        self.chunks.push_back(Chunk::Owned(bytes));
+        pending.rest.push_back(Chunk::Owned(bytes));
     }
 
     /// Appends bytes shared with other queues.
@@ -74,8 +87,18 @@ impl OutQueue {
         if bytes.is_empty() {
             return;
         }
-        self.len += bytes.len();
-        self.chunks.push_back(Chunk::Shared(bytes));
+        let Some(pending) = self.pending.as_mut() else {
+            self.start(Chunk::Shared(bytes));
+            return;
+        };
+        pending.len += bytes.len();
+        pending.rest.push_back(Chunk::Shared(bytes));
+    }
+
+    /// Starts an empty queue with a chunk (never empty: the pushes leave empty ones out).
+    fn start(&mut self, chunk: Chunk) {
+        let len = chunk.as_slice().len();
+        self.pending = Some(Box::new(Pending { front: chunk, written: 0, rest: VecDeque::new(), len }));
     }
 
     /// Writes as much as the socket takes, until it would block or the queue is empty.
@@ -83,12 +106,12 @@ impl OutQueue {
     /// Returns the bytes written. `WouldBlock` is not an error; any other error is.
     pub fn write_to(&mut self, socket: &mut impl Write) -> io::Result<usize> {
         let mut total = 0;
-        while !self.is_empty() {
+        while let Some(pending) = &self.pending {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let bytes = chunk.as_slice();
-                slices[i] = IoSlice::new(if i == 0 { &bytes[self.written..] } else { bytes });
+            slices[0] = IoSlice::new(&pending.front.as_slice()[pending.written..]);
+            let mut count = 1;
+            for (slice, chunk) in slices[1..].iter_mut().zip(&pending.rest) {
+                *slice = IoSlice::new(chunk.as_slice());
                 count += 1;
             }
             match socket.write_vectored(&slices[..count]) {
@@ -106,22 +129,23 @@ impl OutQueue {
     }
 
     fn consume(&mut self, mut n: usize) {
-        self.len -= n;
-        while n > 0 {
-            // n never exceeds what the queue held, so a front chunk exists.
-            let Some(front) = self.chunks.front() else { break };
-            let left = front.as_slice().len() - self.written;
+        let Some(pending) = self.pending.as_mut() else { return };
+        // n never exceeds what the queue held.
+        pending.len -= n;
+        loop {
+            let left = pending.front.as_slice().len() - pending.written;
             if n < left {
-                self.written += n;
+                pending.written += n;
                 return;
             }
             n -= left;
-            self.chunks.pop_front();
-            self.written = 0;
-        }
-        if self.chunks.is_empty() {
-            // Give the memory back: an idle session holds no buffers.
-            self.chunks = VecDeque::new();
+            let Some(next) = pending.rest.pop_front() else {
+                // Give the memory back: an idle session holds no buffers.
+                self.pending = None;
+                return;
+            };
+            pending.front = next;
+            pending.written = 0;
         }
     }
 }
@@ -192,7 +216,7 @@ mod tests {
         for _ in 0..100 {
             q.push(vec![1u8; 10]);
         }
-        assert_eq!(q.chunks.len(), 1);
+        assert!(q.pending.as_ref().is_some_and(|p| p.rest.is_empty()));
         assert_eq!(q.len(), 1000);
     }
 }
