@@ -421,7 +421,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn upgrade(&mut self, key: usize, request: &Request, mut rest: Vec<u8>, now: Instant) {
         let Some(session) = self.sessions.get_mut(key) else { return };
-        let peer = session.peer;
+        let peer = std::net::SocketAddr::from(session.peer);
         let upgrade = match request.validate_upgrade() {
             Ok(upgrade) => upgrade,
             Err(refusal) => {
@@ -553,7 +553,7 @@ impl<H: Handler> EventLoop<H> {
         else {
             return;
         };
-        let peer = session.peer;
+        let peer = std::net::SocketAddr::from(session.peer);
         let mut response = None;
         self.with_context(now, None, |h, ctx| {
             response = Some(h.on_http(ctx, &HttpRequest { request: &request, body: &body, peer }));

@@ -335,7 +335,7 @@ impl<S> Context<'_, S> {
 
     /// The peer address of `session`.
     pub fn peer_addr(&self, session: SessionId) -> Option<SocketAddr> {
-        self.sessions.get(session.key).filter(|s| s.generation == session.generation).map(|s| s.peer)
+        self.sessions.get(session.key).filter(|s| s.generation == session.generation).map(|s| s.peer.into())
     }
 
     /// The open sessions of this loop.
