@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ferrows::client::{ClientBuilder, Endpoint, Error};
 #[cfg(feature = "deflate")]
-use ferrows::proto::deflate::{client_offer, DeflateConfig};
-use ferrows::proto::handshake::ClientRequest;
+use ferrows::proto::deflate::DeflateConfig;
+use ferrows::proto::handshake::WsUrl;
+use ferrows::proto::Config;
 
 use crate::payload::Payload;
 use crate::{fanout, room};
@@ -46,8 +48,10 @@ pub struct Options {
     pub mode: Mode,
     /// The server URL as given.
     pub url: String,
-    /// The opening handshake every connection sends (nonce aside).
-    pub request: ClientRequest,
+    /// The server URL, parsed.
+    pub ws_url: WsUrl,
+    /// What every connection offers in its opening handshake, and its protocol limits.
+    pub client: ClientBuilder,
     /// Connections to open (echo, idle); subscribers (fanout); members (room).
     pub connections: usize,
     /// Event loops.
@@ -154,6 +158,9 @@ pub const MAX_SIZE: usize = 16 << 20;
 /// The size of the message `--send-once` sends unless `--size` says otherwise.
 pub const SEND_ONCE_SIZE: usize = 1024;
 
+/// Bytes a server may add around a payload it relays.
+const ENVELOPE_SLACK: usize = 4096;
+
 /// Which modes accept a flag; `None` for a flag nobody knows.
 fn modes_of(flag: &str) -> Option<&'static [Mode]> {
     const ALL: &[Mode] = &[Mode::Echo, Mode::Idle, Mode::Connect, Mode::Fanout, Mode::Room];
@@ -191,7 +198,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         mode: Mode::Echo,
         url: "ws://127.0.0.1:9001/".to_owned(),
         // Replaced below once the URL is known; this one always parses.
-        request: ClientRequest::new("ws://127.0.0.1:9001/").map_err(|e| arg_error!("{e}"))?,
+        ws_url: WsUrl::parse("ws://127.0.0.1:9001/").map_err(|e| arg_error!("{e}"))?,
+        client: ClientBuilder::new(),
         connections: 100,
         threads: 1,
         sources: Vec::new(),
@@ -352,22 +360,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     if opts.server_pid.is_some() && !cfg!(any(target_os = "linux", target_os = "android")) {
         return Err(arg_error!("--server-pid reads /proc/PID/status, which only Linux has"));
     }
-    let mut request = ClientRequest::new(&opts.url).map_err(|e| arg_error!("--url {}: {e}", opts.url))?;
-    if request.url().is_secure() {
+    opts.ws_url = WsUrl::parse(&opts.url).map_err(|e| arg_error!("--url {}: invalid WebSocket URL: {e}", opts.url))?;
+    if opts.ws_url.is_secure() {
         return Err(arg_error!("--url {}: wss:// (TLS) is not supported; use ws://", opts.url));
-    }
-    for protocol in protocols {
-        request = request.protocol(protocol);
-    }
-    for (name, value) in headers {
-        request = request.header(name, value);
     }
     if opts.deflate_no_context_takeover && !opts.deflate {
         return Err(arg_error!("--deflate-no-context-takeover needs --deflate"));
-    }
-    #[cfg(feature = "deflate")]
-    if let Some(config) = opts.deflate_config() {
-        request = request.extensions(client_offer(&config));
     }
     #[cfg(not(feature = "deflate"))]
     if opts.deflate {
@@ -375,10 +373,37 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
             "--deflate: this ferrows-load was built without permessage-deflate (cargo feature `deflate`)"
         ));
     }
-    // Encoding once here turns a bad --protocol or --header into a usage error.
-    request.encode(&[0; 16], &mut Vec::new()).map_err(|e| arg_error!("--protocol/--header: {e}"))?;
-    opts.request = request;
+    opts.client = client(&opts, protocols, headers);
+    // Writing one request here turns a bad --protocol or --header into a usage error.
+    Endpoint::new(&opts.client, opts.ws_url.clone(), &[0; 16], || [0; 4], Instant::now()).map_err(|e| match e {
+        Error::Request(e) => arg_error!("--protocol/--header: {e}"),
+        e => arg_error!("--url {}: {e}", opts.url),
+    })?;
     Ok(Command::Run(Box::new(opts)))
+}
+
+/// The settings every connection of the run is opened with.
+fn client(opts: &Options, protocols: Vec<String>, headers: Vec<(String, String)>) -> ClientBuilder {
+    let mut config = Config::default();
+    // The load itself shows the peer is alive, and the run's end bounds the close.
+    config.keepalive = None;
+    config.close_timeout = None;
+    // Room for what a server wraps around a payload (a pub/sub delivery's envelope).
+    let largest = opts.size.saturating_add(ENVELOPE_SLACK);
+    config.max_message_size = config.max_message_size.max(largest);
+    config.max_frame_size = config.max_frame_size.max(largest);
+    let mut client = ClientBuilder::new().config(config).connect_timeout(Some(opts.timeout)).deflate(false);
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = opts.deflate_config() {
+        client = client.deflate_config(deflate);
+    }
+    for protocol in protocols {
+        client = client.protocol(protocol);
+    }
+    for (name, value) in headers {
+        client = client.header(name, value);
+    }
+    client
 }
 
 /// A whole number.
@@ -462,7 +487,7 @@ mod tests {
         let opts = options("echo --text --size=32 --in-flight 4 --duration 0.5 --url ws://localhost:9/x");
         assert_eq!((opts.text, opts.size, opts.in_flight), (true, 32, 4));
         assert_eq!(opts.duration, Duration::from_millis(500));
-        assert_eq!(opts.request.url().port(), 9);
+        assert_eq!(opts.ws_url.port(), 9);
         let opts = options("idle --source-range 127.0.0.1-127.0.0.3 --server-pid 7");
         assert_eq!(opts.sources.len(), 3);
         assert_eq!(opts.server_pid, Some(7));
@@ -496,7 +521,8 @@ mod tests {
     fn deflate_offer() {
         let encoded = |opts: &Options| {
             let mut out = Vec::new();
-            opts.request.encode(&[0; 16], &mut out).unwrap();
+            let now = Instant::now();
+            Endpoint::new(&opts.client, opts.ws_url.clone(), &[0; 16], || [0; 4], now).unwrap().poll_transmit(&mut out);
             String::from_utf8(out).unwrap()
         };
         let opts = options("echo");

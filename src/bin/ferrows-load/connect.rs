@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use ferrows::proto::{Connection, Event};
+use ferrows::client::{ClientConnection, ClientEvent};
 
 use crate::args::Options;
 use crate::histogram::Histogram;
@@ -26,7 +26,7 @@ pub struct Connect {
 }
 
 impl Handler for Connect {
-    fn on_open(&mut self, _conn: &mut Connection, _slot: usize, started: Instant, now: Instant) -> Opened {
+    fn on_open(&mut self, _conn: &mut ClientConnection, _slot: usize, started: Instant, now: Instant) -> Opened {
         if self.phase == Phase::Measuring {
             self.latency.record(now.saturating_duration_since(started).as_nanos() as u64);
         }
@@ -34,7 +34,7 @@ impl Handler for Connect {
         Opened::Close
     }
 
-    fn on_event(&mut self, _conn: &mut Connection, _slot: usize, _event: Event, _now: Instant) {}
+    fn on_event(&mut self, _conn: &mut ClientConnection, _slot: usize, _event: ClientEvent, _now: Instant) {}
 }
 
 impl Load for Connect {

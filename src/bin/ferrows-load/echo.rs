@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use ferrows::proto::{Connection, Event};
+use ferrows::client::{ClientConnection, ClientEvent};
 
 use crate::args::Options;
 use crate::histogram::Histogram;
@@ -82,7 +82,7 @@ impl<'a> Echo<'a> {
     }
 
     /// Sends one message stamped with `now`.
-    fn send(&mut self, conn: &mut Connection, now: Instant) {
+    fn send(&mut self, conn: &mut ClientConnection, now: Instant) {
         let stamp = self.stamp(now);
         // A refusal means the connection is closing: the message is not needed.
         let _ = if self.text {
@@ -103,10 +103,10 @@ impl<'a> Echo<'a> {
     }
 
     /// The send time carried by an echoed message, or why it is not an echo of ours.
-    fn sent_at(&self, event: &Event) -> Result<u64, String> {
+    fn sent_at(&self, event: &ClientEvent) -> Result<u64, String> {
         let (payload, text) = match event {
-            Event::Binary(data) => (data.as_slice(), false),
-            Event::Text(text) => (text.as_bytes(), true),
+            ClientEvent::Binary(data) => (data.as_slice(), false),
+            ClientEvent::Text(text) => (text.as_bytes(), true),
             _ => return Err(String::new()),
         };
         let kind = |text: bool| if text { "text" } else { "binary" };
@@ -133,15 +133,15 @@ impl<'a> Echo<'a> {
 }
 
 impl Handler for Echo<'_> {
-    fn on_open(&mut self, conn: &mut Connection, _slot: usize, _started: Instant, now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut ClientConnection, _slot: usize, _started: Instant, now: Instant) -> Opened {
         for _ in 0..self.in_flight {
             self.send(conn, now);
         }
         Opened::Ready
     }
 
-    fn on_event(&mut self, conn: &mut Connection, _slot: usize, event: Event, now: Instant) {
-        if !matches!(event, Event::Binary(_) | Event::Text(_)) {
+    fn on_event(&mut self, conn: &mut ClientConnection, _slot: usize, event: ClientEvent, now: Instant) {
+        if !matches!(event, ClientEvent::Binary(_) | ClientEvent::Text(_)) {
             return;
         }
         let received = self.stamp(now);

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use ferrows::proto::{Connection, Event};
+use ferrows::client::{ClientConnection, ClientEvent};
 
 use crate::args::Options;
 use crate::histogram::Histogram;
@@ -142,7 +142,7 @@ impl<'a> Fanout<'a> {
     }
 
     /// Sends the next publish, stamped with `now`.
-    fn publish(&mut self, conn: &mut Connection) {
+    fn publish(&mut self, conn: &mut ClientConnection) {
         self.sent += 1;
         // The clock now, not the batch's, which may be long past.
         let (stamp, sequence) = (self.stamp(Instant::now()), self.sent);
@@ -152,7 +152,7 @@ impl<'a> Fanout<'a> {
     }
 
     /// A message to the publisher: the ack of its oldest publish, then the next one.
-    fn on_ack(&mut self, conn: &mut Connection, text: &str) {
+    fn on_ack(&mut self, conn: &mut ClientConnection, text: &str) {
         let Some((id, recipients)) = parse_publish_ack(text) else {
             self.shared.error("fanout publisher", format!("expected a publish ack, got {}", quote(text)));
             return;
@@ -205,7 +205,7 @@ impl Handler for Fanout<'_> {
     // A batch of events from thousands of subscribers takes long to handle.
     const STAMP_EACH_READ: bool = true;
 
-    fn on_open(&mut self, conn: &mut Connection, slot: usize, _started: Instant, _now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut ClientConnection, slot: usize, _started: Instant, _now: Instant) -> Opened {
         if slot >= self.roles.len() {
             self.roles.resize(slot + 1, Role::Vacant);
         }
@@ -221,10 +221,10 @@ impl Handler for Fanout<'_> {
         Opened::AwaitReply
     }
 
-    fn on_event(&mut self, conn: &mut Connection, slot: usize, event: Event, now: Instant) {
+    fn on_event(&mut self, conn: &mut ClientConnection, slot: usize, event: ClientEvent, now: Instant) {
         let text = match &event {
-            Event::Text(text) => text.as_str(),
-            Event::Binary(data) => {
+            ClientEvent::Text(text) => text.as_str(),
+            ClientEvent::Binary(data) => {
                 self.shared.error("fanout", format!("a {}-byte binary message", data.len()));
                 return;
             }
@@ -241,7 +241,7 @@ impl Handler for Fanout<'_> {
         }
     }
 
-    fn on_nudge(&mut self, conn: &mut Connection, slot: usize, _now: Instant) {
+    fn on_nudge(&mut self, conn: &mut ClientConnection, slot: usize, _now: Instant) {
         if Some(slot) == self.publisher {
             for _ in 0..self.in_flight {
                 self.publish(conn);

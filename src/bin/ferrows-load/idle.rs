@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use ferrows::proto::{Connection, Event};
+use ferrows::client::{ClientConnection, ClientEvent};
 
 use crate::args::Options;
 use crate::leader::{Leader, RSS_SETTLE};
@@ -42,7 +42,7 @@ impl<'a> Idle<'a> {
 }
 
 impl Handler for Idle<'_> {
-    fn on_open(&mut self, conn: &mut Connection, _slot: usize, _started: Instant, _now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut ClientConnection, _slot: usize, _started: Instant, _now: Instant) -> Opened {
         let Some(first) = &self.first else {
             return Opened::Ready;
         };
@@ -52,10 +52,10 @@ impl Handler for Idle<'_> {
         Opened::AwaitReply
     }
 
-    fn on_event(&mut self, _conn: &mut Connection, _slot: usize, event: Event, _now: Instant) {
+    fn on_event(&mut self, _conn: &mut ClientConnection, _slot: usize, event: ClientEvent, _now: Instant) {
         let (len, kind) = match &event {
-            Event::Text(text) => (text.len(), "text"),
-            Event::Binary(data) => (data.len(), "binary"),
+            ClientEvent::Text(text) => (text.len(), "text"),
+            ClientEvent::Binary(data) => (data.len(), "binary"),
             _ => return,
         };
         let expected = self.first.as_ref().map(String::len);

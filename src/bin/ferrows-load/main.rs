@@ -18,11 +18,11 @@
 //!
 //! Run `ferrows-load --help` for the flags.
 //!
-//! It speaks through the crate's own sans-IO core in the client role
-//! ([`ferrows::proto::handshake::ClientRequest`], [`ferrows::proto::Connection`])
-//! over mio: one event loop per thread (one thread unless `--threads`), each
-//! with its own slab of sessions, one 64 KiB read buffer, and a pool of OS
-//! random bytes for masking keys and nonces.
+//! Each connection is the crate's own client, a
+//! [`ferrows::client::ClientConnection`] opened with one
+//! [`ferrows::client::ClientBuilder`], on mio: one event loop per thread (one
+//! thread unless `--threads`), each with its own slab of sessions and one
+//! 64 KiB read buffer. Masking keys and nonces come from the OS random source.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::missing_docs_in_private_items)]
 
@@ -35,7 +35,6 @@ mod histogram;
 mod idle;
 mod leader;
 mod payload;
-mod random;
 mod report;
 mod room;
 mod rss;
@@ -45,6 +44,9 @@ mod worker;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use ferrows::client::Error;
 
 use args::{Command, Mode, Options};
 use shared::Shared;
@@ -77,7 +79,8 @@ fn run(mut opts: Options) -> u8 {
     // More threads than connections would leave some idle.
     let units = if opts.mode == Mode::Connect { opts.concurrency } else { opts.sockets() };
     opts.threads = opts.threads.min(units);
-    if let Err(e) = random::RandomPool::new() {
+    // Every connection draws its nonce and masking keys from the OS random source.
+    if let Err(Error::Random(e)) = opts.client.endpoint_at(opts.ws_url.clone(), Instant::now()) {
         eprintln!("ferrows-load: the OS random source is not available: {e}");
         return 1;
     }
@@ -104,7 +107,7 @@ fn run(mut opts: Options) -> u8 {
 
 /// The server's address: the URL's host resolved, in the family of the sources if any.
 fn resolve(opts: &Options) -> Result<SocketAddr, String> {
-    let url = opts.request.url();
+    let url = &opts.ws_url;
     let addrs: Vec<SocketAddr> = (url.host(), url.port())
         .to_socket_addrs()
         .map_err(|e| format!("--url {}: cannot resolve {}: {e}", opts.url, url.host()))?

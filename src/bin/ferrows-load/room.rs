@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
-use ferrows::proto::{Connection, Event};
+use ferrows::client::{ClientConnection, ClientEvent};
 
 use crate::args::Options;
 use crate::histogram::Histogram;
@@ -264,7 +264,7 @@ impl Handler for Room<'_> {
     // A round's end is timed by the read that completes it.
     const STAMP_EACH_READ: bool = true;
 
-    fn on_open(&mut self, _conn: &mut Connection, slot: usize, _started: Instant, _now: Instant) -> Opened {
+    fn on_open(&mut self, _conn: &mut ClientConnection, slot: usize, _started: Instant, _now: Instant) -> Opened {
         if slot >= self.slots.len() {
             self.slots.resize_with(slot + 1, || None);
         }
@@ -275,17 +275,17 @@ impl Handler for Room<'_> {
         Opened::Ready
     }
 
-    fn on_event(&mut self, _conn: &mut Connection, slot: usize, event: Event, now: Instant) {
+    fn on_event(&mut self, _conn: &mut ClientConnection, slot: usize, event: ClientEvent, now: Instant) {
         match &event {
             // Whatever comes while closing is the end of a round cut short.
             _ if self.phase >= Phase::Closing => {}
-            Event::Text(text) => self.on_message(slot, text, now),
-            Event::Binary(data) => self.shared.error("room", format!("a {}-byte binary message", data.len())),
+            ClientEvent::Text(text) => self.on_message(slot, text, now),
+            ClientEvent::Binary(data) => self.shared.error("room", format!("a {}-byte binary message", data.len())),
             _ => {}
         }
     }
 
-    fn on_nudge(&mut self, conn: &mut Connection, slot: usize, _now: Instant) {
+    fn on_nudge(&mut self, conn: &mut ClientConnection, slot: usize, _now: Instant) {
         use std::fmt::Write;
 
         let Some(Some(member)) = self.slots.get(slot) else {

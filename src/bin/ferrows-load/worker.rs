@@ -7,16 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "deflate")]
-use ferrows::proto::deflate::DeflateConfig;
-use ferrows::proto::Config;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::args::Options;
 use crate::leader::Leader;
-use crate::random::SharedPool;
-use crate::session::{End, Env, Handler, Session};
+use crate::session::{End, Handler, Session};
 use crate::shared::{Phase, Shared};
 
 /// The read buffer of a thread, shared by all its sessions.
@@ -25,8 +21,6 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
-/// Bytes a server may add around a payload it relays.
-const ENVELOPE_SLACK: usize = 4096;
 /// How long to wait for the server's Close reply and then its TCP close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Token bits that hold the slab key; the rest hold the slot's generation.
@@ -148,13 +142,6 @@ struct Core<'a, H> {
     pending: usize,
     /// Sessions started so far.
     started: usize,
-    /// The protocol settings.
-    config: Config,
-    /// The permessage-deflate offer of every connection, if any.
-    #[cfg(feature = "deflate")]
-    deflate: Option<DeflateConfig>,
-    /// Masking keys and nonces.
-    pool: SharedPool,
     /// The read buffer.
     scratch: Vec<u8>,
     /// The mode's part.
@@ -175,7 +162,7 @@ struct Core<'a, H> {
 ///
 /// # Errors
 ///
-/// A loop could not start (no poll, no random source) or a thread panicked.
+/// A loop could not start (no poll) or a thread panicked.
 pub fn run_threads<H: Load + Send>(
     opts: &Options,
     target: SocketAddr,
@@ -224,7 +211,7 @@ fn run_one<H: Load>(
     leader: Option<&mut Leader>,
 ) -> io::Result<ThreadResult<H>> {
     let leads = leader.is_some();
-    let result = Core::new(index, opts, target, shared, poll, plan, load).and_then(|core| core.run(leader));
+    let result = Core::new(index, opts, target, shared, poll, plan, load).run(leader);
     if let Err(e) = &result {
         shared.error("load thread", e);
         // Without this loop the others would wait for it for ever: end the run.
@@ -247,16 +234,8 @@ impl<'a, H: Load> Core<'a, H> {
         poll: Poll,
         plan: Plan,
         load: H,
-    ) -> io::Result<Self> {
-        let mut config = Config::default();
-        // The load itself shows the peer is alive, and the run's end bounds the close.
-        config.keepalive = None;
-        config.close_timeout = None;
-        // Room for what a server wraps around a payload (a pub/sub delivery's envelope).
-        let largest = opts.size.saturating_add(ENVELOPE_SLACK);
-        config.max_message_size = config.max_message_size.max(largest);
-        config.max_frame_size = config.max_frame_size.max(largest);
-        Ok(Core {
+    ) -> Self {
+        Core {
             index,
             threads: opts.threads,
             opts,
@@ -267,17 +246,13 @@ impl<'a, H: Load> Core<'a, H> {
             generation: 0,
             pending: 0,
             started: 0,
-            config,
-            #[cfg(feature = "deflate")]
-            deflate: opts.deflate_config(),
-            pool: SharedPool::new().map_err(|e| io::Error::other(format!("OS random source: {e}")))?,
             scratch: vec![0; SCRATCH_BYTES],
             load,
             shared,
             clean_closes: 0,
             unclean_closes: 0,
             keys: Vec::new(),
-        })
+        }
     }
 
     /// The loop: open, poll, dispatch, sweep, until the run is done.
@@ -367,8 +342,8 @@ impl<'a, H: Load> Core<'a, H> {
 
     /// Starts one connection and registers it.
     fn start_session(&mut self, source: Option<std::net::IpAddr>, now: Instant) -> io::Result<()> {
-        let mut session =
-            Session::connect(self.target, source, &self.opts.request, &self.pool, now, self.opts.timeout)?;
+        let opts = self.opts;
+        let mut session = Session::connect(self.target, source, &opts.client, &opts.ws_url, now, opts.timeout)?;
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         if key > MAX_KEY {
@@ -397,14 +372,7 @@ impl<'a, H: Load> Core<'a, H> {
             return;
         }
         let was_ready = slot.session.is_ready();
-        let env = Env {
-            config: &self.config,
-            #[cfg(feature = "deflate")]
-            deflate: self.deflate.as_ref(),
-            pool: &self.pool,
-            close_grace: CLOSE_GRACE,
-        };
-        let mut end = slot.session.ready(event, &mut self.scratch, env, &mut self.load, now);
+        let mut end = slot.session.ready(event, &mut self.scratch, &mut self.load, now, CLOSE_GRACE);
         if !was_ready && slot.session.is_ready() {
             self.pending -= 1;
             self.shared.pending.fetch_sub(1, Relaxed);
