@@ -14,7 +14,7 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// Slots in the wheel: 2,048 × 50 ms ≈ 102 s in one turn, more than any default deadline.
 const SLOTS: usize = 2048;
 
-/// A deadline keyed by the owner's token.
+/// A deadline a turn or more ahead, keyed by the owner's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     token: usize,
@@ -27,20 +27,29 @@ pub struct TimerWheel {
     start: Instant,
     /// The next tick to process: every tick before it has been processed.
     next_tick: u64,
-    slots: Vec<Vec<Entry>>,
+    /// The tokens due in the coming turn (`next_tick` and the `SLOTS - 1`
+    /// ticks after it), by tick modulo `SLOTS`. The slot says the tick, so
+    /// an entry here is just the token: 8 bytes per armed session.
+    slots: Vec<Vec<usize>>,
+    /// Entries due later, moved into the slots when their turn begins.
+    later: Vec<Entry>,
     len: usize,
 }
 
 impl TimerWheel {
     /// An empty wheel whose tick 0 starts at `start`.
     pub fn new(start: Instant) -> Self {
-        Self { start, next_tick: 0, slots: (0..SLOTS).map(|_| Vec::new()).collect(), len: 0 }
+        Self { start, next_tick: 0, slots: (0..SLOTS).map(|_| Vec::new()).collect(), later: Vec::new(), len: 0 }
     }
 
     /// Arms a timer for `token` at `deadline` (rounded up to the next tick).
     pub fn insert(&mut self, token: usize, deadline: Instant) {
         let tick = self.tick_at(deadline).max(self.next_tick);
-        self.slots[(tick % SLOTS as u64) as usize].push(Entry { token, at_tick: tick });
+        if tick < self.next_tick + SLOTS as u64 {
+            self.slots[slot_of(tick)].push(token);
+        } else {
+            self.later.push(Entry { token, at_tick: tick });
+        }
         self.len += 1;
     }
 
@@ -55,29 +64,49 @@ impl TimerWheel {
 
     /// Collects into `fired` the tokens of every entry due at `now`.
     pub fn expire(&mut self, now: Instant, fired: &mut Vec<usize>) {
-        // Process every whole tick that has passed; at most one turn of the
-        // wheel is needed to see every slot.
         let now_tick = self.tick_floor(now);
-        let mut turns = 0;
-        while self.next_tick <= now_tick && self.len > 0 && turns < SLOTS {
-            let tick = self.next_tick;
-            let slot = &mut self.slots[(tick % SLOTS as u64) as usize];
-            let before = slot.len();
-            slot.retain(|entry| {
-                if entry.at_tick <= now_tick {
-                    fired.push(entry.token);
-                    false
-                } else {
-                    true
-                }
-            });
-            self.len -= before - slot.len();
+        if self.len > 0 && now_tick >= self.next_tick + SLOTS as u64 {
+            // A pause of a turn or more: everything in the slots is due.
+            for slot in &mut self.slots {
+                self.len -= slot.len();
+                fired.append(slot);
+            }
+            // Go on from the start of the current turn, where what is due
+            // of the later entries fires or moves into the slots.
+            self.next_tick = now_tick - now_tick % SLOTS as u64;
+        }
+        while self.next_tick <= now_tick && self.len > 0 {
+            if self.next_tick % SLOTS as u64 == 0 {
+                self.begin_turn(fired);
+            }
+            let slot = &mut self.slots[slot_of(self.next_tick)];
+            self.len -= slot.len();
+            fired.append(slot);
             self.next_tick += 1;
-            turns += 1;
         }
         if self.next_tick <= now_tick {
+            // Nothing is armed.
             self.next_tick = now_tick + 1;
         }
+    }
+
+    /// At the start of a turn: the later entries due in it move into the
+    /// slots, and any already due (after a pause) fire.
+    fn begin_turn(&mut self, fired: &mut Vec<usize>) {
+        let (next_tick, slots) = (self.next_tick, &mut self.slots);
+        let fired_before = fired.len();
+        self.later.retain(|entry| {
+            if entry.at_tick < next_tick {
+                fired.push(entry.token);
+                return false;
+            }
+            if entry.at_tick < next_tick + SLOTS as u64 {
+                slots[slot_of(entry.at_tick)].push(entry.token);
+                return false;
+            }
+            true
+        });
+        self.len -= fired.len() - fired_before;
     }
 
     /// How many entries are armed (live and stale).
@@ -94,6 +123,10 @@ impl TimerWheel {
         let ms = deadline.saturating_duration_since(self.start).as_millis();
         ms.div_ceil(TICK.as_millis()) as u64
     }
+}
+
+fn slot_of(tick: u64) -> usize {
+    (tick % SLOTS as u64) as usize
 }
 
 #[cfg(test)]
@@ -141,6 +174,47 @@ mod tests {
         wheel.expire(start + Duration::from_secs(3600), &mut fired);
         fired.sort_unstable();
         assert_eq!(fired, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn deadlines_turns_ahead_fire_on_time_tick_by_tick() {
+        let start = Instant::now();
+        let mut wheel = TimerWheel::new(start);
+        let far = TICK * (SLOTS as u32 * 3 + SLOTS as u32 / 2);
+        wheel.insert(1, start + far);
+        let mut fired = Vec::new();
+        let mut at = start;
+        while at + TICK < start + far {
+            at += TICK;
+            wheel.expire(at, &mut fired);
+        }
+        assert!(fired.is_empty());
+        wheel.expire(start + far, &mut fired);
+        assert_eq!(fired, [1]);
+        assert_eq!(wheel.len(), 0);
+    }
+
+    #[test]
+    fn a_pause_into_a_later_turn_fires_what_is_due_and_keeps_the_rest() {
+        let start = Instant::now();
+        let mut wheel = TimerWheel::new(start);
+        let turn = TICK * SLOTS as u32;
+        wheel.insert(1, start + TICK * 5);
+        wheel.insert(2, start + turn * 2 + TICK * 10);
+        wheel.insert(3, start + turn * 2 + TICK * 30);
+        wheel.insert(4, start + turn * 5);
+        let mut fired = Vec::new();
+        wheel.expire(start + turn * 2 + TICK * 20, &mut fired);
+        assert_eq!(fired, [1, 2]);
+        wheel.expire(start + turn * 2 + TICK * 29, &mut fired);
+        assert_eq!(fired, [1, 2]);
+        wheel.expire(start + turn * 2 + TICK * 30, &mut fired);
+        assert_eq!(fired, [1, 2, 3]);
+        wheel.expire(start + turn * 5 - TICK, &mut fired);
+        assert_eq!(fired, [1, 2, 3]);
+        wheel.expire(start + turn * 5, &mut fired);
+        assert_eq!(fired, [1, 2, 3, 4]);
+        assert_eq!(wheel.len(), 0);
     }
 
     #[test]
