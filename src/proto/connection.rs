@@ -30,6 +30,7 @@
 //! # let _ = on_read;
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,14 +38,13 @@ use std::time::Instant;
 use super::close::{self, CloseCode};
 use super::config::Config;
 use super::error::{ProtocolError, UsageError};
-use super::event::Event;
+use super::event::{ControlPayload, Event};
 use super::frame::{self, HeaderRules, OpCode, MAX_CONTROL_PAYLOAD};
 use super::Role;
 
-mod burst;
 mod reader;
 
-use burst::Burst;
+use reader::Reader;
 
 /// Where the closing handshake stands.
 #[derive(Debug)]
@@ -75,6 +75,36 @@ enum Failure {
     /// Boxed: a failed connection is rare, and the box keeps every connection's state small.
     Protocol(Box<ProtocolError>),
     KeepaliveTimeout,
+}
+
+/// What a connection holds only while traffic is in progress: a frame or
+/// message being read, events and output not yet polled, a Pong owed, a
+/// violation waiting for the events before it.
+///
+/// Allocated when bytes arrive or output is queued, and released once the
+/// polls have taken everything, so that an idle connection is a few words.
+#[derive(Debug, Default)]
+struct Burst {
+    reader: Reader,
+    events: VecDeque<Event>,
+    out: Vec<u8>,
+    /// The latest unanswered Ping (RFC 6455 §5.5.3: only the most recent needs a Pong).
+    pending_pong: Option<ControlPayload>,
+    /// Pongs queued since the output was last taken.
+    pongs_queued: u8,
+    /// A violation found by the reader, acted on once the events decoded
+    /// before it have been polled (so that replies to them go out first).
+    failure_pending: Option<ProtocolError>,
+}
+
+impl Burst {
+    fn is_idle(&self) -> bool {
+        self.reader.is_idle()
+            && self.events.is_empty()
+            && self.out.is_empty()
+            && self.pending_pong.is_none()
+            && self.failure_pending.is_none()
+    }
 }
 
 /// permessage-deflate state of a connection that negotiated it.

@@ -110,14 +110,10 @@ impl Reader {
         rules: &HeaderRules,
         mut inflater: Option<&mut Inflater>,
     ) -> Result<(usize, Option<Event>), ProtocolError> {
-        let mut used = 0;
-        if let ReadState::Header { .. } = self.read {
-            used = self.read_header(input, config, rules)?;
-        }
-        // The payload often came with its header: read on in the same call.
-        if matches!(self.read, ReadState::Payload { .. }) && used < input.len() {
-            used += self.read_payload(&mut input[used..], config, inflater.as_deref_mut())?;
-        }
+        let used = match self.read {
+            ReadState::Header { .. } => self.read_header(input, config, rules)?,
+            ReadState::Payload { .. } => self.read_payload(input, config, inflater.as_deref_mut())?,
+        };
         // A frame is complete once its payload is all in (at once, for an empty payload).
         if matches!(self.read, ReadState::Payload { remaining: 0, .. }) {
             return Ok((used, self.finish_frame(config, inflater)?));

@@ -1,4 +1,4 @@
-//! What the burst state costs, when it goes, and its event queue.
+//! What the burst state costs and when it goes.
 
 use super::*;
 
@@ -40,18 +40,4 @@ fn the_burst_state_lives_until_everything_is_polled() {
     assert!(conn.wants_write());
     assert!(conn.poll_transmit(&mut out));
     assert!(conn.burst.is_none());
-}
-
-#[test]
-fn the_event_queue_keeps_its_order() {
-    let mut queue = burst::EventQueue::default();
-    let text = |s: &str| Event::Text(s.into());
-    queue.push_back(text("a"));
-    queue.push_back(text("b"));
-    assert_eq!(queue.pop_front(), Some(text("a")));
-    queue.push_back(text("c"));
-    assert_eq!(queue.pop_front(), Some(text("b")));
-    assert_eq!(queue.pop_front(), Some(text("c")));
-    assert!(queue.is_empty());
-    assert_eq!(queue.pop_front(), None);
 }
