@@ -27,6 +27,12 @@ const FIRST_LISTENER: usize = usize::MAX - 1;
 /// Whether a read that does not fill the buffer drained the socket: so with
 /// epoll's edge-triggered readiness; elsewhere reads go on until `WouldBlock`.
 const SHORT_READ_DRAINS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+/// Output the read turns of one iteration may queue before the sessions are
+/// written, rather than at the end of the iteration. Message-sized buffers
+/// of many sessions, freed all at once after the writes, let the allocator
+/// hand that memory back to the kernel and fault it in again on the next
+/// iteration (glibc trims a heap whose top grows past 128 KiB).
+const FLUSH_AFTER: usize = 64 << 10;
 /// Reads per session per wakeup before other sessions get their turn.
 const READS_PER_TURN: usize = 16;
 /// How long accepting pauses when the process is out of file descriptors.
@@ -68,6 +74,8 @@ pub(crate) struct EventLoop<H: Handler> {
     /// Sessions that stopped reading before `WouldBlock` and must be read again.
     unfinished_reads: Vec<usize>,
     fired: Vec<usize>,
+    /// Bytes the read turns queued since the last flush.
+    queued_since_flush: usize,
     accept_paused_until: Option<Instant>,
     /// Set when shutdown began: the instant after which remaining sessions are dropped.
     drain_deadline: Option<Instant>,
@@ -110,6 +118,7 @@ impl<H: Handler> EventLoop<H> {
             touched: Vec::new(),
             unfinished_reads: Vec::new(),
             fired: Vec::new(),
+            queued_since_flush: 0,
             accept_paused_until: None,
             drain_deadline: None,
             upgraded: 0,
@@ -142,11 +151,17 @@ impl<H: Handler> EventLoop<H> {
                         if self.sessions.get(key).is_none_or(|s| s.generation != generation) {
                             continue;
                         }
+                        let queued_before = self.sessions.get(key).map_or(0, |s| s.out.len());
                         // Writable needs no action of its own: the flush writes.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key, now, event.is_read_closed() || event.is_error());
                         }
                         self.touch(key);
+                        let queued = self.sessions.get(key).map_or(0, |s| s.out.len());
+                        self.queued_since_flush += queued.saturating_sub(queued_before);
+                        if self.queued_since_flush >= FLUSH_AFTER {
+                            self.flush_touched(now);
+                        }
                     }
                 }
             }
@@ -631,9 +646,10 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Writes and settles every session that had I/O, handler output or
-    /// publishes during the iteration: one write per session per iteration,
-    /// however many messages it was given.
+    /// publishes during the iteration: one write per session per iteration
+    /// (or per [`FLUSH_AFTER`] bytes queued), however many messages it was given.
     fn flush_touched(&mut self, now: Instant) {
+        self.queued_since_flush = 0;
         while let Some(key) = self.touched.pop() {
             if let Some(session) = self.sessions.get_mut(key) {
                 session.flush_pending = false;
