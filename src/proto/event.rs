@@ -25,7 +25,7 @@ impl ControlPayload {
     }
 
     /// Appends `data`; returns false (and appends nothing) if it would pass 125 bytes.
-    fn extend(&mut self, data: &[u8]) -> bool {
+    pub(crate) fn extend(&mut self, data: &[u8]) -> bool {
         let len = usize::from(self.len);
         let Some(dest) = self.bytes.get_mut(len..len + data.len()) else {
             return false;

@@ -237,9 +237,8 @@ mod tests {
     #[test]
     fn an_idle_session_is_small() {
         // One per open connection: this is most of what an idle connection
-        // costs, the protocol's `Connection` (304 bytes) the largest part.
-        // mio's TcpStream carries a selector id in a debug build.
-        let max = if cfg!(debug_assertions) { 408 } else { 400 };
+        // costs. mio's TcpStream carries a selector id in a debug build.
+        let max = if cfg!(debug_assertions) { 184 } else { 176 };
         let size = std::mem::size_of::<Session<crate::app::Member>>();
         assert!(size <= max, "{size}");
     }

@@ -1,0 +1,68 @@
+//! What a connection holds only while traffic is in progress.
+
+use std::collections::VecDeque;
+
+use super::reader::Reader;
+use crate::proto::error::ProtocolError;
+use crate::proto::event::{ControlPayload, Event};
+
+/// The state of the traffic in progress: a frame or message being read,
+/// events and output not yet polled, a Pong owed, a violation waiting for
+/// the events before it.
+///
+/// The [`Connection`](super::Connection) allocates it when bytes arrive or
+/// output is queued, and frees it once the polls have taken everything, so
+/// that an idle connection is a few words.
+#[derive(Debug, Default)]
+pub(super) struct Burst {
+    pub(super) reader: Reader,
+    pub(super) events: EventQueue,
+    pub(super) out: Vec<u8>,
+    /// The latest unanswered Ping (RFC 6455 §5.5.3: only the most recent needs a Pong).
+    pub(super) pending_pong: Option<ControlPayload>,
+    /// Pongs queued since the output was last taken.
+    pub(super) pongs_queued: u8,
+    /// A violation found by the reader, acted on once the events decoded
+    /// before it have been polled (so that replies to them go out first).
+    pub(super) failure_pending: Option<ProtocolError>,
+}
+
+impl Burst {
+    pub(super) fn is_idle(&self) -> bool {
+        self.reader.is_idle()
+            && self.events.is_empty()
+            && self.out.is_empty()
+            && self.pending_pong.is_none()
+            && self.failure_pending.is_none()
+    }
+}
+
+/// Events not yet polled, oldest first. The oldest is kept apart from the
+/// rest, so that a burst of one event (most reads) needs no allocation of
+/// its own.
+#[derive(Debug, Default)]
+pub(super) struct EventQueue {
+    /// When `None`, `rest` is empty too.
+    first: Option<Event>,
+    rest: VecDeque<Event>,
+}
+
+impl EventQueue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(super) fn push_back(&mut self, event: Event) {
+        if self.first.is_none() {
+            self.first = Some(event);
+        } else {
+            self.rest.push_back(event);
+        }
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Event> {
+        let event = self.first.take();
+        self.first = self.rest.pop_front();
+        event
+    }
+}
