@@ -53,8 +53,30 @@ fn run(settings: &Settings) -> ExitCode {
     // Browsers let any page open a WebSocket anywhere; only the origin check stops them.
     let open_to_any_page = server_config.allowed_origins.allows_any();
     let mut builder = Server::builder().config(server_config);
-    for addr in settings.listen() {
+    for addr in settings.plain_addrs() {
         builder = builder.listen(*addr);
+    }
+    #[cfg(feature = "tls")]
+    let tls = match settings.tls_files() {
+        Some((cert, key)) => match ferrows::runtime::TlsAcceptor::from_pem_files(cert, key) {
+            Ok(acceptor) => {
+                builder = builder.tls(acceptor.clone());
+                for addr in settings.tls_addrs() {
+                    builder = builder.listen_tls(*addr);
+                }
+                Some(acceptor)
+            }
+            Err(e) => {
+                log::error!("cannot start: tls: {e}");
+                return ExitCode::from(BAD_CONFIG);
+            }
+        },
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if settings.tls_files().is_some() {
+        log::error!("cannot start: tls.cert is set, but this build has no `tls` feature");
+        return ExitCode::from(BAD_CONFIG);
     }
     if let Some(loops) = settings.loops() {
         builder = builder.loops(loops);
@@ -69,15 +91,22 @@ fn run(settings: &Settings) -> ExitCode {
     };
     // The same count the builder chose.
     let loops = settings.loops().unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let addrs: Vec<String> = server.local_addrs().iter().map(|a| format!("http://{a}/")).collect();
+    // local_addrs lists the plain addresses first, as they were given to the builder.
+    let plain = settings.plain_addrs().len();
+    let addrs: Vec<String> = server
+        .local_addrs()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| if i < plain { format!("ws://{a}/") } else { format!("wss://{a}/") })
+        .collect();
     log::info!(
         "ferrows {} listening on {}; {loops} loop(s); features: {}; configuration: {}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
-        if cfg!(feature = "deflate") { "deflate" } else { "none" },
+        features(),
         settings.sources()
     );
-    if open_to_any_page && settings.listen().iter().any(|a| !a.ip().is_loopback()) {
+    if open_to_any_page && settings.plain_addrs().iter().chain(settings.tls_addrs()).any(|a| !a.ip().is_loopback()) {
         log::warn!(
             "listening beyond loopback with allowed_origins empty: a page from any site may open WebSocket sessions"
         );
@@ -85,6 +114,15 @@ fn run(settings: &Settings) -> ExitCode {
     if let Err(e) = stop_on_signals(server.shutdown_handle()) {
         log::warn!("cannot watch for signals: {e}");
     }
+    #[cfg(all(unix, feature = "tls"))]
+    if let Some(acceptor) = tls {
+        if let Err(e) = reload_on_sighup(acceptor) {
+            log::warn!("cannot watch for SIGHUP: {e}");
+        }
+    }
+    // No SIGHUP elsewhere: the certificate is read at start only.
+    #[cfg(all(not(unix), feature = "tls"))]
+    drop(tls);
     match server.join() {
         Ok(()) => {
             log::info!("stopped");
@@ -95,6 +133,36 @@ fn run(settings: &Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cargo features compiled in, for the start-up line.
+fn features() -> String {
+    let features: Vec<&str> = [(cfg!(feature = "deflate"), "deflate"), (cfg!(feature = "tls"), "tls")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if features.is_empty() {
+        "none".to_owned()
+    } else {
+        features.join(", ")
+    }
+}
+
+/// SIGHUP reads the certificate and key files again; sessions already open
+/// keep theirs, new handshakes get the new pair. A pair that fails to load
+/// is logged and the one in use stays.
+#[cfg(all(unix, feature = "tls"))]
+fn reload_on_sighup(acceptor: ferrows::runtime::TlsAcceptor) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new().name("ferrows-sighup".into()).spawn(move || {
+        for _ in signals.forever() {
+            match acceptor.reload() {
+                Ok(()) => log::info!("SIGHUP: certificate reloaded"),
+                Err(e) => log::error!("SIGHUP: certificate not reloaded, the old one stays: {e}"),
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// The first SIGINT or SIGTERM drains the server; a second one exits at once

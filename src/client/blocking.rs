@@ -9,6 +9,7 @@ use crate::proto::{CloseCode, CloseFrame, ControlPayload, UsageError};
 use super::builder::ClientBuilder;
 use super::endpoint::{ClientEvent, Endpoint};
 use super::error::Error;
+use super::stream::ClientStream;
 
 /// The read buffer of a blocking client.
 const READ_BUFFER: usize = 64 << 10;
@@ -105,7 +106,7 @@ pub enum Message {
 /// println!("the server answered {answer:?}");
 /// # Ok::<(), ferrows::client::Error>(())
 /// ```
-pub struct Client<S = TcpStream> {
+pub struct Client<S = ClientStream> {
     stream: S,
     endpoint: Endpoint,
     read_buf: Box<[u8]>,
@@ -124,9 +125,10 @@ impl<S> std::fmt::Debug for Client<S> {
     }
 }
 
-impl Client<TcpStream> {
+impl Client<ClientStream> {
     /// Connects to a `ws://` URL with the default settings
-    /// ([`ClientBuilder::new`]).
+    /// ([`ClientBuilder::new`]); `wss://` needs a builder with
+    /// [`tls_roots`](ClientBuilder::tls_roots).
     ///
     /// # Errors
     ///

@@ -13,6 +13,7 @@ use super::blocking::{Client, Transport};
 use super::endpoint::Endpoint;
 use super::error::Error;
 use super::random;
+use super::stream::ClientStream;
 
 /// Settings for client connections: what the opening request offers, the
 /// timeouts and the protocol limits.
@@ -48,6 +49,9 @@ pub struct ClientBuilder {
     /// Shared by every connection the builder opens.
     pub(crate) config: Arc<Config>,
     pub(crate) limits: HandshakeLimits,
+    /// What `wss://` connections trust.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientBuilder {
@@ -62,6 +66,8 @@ impl Default for ClientBuilder {
             write_timeout: None,
             config: Arc::new(Config::default()),
             limits: HandshakeLimits::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -158,8 +164,36 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens a TCP connection to a `ws://` URL and completes the opening
-    /// handshake.
+    /// Trusts these root certificates for `wss://` (TLS 1.2 and 1.3 with
+    /// rustls's safe defaults, ALPN `http/1.1`).
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_roots(mut self, roots: rustls::RootCertStore) -> Self {
+        self.tls = Some(super::tls::with_roots(roots));
+        self
+    }
+
+    /// Uses the caller's rustls configuration for `wss://` (client
+    /// certificates, pinned keys, other providers).
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Accepts any server certificate for `wss://`: encryption without
+    /// authentication, for tests against a throwaway certificate. Anyone
+    /// between the client and the server can read and change the traffic.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn danger_accept_any_certificate(mut self) -> Self {
+        self.tls = Some(super::tls::accepting_any_certificate());
+        self
+    }
+
+    /// Opens a TCP connection to a `ws://` URL, or TLS over it for `wss://`,
+    /// and completes the opening handshake.
     ///
     /// Each address the host resolves to is tried in turn until one
     /// accepts, all within the connect timeout.
@@ -169,16 +203,30 @@ impl ClientBuilder {
     /// [`Error::Url`] or [`Error::TlsUnavailable`] for the URL, [`Error::Io`]
     /// or [`Error::Timeout`] for the connection, [`Error::Handshake`] when the
     /// server refuses (its status in [`Error::status`]).
-    pub fn connect(&self, url: &str) -> Result<Client<TcpStream>, Error> {
+    pub fn connect(&self, url: &str) -> Result<Client<ClientStream>, Error> {
         let url = WsUrl::parse(url)?;
+        #[cfg(feature = "tls")]
+        let tls = match (url.is_secure(), &self.tls) {
+            (false, _) => None,
+            (true, Some(config)) => Some(config),
+            (true, None) => return Err(Error::TlsUnavailable),
+        };
+        #[cfg(not(feature = "tls"))]
         if url.is_secure() {
             return Err(Error::TlsUnavailable);
         }
         let started = Instant::now();
         let deadline = self.connect_timeout.map(|t| started + t);
-        let stream = connect_tcp(&url, deadline)?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(self.write_timeout)?;
+        let socket = connect_tcp(&url, deadline)?;
+        socket.set_nodelay(true)?;
+        socket.set_write_timeout(self.write_timeout)?;
+        #[cfg(feature = "tls")]
+        let stream = match tls {
+            Some(config) => ClientStream::Tls(Box::new(super::tls::wrap(config, url.host(), socket)?)),
+            None => ClientStream::Plain(socket),
+        };
+        #[cfg(not(feature = "tls"))]
+        let stream = ClientStream::Plain(socket);
         Client::handshake(stream, self.endpoint_at(url, started)?, self.read_timeout, deadline)
     }
 

@@ -28,9 +28,11 @@ use crate::proto::{CloseCode, ProtocolError, UsageError};
 pub enum Error {
     /// The URL is not a usable `ws://` or `wss://` URL (RFC 6455 §3).
     Url(UrlError),
-    /// A `wss://` URL was given to a call that opens its own TCP connection;
-    /// TLS is not built in. Bring a TLS stream to
-    /// [`ClientBuilder::connect_stream`](super::ClientBuilder::connect_stream).
+    /// A `wss://` URL, and no trust for the server's certificate was given
+    /// ([`ClientBuilder::tls_roots`](super::ClientBuilder::tls_roots)), or
+    /// the `tls` feature is off, or the call connects `ws://` only
+    /// ([`ClientConnection`](super::ClientConnection)). A TLS stream of the
+    /// caller's goes to [`ClientBuilder::connect_stream`](super::ClientBuilder::connect_stream).
     TlsUnavailable,
     /// The opening request could not be written: a subprotocol that is not a
     /// token, a header the handshake writes itself, a bad header value.
@@ -127,7 +129,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
-            Error::TlsUnavailable => f.write_str("wss:// needs a TLS stream, which this client does not open itself"),
+            Error::TlsUnavailable => f.write_str(
+                "wss:// needs trusted roots (ClientBuilder::tls_roots, `tls` feature) or a TLS stream (connect_stream)",
+            ),
             Error::Request(e) => write!(f, "invalid opening request: {e}"),
             Error::Io(e) => write!(f, "transport error: {e}"),
             Error::Timeout => f.write_str("timed out"),

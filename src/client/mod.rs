@@ -36,8 +36,10 @@
 //! # Ok::<(), ferrows::client::Error>(())
 //! ```
 //!
-//! Only `ws://` URLs are connected to directly: `wss://` needs a TLS stream,
-//! given to [`ClientBuilder::connect_stream`].
+//! `wss://` (feature `tls`) needs the trust for the server's certificate:
+//! [`ClientBuilder::tls_roots`] or [`ClientBuilder::tls_config`]. Other TLS
+//! stacks, proxies and tunnels fit through [`ClientBuilder::connect_stream`].
+//! [`ClientConnection`] connects to `ws://` only.
 
 mod blocking;
 mod builder;
@@ -45,9 +47,15 @@ mod endpoint;
 mod error;
 mod nonblocking;
 mod random;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use blocking::{Client, Message, Transport};
 pub use builder::ClientBuilder;
 pub use endpoint::{ClientEvent, Endpoint};
 pub use error::Error;
 pub use nonblocking::ClientConnection;
+pub use stream::ClientStream;
+#[cfg(feature = "tls")]
+pub use tls::TlsStream;

@@ -61,6 +61,8 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Settings that do not go together (`tls.key` without `tls.cert`, say).
+    Conflict(String),
     /// The file cannot be read or is not TOML.
     File {
         /// The file.
@@ -82,6 +84,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownFlag(flag) => write!(f, "unknown argument {flag:?} (see --help)"),
             ConfigError::FlagValue { flag, reason } => write!(f, "flag {flag}: {reason}"),
+            ConfigError::Conflict(message) => f.write_str(message),
             ConfigError::File { path, message } => write!(f, "{}: {message}", path.display()),
         }
     }

@@ -33,7 +33,7 @@ mod value;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Place};
 pub use render::help;
@@ -92,6 +92,7 @@ pub struct Settings {
     env_names: Vec<String>,
     // Typed forms of the list settings, made once.
     listen: Vec<SocketAddr>,
+    tls_listen: Vec<SocketAddr>,
     routes: Vec<RouteSpec>,
     origins: OriginPolicy,
 }
@@ -181,6 +182,7 @@ impl Settings {
         let mut settings = Self::from_values(values, sources);
         settings.file = file;
         settings.env_names = env_names;
+        settings.check_tls()?;
         Ok(match line.action {
             Action::PrintConfig => Loaded::PrintConfig(settings),
             _ => Loaded::Run(settings),
@@ -194,12 +196,14 @@ impl Settings {
             file: None,
             env_names: Vec::new(),
             listen: Vec::new(),
+            tls_listen: Vec::new(),
             routes: Vec::new(),
             origins: OriginPolicy::any(),
         };
         // Invariant: list entries were checked where they entered, by these same
         // parsers, and written back canonically; parsing them again cannot fail.
         settings.listen = settings.list("listen").iter().filter_map(|a| a.parse().ok()).collect();
+        settings.tls_listen = settings.list("tls.listen").iter().filter_map(|a| a.parse().ok()).collect();
         settings.routes = settings.list("routes").iter().filter_map(|r| r.parse().ok()).collect();
         settings.origins = OriginPolicy::list(settings.list("allowed_origins"))
             .unwrap_or_else(|e| panic!("allowed_origins was checked entry by entry: {e}"));
@@ -229,6 +233,49 @@ impl Settings {
     #[must_use]
     pub fn listen(&self) -> &[SocketAddr] {
         &self.listen
+    }
+
+    /// The certificate chain and key files (`tls.cert`, `tls.key`), when TLS is on.
+    #[must_use]
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        let (cert, key) = (self.text("tls.cert"), self.text("tls.key"));
+        (!cert.is_empty() && !key.is_empty()).then(|| (Path::new(cert), Path::new(key)))
+    }
+
+    /// The addresses that serve `wss://`: `tls.listen`, or every `listen`
+    /// address when that is empty. None without a certificate.
+    #[must_use]
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        match (self.tls_files(), self.tls_listen.is_empty()) {
+            (None, _) => &[],
+            (Some(_), true) => &self.listen,
+            (Some(_), false) => &self.tls_listen,
+        }
+    }
+
+    /// The addresses that serve plain `ws://`: `listen`, unless every one of
+    /// them serves `wss://` (a certificate and no `tls.listen`).
+    #[must_use]
+    pub fn plain_addrs(&self) -> &[SocketAddr] {
+        if self.tls_files().is_some() && self.tls_listen.is_empty() {
+            &[]
+        } else {
+            &self.listen
+        }
+    }
+
+    /// `tls.cert` and `tls.key` come together, and `tls.listen` needs them.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let (cert, key) = (self.text("tls.cert"), self.text("tls.key"));
+        if cert.is_empty() != key.is_empty() {
+            return Err(ConfigError::Conflict(
+                "tls.cert and tls.key go together: set both (FERROWS_TLS_CERT, FERROWS_TLS_KEY) or neither".into(),
+            ));
+        }
+        if cert.is_empty() && !self.tls_listen.is_empty() {
+            return Err(ConfigError::Conflict("tls.listen needs tls.cert and tls.key".into()));
+        }
+        Ok(())
     }
 
     /// The number of event loops, or `None` for one per available core.

@@ -16,8 +16,7 @@ pub(crate) enum Kind {
     /// A duration (`10s`, or a whole number of seconds). `0s` is refused when
     /// `nonzero`; otherwise the setting's help says what zero means.
     Duration { nonzero: bool },
-    /// Free text: file paths, URLs (no setting uses it yet).
-    #[allow(dead_code)]
+    /// Free text: file paths, URLs.
     Text,
     /// Free text that `--print-config` masks.
     Secret,
@@ -223,6 +222,19 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "ask the client to reset its compressor after every message",
     ),
     setting("deflate.min_message_size", size(0), "64", "messages shorter than this are sent uncompressed"),
+    setting(
+        "tls.cert",
+        Kind::Text,
+        "",
+        "PEM certificate chain, the server's certificate first; with tls.key, serves wss:// (reloaded on SIGHUP)",
+    ),
+    setting("tls.key", Kind::Text, "", "PEM private key (PKCS#8, PKCS#1 or SEC1) of tls.cert"),
+    setting(
+        "tls.listen",
+        Kind::List { item: Item::Addr, non_empty: false },
+        "",
+        "addresses serving wss://, beside `listen` serving ws://; empty: every `listen` address serves wss://",
+    ),
     setting("io.backlog", Kind::Count { min: 1, max: i32::MAX as u64 }, "1024", "the listen backlog"),
     setting("io.read_buffer_size", size(4096), "64KiB", "each loop's read buffer (sessions own none)"),
 ];

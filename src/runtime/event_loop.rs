@@ -1,19 +1,20 @@
 //! One event loop: a thread with its own poll, listeners, sessions and timers.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
 use super::http::{HttpRequest, HttpResponse};
+use super::listener::Listener;
 use super::metrics::{LoopCounters, Rejection};
 use super::pubsub::{Delivery, Topics};
 use super::session::{Phase, Session};
+use super::stream::Stream;
 use super::timer::TimerWheel;
 use super::{ServerConfig, Shared};
 use crate::proto::handshake::{write_error_response, Accept, Request, ServerHandshake, Status, StatusCode};
@@ -55,7 +56,7 @@ fn split_token(token: Token) -> (usize, u16) {
 pub(crate) struct EventLoop<H: Handler> {
     index: usize,
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     sessions: Slab<Session<H::State>>,
     next_generation: u16,
     handler: H,
@@ -90,7 +91,7 @@ impl<H: Handler> EventLoop<H> {
     pub(crate) fn new(
         index: usize,
         poll: Poll,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Listener>,
         inbox: std::sync::mpsc::Receiver<Delivery>,
         handler: H,
         config: Arc<ServerConfig>,
@@ -98,7 +99,7 @@ impl<H: Handler> EventLoop<H> {
     ) -> io::Result<Self> {
         let mut listeners = listeners;
         for (i, listener) in listeners.iter_mut().enumerate() {
-            poll.registry().register(listener, Token(FIRST_LISTENER - i), Interest::READABLE)?;
+            poll.registry().register(&mut listener.socket, Token(FIRST_LISTENER - i), Interest::READABLE)?;
         }
         let now = Instant::now();
         Ok(Self {
@@ -203,7 +204,7 @@ impl<H: Handler> EventLoop<H> {
         }
         loop {
             let Some(l) = self.listeners.get(listener) else { return };
-            match l.accept() {
+            match l.socket.accept() {
                 Ok((socket, peer)) => {
                     self.counters().accepted.add(1);
                     // Linux copies TCP_NODELAY from the listener to what it accepts.
@@ -212,7 +213,9 @@ impl<H: Handler> EventLoop<H> {
                             log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
                         }
                     }
-                    self.open_session(socket, peer, now);
+                    if let Some(stream) = self.stream_for(listener, socket, peer) {
+                        self.open_session(stream, peer, now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -238,7 +241,23 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn open_session(&mut self, mut socket: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+    /// The accepted socket as a session's stream: TLS on a `wss://` listener.
+    fn stream_for(&self, listener: usize, socket: mio::net::TcpStream, peer: std::net::SocketAddr) -> Option<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = self.listeners.get(listener).and_then(|l| l.tls.as_ref()) {
+            return match acceptor.accept() {
+                Ok(tls) => Some(Stream::tls(socket, tls)),
+                Err(e) => {
+                    log::warn!("{peer}: cannot start TLS: {e}");
+                    None
+                }
+            };
+        }
+        let _ = (listener, peer);
+        Some(Stream::plain(socket))
+    }
+
+    fn open_session(&mut self, mut stream: Stream, peer: std::net::SocketAddr, now: Instant) {
         let admission = self.admit(peer.ip());
         if let Err(why) = admission {
             self.warn_refused(peer, why, now);
@@ -252,14 +271,16 @@ impl<H: Handler> EventLoop<H> {
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut socket, session_token(key, generation), Interest::READABLE) {
+        if let Err(e) =
+            self.poll.registry().register(&mut stream.socket, session_token(key, generation), Interest::READABLE)
+        {
             log::warn!("{peer}: cannot register connection: {e}");
             return;
         }
         let handshake = ServerHandshake::new(self.config.handshake_limits);
         let deadline = now + self.config.handshake_timeout;
         let session = entry.insert(Session::new(
-            socket,
+            stream,
             peer,
             generation,
             Phase::Handshake { handshake: Box::new(handshake), deadline },
@@ -360,7 +381,8 @@ impl<H: Handler> EventLoop<H> {
             if !session.wants_read() {
                 return;
             }
-            match session.socket.read(&mut self.scratch) {
+            let short_read_drains = SHORT_READ_DRAINS && session.stream.short_read_drains();
+            match session.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     if !matches!(session.phase, Phase::Lingering { .. }) {
                         log::debug!("{}: connection closed by peer", session.peer);
@@ -375,13 +397,23 @@ impl<H: Handler> EventLoop<H> {
                     if let Some(session) = self.sessions.get_mut(key) {
                         session.read_paused = session.out.len() > self.config.max_out_queue;
                     }
-                    if SHORT_READ_DRAINS && !until_blocked && n < self.scratch.len() {
+                    if short_read_drains && !until_blocked && n < self.scratch.len() {
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    #[cfg(feature = "tls")]
+                    if e.get_ref().is_some_and(|inner| inner.is::<super::tls::TlsFailure>()) {
+                        // Scanners and plaintext clients on a wss:// port: not worth a warning each.
+                        log::debug!("{}: {e}; closing", session.peer);
+                        if matches!(session.phase, Phase::Handshake { .. }) {
+                            self.shared.counters.reject(Rejection::Tls);
+                        }
+                        self.end_session(key, now);
+                        return;
+                    }
                     log::debug!("{}: read failed: {e}", session.peer);
                     self.end_session(key, now);
                     return;
@@ -694,10 +726,10 @@ impl<H: Handler> EventLoop<H> {
     fn write(&mut self, key: usize, now: Instant) {
         let Some(session) = self.sessions.get_mut(key) else { return };
         session.take_output();
-        if session.out.is_empty() {
+        if !session.has_unwritten() {
             return;
         }
-        match session.out.write_to(&mut session.socket) {
+        match session.stream.write_from(&mut session.out) {
             Ok(n) => self.shared.counters.loops[self.index].bytes_out.add(n as u64),
             Err(e) => {
                 log::debug!("{}: write failed: {e}", session.peer);
@@ -723,13 +755,13 @@ impl<H: Handler> EventLoop<H> {
         if session.wants_read() {
             interest = Some(Interest::READABLE);
         }
-        if !session.out.is_empty() {
+        if session.has_unwritten() {
             interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
         }
         let interest = interest.unwrap_or(Interest::READABLE);
         if interest != session.interest {
             let token = session_token(key, session.generation);
-            if let Err(e) = self.poll.registry().reregister(&mut session.socket, token, interest) {
+            if let Err(e) = self.poll.registry().reregister(&mut session.stream.socket, token, interest) {
                 log::debug!("{}: reregister failed: {e}", session.peer);
             }
             session.interest = interest;
@@ -774,7 +806,7 @@ impl<H: Handler> EventLoop<H> {
                             // Given up by a timer (no Close answer, no Pong): a peer
                             // that still has not taken our output is not reading.
                             self.write(key, now);
-                            if self.sessions.get(key).is_some_and(|s| !s.out.is_empty()) {
+                            if self.sessions.get(key).is_some_and(Session::has_unwritten) {
                                 log::debug!("{}: peer not reading; dropping the connection", peer);
                                 self.end_session(key, now);
                                 continue;
@@ -793,7 +825,7 @@ impl<H: Handler> EventLoop<H> {
     fn linger(&mut self, key: usize, now: Instant) {
         self.notify_closed(key, now);
         let Some(session) = self.sessions.get_mut(key) else { return };
-        if session.socket.shutdown(std::net::Shutdown::Write).is_err() {
+        if session.stream.shutdown_write().is_err() {
             self.end_session(key, now);
             return;
         }
@@ -835,7 +867,7 @@ impl<H: Handler> EventLoop<H> {
             // Closing the descriptor (dropping the socket) removes it from
             // epoll or kqueue; elsewhere the poll is told explicitly.
             if !cfg!(unix) {
-                let _ = self.poll.registry().deregister(&mut session.socket);
+                let _ = self.poll.registry().deregister(&mut session.stream.socket);
             }
             if session.admitted {
                 self.release(session.peer.ip());

@@ -7,6 +7,15 @@ use std::net::SocketAddr;
 use mio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// A listening socket of one loop.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    /// On a `wss://` address: what accepted connections speak TLS with.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::TlsAcceptor>,
+}
+
 /// Binds every address for every loop; returns each loop's listeners.
 pub(crate) fn bind_all(addrs: &[SocketAddr], loops: usize, backlog: u32) -> io::Result<Vec<Vec<TcpListener>>> {
     let mut per_loop: Vec<Vec<TcpListener>> = (0..loops).map(|_| Vec::with_capacity(addrs.len())).collect();

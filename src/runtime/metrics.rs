@@ -85,10 +85,13 @@ pub(crate) enum Rejection {
     Handler,
     /// The server is draining (503).
     Draining,
+    /// The TLS handshake failed (plaintext on a `wss://` port, no shared
+    /// protocol version or cipher suite, a bad record).
+    Tls,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 7] = [
+    const ALL: [Rejection; 8] = [
         Self::BadRequest,
         Self::Origin,
         Self::MaxConnections,
@@ -96,6 +99,7 @@ impl Rejection {
         Self::Timeout,
         Self::Handler,
         Self::Draining,
+        Self::Tls,
     ];
 
     fn label(self) -> &'static str {
@@ -107,6 +111,7 @@ impl Rejection {
             Self::Timeout => "timeout",
             Self::Handler => "handler",
             Self::Draining => "draining",
+            Self::Tls => "tls",
         }
     }
 }

@@ -39,7 +39,10 @@ mod origin;
 mod out_queue;
 mod pubsub;
 mod session;
+mod stream;
 mod timer;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -55,6 +58,8 @@ pub use http::{HttpRequest, HttpResponse};
 pub use metrics::Metrics;
 pub use origin::{OriginPatternError, OriginPolicy};
 pub use pubsub::{PubSubStats, Topic, Topics};
+#[cfg(feature = "tls")]
+pub use tls::{TlsAcceptor, TlsError};
 
 use crate::proto::handshake::HandshakeLimits;
 
@@ -156,23 +161,49 @@ impl Server {
     /// A builder with default settings.
     #[must_use]
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { addrs: Vec::new(), loops: None, config: ServerConfig::default() }
+        ServerBuilder {
+            addrs: Vec::new(),
+            loops: None,
+            config: ServerConfig::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
     }
 }
 
 /// Builds and starts a server.
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
-    addrs: Vec<SocketAddr>,
+    /// Each address, and whether it serves `wss://`.
+    addrs: Vec<(SocketAddr, bool)>,
     loops: Option<usize>,
     config: ServerConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsAcceptor>,
 }
 
 impl ServerBuilder {
     /// Adds an address to listen on (port 0 picks a free port).
     #[must_use]
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.addrs.push(addr);
+        self.addrs.push((addr, false));
+        self
+    }
+
+    /// Adds an address that serves `wss://` with the acceptor given to
+    /// [`tls`](Self::tls). One server may listen on plain and TLS addresses at once.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn listen_tls(mut self, addr: SocketAddr) -> Self {
+        self.addrs.push((addr, true));
+        self
+    }
+
+    /// The certificate and key for the [`listen_tls`](Self::listen_tls) addresses.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
         self
     }
 
@@ -195,8 +226,8 @@ impl ServerBuilder {
     ///
     /// # Errors
     ///
-    /// No address given, or an address that cannot be bound, or a thread or
-    /// poll that cannot be created.
+    /// No address given, a TLS address without an acceptor, an address that
+    /// cannot be bound, or a thread or poll that cannot be created.
     pub fn start<H, F>(self, factory: F) -> io::Result<ServerHandle>
     where
         H: Handler,
@@ -206,7 +237,21 @@ impl ServerBuilder {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listen address"));
         }
         let loops = self.loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let per_loop = listener::bind_all(&self.addrs, loops, self.config.backlog)?;
+        #[cfg(feature = "tls")]
+        let acceptors = self
+            .addrs
+            .iter()
+            .map(|&(addr, tls)| match (tls, &self.tls) {
+                (false, _) => Ok(None),
+                (true, Some(acceptor)) => Ok(Some(acceptor.clone())),
+                (true, None) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{addr}: a TLS address needs a certificate"),
+                )),
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let addrs: Vec<SocketAddr> = self.addrs.iter().map(|&(addr, _)| addr).collect();
+        let per_loop = listener::bind_all(&addrs, loops, self.config.backlog)?;
         let local_addrs = per_loop[0].iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let config = Arc::new(self.config);
         let factory = Arc::new(factory);
@@ -223,6 +268,15 @@ impl ServerBuilder {
         let mut threads = Vec::with_capacity(loops);
         for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
+            #[cfg(feature = "tls")]
+            let listeners: Vec<listener::Listener> = listeners
+                .into_iter()
+                .zip(&acceptors)
+                .map(|(socket, tls)| listener::Listener { socket, tls: tls.clone() })
+                .collect();
+            #[cfg(not(feature = "tls"))]
+            let listeners: Vec<listener::Listener> =
+                listeners.into_iter().map(|socket| listener::Listener { socket }).collect();
             let thread = std::thread::Builder::new().name(format!("ferrows-loop-{index}")).spawn(move || {
                 let handler = factory(index);
                 event_loop::EventLoop::new(index, poll, listeners, inbox, handler, config, shared)?.run()
@@ -242,7 +296,8 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The addresses the server listens on (with the ports actually bound).
+    /// The addresses the server listens on (with the ports actually bound),
+    /// in the order they were given, plain and TLS alike.
     #[must_use]
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::Interest;
 
 use super::out_queue::OutQueue;
 use super::pubsub::PubSubStats;
+use super::stream::Stream;
 use super::SlowConsumerPolicy;
 use crate::proto::handshake::{Request, ServerHandshake};
 use crate::proto::{CloseCode, Connection};
@@ -84,11 +84,11 @@ pub(crate) struct CloseStatus {
     pub(crate) reason: String,
 }
 
-/// A session: the socket, the protocol state, the output queue and the
+/// A session: the stream, the protocol state, the output queue and the
 /// application's per-connection state.
 #[derive(Debug)]
 pub(crate) struct Session<S> {
-    pub(crate) socket: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) peer: PeerAddr,
     pub(crate) generation: u16,
     pub(crate) phase: Phase,
@@ -113,9 +113,9 @@ pub(crate) struct Session<S> {
 }
 
 impl<S> Session<S> {
-    pub(crate) fn new(socket: TcpStream, peer: SocketAddr, generation: u16, phase: Phase) -> Self {
+    pub(crate) fn new(stream: Stream, peer: SocketAddr, generation: u16, phase: Phase) -> Self {
         Self {
-            socket,
+            stream,
             peer: peer.into(),
             generation,
             phase,
@@ -204,12 +204,17 @@ impl<S> Session<S> {
 
     /// Whether everything is said and written: time to shut our side down.
     pub(crate) fn is_finished(&self) -> bool {
-        self.out.is_empty()
+        !self.has_unwritten()
             && match &self.phase {
                 Phase::Handshake { .. } | Phase::HttpBody { .. } | Phase::Lingering { .. } => false,
                 Phase::Open(conn) => conn.is_closed() && !conn.wants_write(),
                 Phase::Refused { .. } => true,
             }
+    }
+
+    /// Output not yet on the socket: queued, or held in TLS records.
+    pub(crate) fn has_unwritten(&self) -> bool {
+        !self.out.is_empty() || self.stream.wants_write()
     }
 
     /// Whether the session wants to read.
@@ -237,8 +242,9 @@ mod tests {
     #[test]
     fn an_idle_session_is_small() {
         // One per open connection: this is most of what an idle connection
-        // costs. mio's TcpStream carries a selector id in a debug build.
-        let max = if cfg!(debug_assertions) { 184 } else { 176 };
+        // costs. mio's TcpStream carries a selector id in a debug build; the
+        // `tls` feature adds the pointer to a session's TLS state.
+        let max = if cfg!(debug_assertions) { 184 } else { 176 } + if cfg!(feature = "tls") { 8 } else { 0 };
         let size = std::mem::size_of::<Session<crate::app::Member>>();
         assert!(size <= max, "{size}");
     }

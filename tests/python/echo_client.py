@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """An echo round trip against a ferrows server, with Python's `websockets`.
 
-Usage: echo_client.py ws://127.0.0.1:PORT/
+Usage: echo_client.py ws://127.0.0.1:PORT/ [CAFILE]
+       echo_client.py wss://127.0.0.1:PORT/ CAFILE
+
+For wss://, the server's certificate is verified against CAFILE (and the
+host name in the URL), with Python's own `ssl` module.
 
 Sends a text message and a binary message and expects each back unchanged,
 sends a Ping and waits for its Pong, then closes with 1000 and expects the
@@ -10,6 +14,7 @@ exits 0 on success; prints what went wrong and exits 1 otherwise, or 2 when
 the `websockets` package is missing.
 """
 
+import ssl
 import sys
 
 try:
@@ -36,10 +41,14 @@ def expect(what, got, expected):
         raise Failure(f"{what}: got {shown_got!r}, expected {shown_expected!r}")
 
 
-def round_trip(url):
+def round_trip(url, cafile):
     text = "naïve café — 日本語 ✓ 🦀"
     binary = bytes(range(256)) * 257
-    with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=None) as ws:
+    options = {}
+    if url.startswith("wss:"):
+        # Verifies the chain against the test CA and the URL's host against the certificate.
+        options["ssl"] = ssl.create_default_context(cafile=cafile)
+    with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=None, **options) as ws:
         ws.send(text)
         expect("text echo", ws.recv(timeout=TIMEOUT), text)
         ws.send(binary)
@@ -59,11 +68,11 @@ def round_trip(url):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} ws://HOST:PORT/", file=sys.stderr)
+    if len(sys.argv) not in (2, 3) or (sys.argv[1].startswith("wss:") and len(sys.argv) != 3):
+        print(f"usage: {sys.argv[0]} ws://HOST:PORT/ | wss://HOST:PORT/ CAFILE", file=sys.stderr)
         return 1
     try:
-        round_trip(sys.argv[1])
+        round_trip(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None)
     except Failure as failure:
         print(f"FAIL: {failure}", file=sys.stderr)
         return 1
