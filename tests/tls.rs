@@ -430,3 +430,69 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
     echo_round_trip(&mut still, "the renewed pair stays");
     server.assert_running();
 }
+
+/// `ClientConnection` (what the load tool drives) over TLS, on a mio loop.
+#[test]
+fn the_mio_client_connection_speaks_wss() {
+    use ferrows::client::{ClientConnection, ClientEvent};
+    use mio::{Events, Poll, Token};
+
+    let pki = Pki::new("mio-client");
+    let app = App::new(AppConfig::default());
+    let server = Server::builder()
+        .loops(1)
+        .tls(TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap())
+        .listen_tls("127.0.0.1:0".parse().unwrap())
+        .start(move |_| app.clone())
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let builder = pki.client();
+    let url = format!("wss://localhost:{}/echo", addr.port());
+    let mut conn = ClientConnection::connect(&builder, addr, &url, Instant::now()).unwrap();
+    assert!(conn.is_tls());
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(16);
+    let mut scratch = vec![0; 64 << 10];
+    let interest = conn.interest();
+    poll.registry().register(conn.stream_mut(), Token(0), interest).unwrap();
+    // 200 KiB goes out in many records and comes back in many reads.
+    let big = vec![0x5a; 200 << 10];
+    let mut echoed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !conn.is_finished() {
+        assert!(Instant::now() < deadline, "no echo within 10 s; got {echoed:?}");
+        poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        let now = Instant::now();
+        for event in events.iter() {
+            if event.is_writable() {
+                conn.on_writable(now).unwrap();
+            }
+            if event.is_readable() {
+                conn.on_readable(&mut scratch, now).unwrap();
+            }
+        }
+        conn.handle_timeout(now).unwrap();
+        while let Some(event) = conn.poll_event() {
+            match event {
+                ClientEvent::Open => {
+                    conn.send_text("hello").unwrap();
+                    conn.send_binary(&big).unwrap();
+                }
+                ClientEvent::Text(text) => echoed.push(text.len()),
+                ClientEvent::Binary(data) => {
+                    assert_eq!(data, big);
+                    echoed.push(data.len());
+                    conn.close(CloseCode::NORMAL, "", now).unwrap();
+                }
+                _ => {}
+            }
+        }
+        conn.flush(now).unwrap();
+        let interest = conn.interest();
+        poll.registry().reregister(conn.stream_mut(), Token(0), interest).unwrap();
+    }
+    assert_eq!(echoed, vec![5, 200 << 10]);
+    drop(conn);
+    server.shutdown();
+    server.join().unwrap();
+}

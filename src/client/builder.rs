@@ -192,6 +192,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The rustls configuration `wss://` connections use, if one was given.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_client_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
     /// Opens a TCP connection to a `ws://` URL, or TLS over it for `wss://`,
     /// and completes the opening handshake.
     ///

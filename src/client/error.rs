@@ -30,9 +30,8 @@ pub enum Error {
     Url(UrlError),
     /// A `wss://` URL, and no trust for the server's certificate was given
     /// ([`ClientBuilder::tls_roots`](super::ClientBuilder::tls_roots)), or
-    /// the `tls` feature is off, or the call connects `ws://` only
-    /// ([`ClientConnection`](super::ClientConnection)). A TLS stream of the
-    /// caller's goes to [`ClientBuilder::connect_stream`](super::ClientBuilder::connect_stream).
+    /// the `tls` feature is off. A TLS stream of the caller's goes to
+    /// [`ClientBuilder::connect_stream`](super::ClientBuilder::connect_stream).
     TlsUnavailable,
     /// The opening request could not be written: a subprotocol that is not a
     /// token, a header the handshake writes itself, a bad header value.

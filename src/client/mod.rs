@@ -39,7 +39,6 @@
 //! `wss://` (feature `tls`) needs the trust for the server's certificate:
 //! [`ClientBuilder::tls_roots`] or [`ClientBuilder::tls_config`]. Other TLS
 //! stacks, proxies and tunnels fit through [`ClientBuilder::connect_stream`].
-//! [`ClientConnection`] connects to `ws://` only.
 
 mod blocking;
 mod builder;

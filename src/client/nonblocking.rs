@@ -94,6 +94,9 @@ pub struct ClientConnection {
     linger: Option<Instant>,
     /// That time came.
     lingered: bool,
+    /// For `wss://`: rustls between the socket and the endpoint.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl ClientConnection {
@@ -105,10 +108,19 @@ impl ClientConnection {
     ///
     /// # Errors
     ///
-    /// [`Error::Url`], [`Error::TlsUnavailable`], [`Error::Request`],
-    /// [`Error::Random`], or [`Error::Io`] when the socket cannot be created.
+    /// [`Error::Url`], [`Error::TlsUnavailable`] (`wss://` without the
+    /// builder's [`tls_roots`](ClientBuilder::tls_roots) or the `tls`
+    /// feature), [`Error::Request`], [`Error::Random`], or [`Error::Io`]
+    /// when the socket cannot be created.
     pub fn connect(builder: &ClientBuilder, addr: SocketAddr, url: &str, now: Instant) -> Result<Self, Error> {
         let url = WsUrl::parse(url)?;
+        #[cfg(feature = "tls")]
+        let tls = match (url.is_secure(), builder.tls_client_config()) {
+            (false, _) => None,
+            (true, Some(config)) => Some((config.clone(), url.host().to_owned())),
+            (true, None) => return Err(Error::TlsUnavailable),
+        };
+        #[cfg(not(feature = "tls"))]
         if url.is_secure() {
             return Err(Error::TlsUnavailable);
         }
@@ -116,7 +128,12 @@ impl ClientConnection {
         let stream = TcpStream::connect(addr).map_err(Error::Io)?;
         // Frames are written whole; waiting to coalesce them only adds delay.
         let _ = stream.set_nodelay(true);
-        Ok(Self::from_parts(stream, endpoint))
+        let conn = Self::from_parts(stream, endpoint);
+        #[cfg(feature = "tls")]
+        if let Some((config, host)) = tls {
+            return conn.with_tls(&config, &host);
+        }
+        Ok(conn)
     }
 
     /// A connection over a socket the caller created (bound to a source
@@ -133,7 +150,39 @@ impl ClientConnection {
             eof: false,
             linger: None,
             lingered: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to `host` (the name the certificate must carry) over the
+    /// socket, for a `wss://` connection made with
+    /// [`from_parts`](Self::from_parts). The TLS handshake runs before the
+    /// opening handshake, as the socket allows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (`InvalidInput`) for a host that is no DNS name or IP address.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, config: &std::sync::Arc<rustls::ClientConfig>, host: &str) -> Result<Self, Error> {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}"))))?;
+        let mut tls = rustls::ClientConnection::new(config.clone(), name)
+            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        // What the endpoint queues is bounded by the caller's sends; `flush`
+        // hands all of it to rustls.
+        tls.set_buffer_limit(None);
+        self.tls = Some(Box::new(tls));
+        Ok(self)
+    }
+
+    /// Whether the connection speaks TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// The socket, to register with a poll.
@@ -166,7 +215,52 @@ impl ClientConnection {
     /// Whether the socket should be watched for writability.
     #[must_use]
     pub fn wants_write(&self) -> bool {
-        !self.connected || self.written < self.out.len() || self.endpoint.wants_write()
+        !self.connected || self.written < self.out.len() || self.endpoint.wants_write() || self.tls_wants_write()
+    }
+
+    /// TLS records (handshake messages, encrypted output) not yet on the socket.
+    fn tls_wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().is_some_and(|tls| tls.wants_write());
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Reads what the server sent into `buf`: from the socket, decrypted for
+    /// `wss://`. `Ok(0)` once the server ended the connection; `WouldBlock`
+    /// when nothing is there. For drivers with a read loop of their own
+    /// (feed the bytes to [`endpoint_mut`](Self::endpoint_mut), then
+    /// [`flush`](Self::flush): TLS may have something to answer);
+    /// [`on_readable`](Self::on_readable) does all of it.
+    ///
+    /// # Errors
+    ///
+    /// What the socket reports; `InvalidData` for a TLS failure (after the
+    /// alert that tells the server, if the socket takes it).
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            loop {
+                match tls.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The TCP connection ended without close_notify: WebSocket's
+                    // own closing handshake tells whether that was expected.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                match tls.read_tls(&mut self.stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+                if let Err(e) = tls.process_new_packets() {
+                    let _ = tls.write_tls(&mut self.stream);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+        self.stream.read(buf)
     }
 
     /// The socket is readable: reads until it would block, feeding the
@@ -185,7 +279,7 @@ impl ClientConnection {
             return Ok(());
         }
         loop {
-            match self.stream.read(scratch) {
+            match self.read(scratch) {
                 Ok(0) => {
                     self.eof = true;
                     // Expected once the server's Close came (or the
@@ -244,14 +338,8 @@ impl ClientConnection {
             return Ok(());
         }
         self.endpoint.poll_transmit(&mut self.out);
-        while self.written < self.out.len() {
-            match self.stream.write(&self.out[self.written..]) {
-                Ok(0) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
-            }
+        if !self.write_out().map_err(Error::Io)? {
+            return Ok(());
         }
         self.out.clear();
         self.written = 0;
@@ -265,6 +353,36 @@ impl ClientConnection {
             self.linger = Some(now + linger);
         }
         Ok(())
+    }
+
+    /// Writes the output until the socket would block; `Ok(true)` once all is written.
+    fn write_out(&mut self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            // With no buffer limit, rustls takes all of it.
+            tls.writer().write_all(&self.out[self.written..])?;
+            self.written = self.out.len();
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(true);
+        }
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Returns the next event, oldest first.
@@ -341,6 +459,7 @@ impl ClientConnection {
         self.endpoint.is_closed()
             && self.written == self.out.len()
             && !self.endpoint.wants_write()
+            && !self.tls_wants_write()
             && (self.eof || self.lingered)
     }
 }

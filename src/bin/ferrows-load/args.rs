@@ -52,6 +52,9 @@ pub struct Options {
     pub ws_url: WsUrl,
     /// What every connection offers in its opening handshake, and its protocol limits.
     pub client: ClientBuilder,
+    /// For `wss://`: the CA certificates (PEM) to verify the server against;
+    /// `None`: any certificate is taken.
+    pub ca: Option<std::path::PathBuf>,
     /// Connections to open (echo, idle); subscribers (fanout); members (room).
     pub connections: usize,
     /// Event loops.
@@ -166,7 +169,7 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
     const ALL: &[Mode] = &[Mode::Echo, Mode::Idle, Mode::Connect, Mode::Fanout, Mode::Room];
     Some(match flag {
         "--url" | "--threads" | "--sources" | "--source-range" | "--max-pending" | "--timeout" | "--protocol"
-        | "--header" => ALL,
+        | "--header" | "--ca" => ALL,
         "--deflate" | "--deflate-no-context-takeover" => ALL,
         "--connections" => &[Mode::Echo, Mode::Idle],
         "--size" => &[Mode::Echo, Mode::Idle, Mode::Fanout, Mode::Room],
@@ -200,6 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         // Replaced below once the URL is known; this one always parses.
         ws_url: WsUrl::parse("ws://127.0.0.1:9001/").map_err(|e| arg_error!("{e}"))?,
         client: ClientBuilder::new(),
+        ca: None,
         connections: 100,
         threads: 1,
         sources: Vec::new(),
@@ -283,6 +287,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         };
         match flag.as_str() {
             "--url" => opts.url = value,
+            "--ca" => opts.ca = Some(value.into()),
             "--threads" => opts.threads = positive(&flag, &value)?,
             "--sources" | "--source-range" => {
                 if let Some(other) = seen_sources.replace(flag.clone()) {
@@ -361,8 +366,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         return Err(arg_error!("--server-pid reads /proc/PID/status, which only Linux has"));
     }
     opts.ws_url = WsUrl::parse(&opts.url).map_err(|e| arg_error!("--url {}: invalid WebSocket URL: {e}", opts.url))?;
+    #[cfg(not(feature = "tls"))]
     if opts.ws_url.is_secure() {
-        return Err(arg_error!("--url {}: wss:// (TLS) is not supported; use ws://", opts.url));
+        return Err(arg_error!("--url {}: wss:// needs the `tls` feature, which this build lacks", opts.url));
+    }
+    if opts.ca.is_some() && !opts.ws_url.is_secure() {
+        return Err(arg_error!("--ca applies to wss:// URLs only"));
     }
     if opts.deflate_no_context_takeover && !opts.deflate {
         return Err(arg_error!("--deflate-no-context-takeover needs --deflate"));
@@ -373,7 +382,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
             "--deflate: this ferrows-load was built without permessage-deflate (cargo feature `deflate`)"
         ));
     }
-    opts.client = client(&opts, protocols, headers);
+    opts.client = client(&opts, protocols, headers)?;
     // Writing one request here turns a bad --protocol or --header into a usage error.
     Endpoint::new(&opts.client, opts.ws_url.clone(), &[0; 16], || [0; 4], Instant::now()).map_err(|e| match e {
         Error::Request(e) => arg_error!("--protocol/--header: {e}"),
@@ -383,7 +392,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
 }
 
 /// The settings every connection of the run is opened with.
-fn client(opts: &Options, protocols: Vec<String>, headers: Vec<(String, String)>) -> ClientBuilder {
+fn client(opts: &Options, protocols: Vec<String>, headers: Vec<(String, String)>) -> Result<ClientBuilder, ArgError> {
     let mut config = Config::default();
     // The load itself shows the peer is alive, and the run's end bounds the close.
     config.keepalive = None;
@@ -403,7 +412,32 @@ fn client(opts: &Options, protocols: Vec<String>, headers: Vec<(String, String)>
     for (name, value) in headers {
         client = client.header(name, value);
     }
-    client
+    #[cfg(feature = "tls")]
+    if opts.ws_url.is_secure() {
+        client = match &opts.ca {
+            Some(path) => client.tls_roots(ca_roots(path)?),
+            // A load generator measures; it takes the server's word for who it is.
+            None => client.danger_accept_any_certificate(),
+        };
+    }
+    Ok(client)
+}
+
+/// The certificates of a PEM file, as trusted roots.
+#[cfg(feature = "tls")]
+fn ca_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, ArgError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| arg_error!("--ca {}: {e}", path.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| arg_error!("--ca {}: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| arg_error!("--ca {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(arg_error!("--ca {}: no CERTIFICATE in it", path.display()));
+    }
+    Ok(roots)
 }
 
 /// A whole number.
@@ -569,7 +603,8 @@ mod tests {
             ("idle --source-range 127.0.0.9-127.0.0.1", "backwards"),
             ("idle --sources 1.2.3.4 --source-range 1.2.3.4-1.2.3.5", "--source-range conflicts"),
             ("echo --url http://h/", "--url"),
-            ("echo --url wss://h/", "wss://"),
+            ("echo --ca ca.pem", "--ca applies to wss:// URLs only"),
+            ("echo --url wss://h/ --ca /nonexistent/ca.pem", "--ca /nonexistent/ca.pem"),
             ("echo --header NoColon", "--header"),
             ("echo --protocol a,b", "--protocol"),
             ("echo --payload random", "--payload: unknown payload"),

@@ -2,7 +2,7 @@
 
 /// The help text printed by `--help`.
 pub const HELP: &str = "\
-ferrows-load: a WebSocket load generator (RFC 6455, plain ws://)
+ferrows-load: a WebSocket load generator (RFC 6455, ws:// and wss://)
 
 USAGE:
     ferrows-load <MODE> [OPTIONS]
@@ -23,7 +23,9 @@ MODES:
                every member has all N; rounds and deliveries per second
 
 COMMON OPTIONS:
-    --url URL              server to load (default ws://127.0.0.1:9001/)
+    --url URL              server to load (default ws://127.0.0.1:9001/); wss:// speaks TLS
+    --ca FILE              wss://: verify the server against these PEM CA certificates
+                           (default: take any certificate, as a load generator only measures)
     --threads T            event loops, connections split across them (default 1)
     --sources A,B,...      source addresses to bind before connecting, round-robin
     --source-range A-B     IPv4 source addresses from A to B (e.g. 127.0.0.1-127.0.0.20),

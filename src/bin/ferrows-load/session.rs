@@ -1,7 +1,7 @@
 //! One client connection: the library's [`ClientConnection`] (socket,
 //! handshake, protocol state, output), and what the run follows of it.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -125,8 +125,14 @@ impl Session {
             Err(e) => return Err(e),
         }
         let stream = TcpStream::from_std(socket.into());
+        let conn = ClientConnection::from_parts(stream, endpoint);
+        #[cfg(feature = "tls")]
+        let conn = match client.tls_client_config() {
+            Some(config) if url.is_secure() => conn.with_tls(config, url.host()).map_err(io::Error::other)?,
+            _ => conn,
+        };
         Ok(Session {
-            conn: ClientConnection::from_parts(stream, endpoint),
+            conn,
             connected: false,
             interest: Interest::READABLE | Interest::WRITABLE,
             token: Token(0),
@@ -238,7 +244,7 @@ impl Session {
         drain: bool,
     ) -> Option<End> {
         loop {
-            match self.conn.stream_mut().read(scratch) {
+            match self.conn.read(scratch) {
                 Ok(0) => return Some(self.lost(SERVER_EOF)),
                 Ok(n) => {
                     if H::STAMP_EACH_READ {
@@ -258,7 +264,12 @@ impl Session {
                     // only say WouldBlock can be saved: it is one system call
                     // in three when every event brings one small message.
                     // Elsewhere readiness is re-armed only by a WouldBlock.
-                    if cfg!(any(target_os = "linux", target_os = "android")) && !drain && n < scratch.len() {
+                    // A TLS read returns a record's plaintext, which says nothing of the socket.
+                    if cfg!(any(target_os = "linux", target_os = "android"))
+                        && !drain
+                        && !self.conn.is_tls()
+                        && n < scratch.len()
+                    {
                         return None;
                     }
                 }
