@@ -52,6 +52,9 @@ pub struct Options {
     pub ws_url: WsUrl,
     /// What every connection offers in its opening handshake, and its protocol limits.
     pub client: ClientBuilder,
+    /// Fanout: where the publisher connects, when not to `url` (another node
+    /// of a cluster, say).
+    pub publisher_url: Option<WsUrl>,
     /// For `wss://`: the CA certificates (PEM) to verify the server against;
     /// `None`: any certificate is taken.
     pub ca: Option<std::path::PathBuf>,
@@ -178,7 +181,7 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
         "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect, Mode::Fanout, Mode::Room],
         "--hold" | "--server-pid" | "--send-once" => &[Mode::Idle],
         "--concurrency" => &[Mode::Connect],
-        "--subscribers" => &[Mode::Fanout],
+        "--subscribers" | "--publisher-url" => &[Mode::Fanout],
         "--members" | "--rounds" => &[Mode::Room],
         _ => return None,
     })
@@ -204,6 +207,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         ws_url: WsUrl::parse("ws://127.0.0.1:9001/").map_err(|e| arg_error!("{e}"))?,
         client: ClientBuilder::new(),
         ca: None,
+        publisher_url: None,
         connections: 100,
         threads: 1,
         sources: Vec::new(),
@@ -288,6 +292,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         match flag.as_str() {
             "--url" => opts.url = value,
             "--ca" => opts.ca = Some(value.into()),
+            "--publisher-url" => {
+                let url = WsUrl::parse(&value).map_err(|e| arg_error!("{flag} {value}: invalid WebSocket URL: {e}"))?;
+                if url.is_secure() != opts.url.starts_with("wss:") {
+                    return Err(arg_error!("{flag} {value}: give it the --url's scheme"));
+                }
+                opts.publisher_url = Some(url);
+            }
             "--threads" => opts.threads = positive(&flag, &value)?,
             "--sources" | "--source-range" => {
                 if let Some(other) = seen_sources.replace(flag.clone()) {

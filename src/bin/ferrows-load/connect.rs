@@ -54,7 +54,13 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
     let plan = |index| {
         let live = share(opts.concurrency, opts.threads, index);
-        Plan { total: None, live, max_pending: live, opening_phases: &[Phase::Warmup, Phase::Measuring] }
+        Plan {
+            total: None,
+            live,
+            max_pending: live,
+            opening_phases: &[Phase::Warmup, Phase::Measuring],
+            first_elsewhere: None,
+        }
     };
     let (results, leader) = run_threads(opts, target, shared, leader, plan, |_, _| Connect::default())?;
 

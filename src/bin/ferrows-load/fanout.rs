@@ -83,6 +83,8 @@ pub struct Fanout<'a> {
     phase: Phase,
     /// Whether this thread opens the publisher (the first thread does).
     hosts_publisher: bool,
+    /// The publisher connects to `--publisher-url`, not to `--url`.
+    separate_publisher: bool,
     /// The publisher's slot, once it is open.
     publisher: Option<usize>,
     /// Whether the publisher began publishing.
@@ -120,6 +122,7 @@ impl<'a> Fanout<'a> {
             in_flight: opts.in_flight,
             phase: Phase::Opening,
             hosts_publisher: index == 0,
+            separate_publisher: opts.publisher_url.is_some(),
             publisher: None,
             publishing: false,
             sent: 0,
@@ -209,7 +212,8 @@ impl Handler for Fanout<'_> {
         if slot >= self.roles.len() {
             self.roles.resize(slot + 1, Role::Vacant);
         }
-        if self.hosts_publisher && self.publisher.is_none() {
+        // With --publisher-url, the publisher is the thread's first connection (slot 0).
+        if self.hosts_publisher && self.publisher.is_none() && (!self.separate_publisher || slot == 0) {
             self.publisher = Some(slot);
             self.roles[slot] = Role::Publisher;
             return Opened::Ready;
@@ -326,7 +330,14 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     let epoch = Instant::now();
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
     // The first thread opens the publisher too.
-    let plan = |index| Plan::open_share(opts, index, usize::from(index == 0));
+    let publisher = match &opts.publisher_url {
+        Some(url) => Some((crate::resolve_url(url, &opts.sources)?, url.clone())),
+        None => None,
+    };
+    let plan = |index| Plan {
+        first_elsewhere: publisher.clone().filter(|_| index == 0),
+        ..Plan::open_share(opts, index, usize::from(index == 0))
+    };
     let (results, leader) =
         run_threads(opts, target, shared, leader, plan, |index, _| Fanout::new(opts, index, epoch, shared))?;
 

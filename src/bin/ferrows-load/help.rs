@@ -81,6 +81,8 @@ CONNECT OPTIONS:
 
 FANOUT OPTIONS (--url ws://HOST:PORT/pubsub):
     --subscribers N        subscriber connections (default 1000), plus one publisher
+    --publisher-url URL    the publisher connects here instead of --url: another node
+                           of a cluster, for cross-node fan-out
     --size BYTES           size of each publish's `data` (default 64, at least 48):
                            {\"t\":SEND_NS,\"s\":SEQUENCE,\"p\":\"xx..\"}
     --in-flight K          publishes sent and not yet acknowledged (default 1);

@@ -42,11 +42,13 @@ mod session;
 mod shared;
 mod worker;
 
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use ferrows::client::Error;
+use ferrows::proto::handshake::WsUrl;
 
 use args::{Command, Mode, Options};
 use shared::Shared;
@@ -103,6 +105,15 @@ fn run(mut opts: Options) -> u8 {
             1
         }
     }
+}
+
+/// An address of `url`'s host, of the family the source addresses need.
+pub(crate) fn resolve_url(url: &WsUrl, sources: &[std::net::IpAddr]) -> io::Result<SocketAddr> {
+    let wanted_v4 = sources.first().map(|ip| ip.is_ipv4());
+    (url.host(), url.port())
+        .to_socket_addrs()?
+        .find(|addr| wanted_v4.is_none_or(|v4| addr.is_ipv4() == v4))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: no usable address", url.host())))
 }
 
 /// The server's address: the URL's host resolved, in the family of the sources if any.

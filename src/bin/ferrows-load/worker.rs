@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrows::proto::handshake::WsUrl;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
@@ -76,7 +77,7 @@ impl Bell {
 }
 
 /// How many connections a thread opens, and when.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Connections to open in all (`None`: replace each one that ends).
     pub total: Option<usize>,
@@ -86,6 +87,8 @@ pub struct Plan {
     pub max_pending: usize,
     /// Open only while the run is in one of these phases.
     pub opening_phases: &'static [Phase],
+    /// Where the thread's first connection goes instead of the run's target.
+    pub first_elsewhere: Option<(SocketAddr, WsUrl)>,
 }
 
 impl Plan {
@@ -97,6 +100,7 @@ impl Plan {
             live: usize::MAX,
             max_pending: opts.max_pending.div_ceil(opts.threads),
             opening_phases: &[Phase::Opening],
+            first_elsewhere: None,
         }
     }
 }
@@ -343,7 +347,12 @@ impl<'a, H: Load> Core<'a, H> {
     /// Starts one connection and registers it.
     fn start_session(&mut self, source: Option<std::net::IpAddr>, now: Instant) -> io::Result<()> {
         let opts = self.opts;
-        let mut session = Session::connect(self.target, source, &opts.client, &opts.ws_url, now, opts.timeout)?;
+        // `started` already counts this one.
+        let (target, url) = match &self.plan.first_elsewhere {
+            Some((target, url)) if self.started == 1 => (*target, url),
+            _ => (self.target, &opts.ws_url),
+        };
+        let mut session = Session::connect(target, source, &opts.client, url, now, opts.timeout)?;
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         if key > MAX_KEY {
