@@ -33,6 +33,8 @@
 
 pub mod app;
 pub mod client;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 pub mod prometheus;
 pub mod proto;

@@ -73,6 +73,15 @@ fn run(settings: &Settings) -> ExitCode {
         },
         None => None,
     };
+    #[cfg(feature = "redis")]
+    if let Some(cluster) = settings.cluster_config() {
+        builder = builder.cluster(cluster);
+    }
+    #[cfg(not(feature = "redis"))]
+    if settings.cluster_wanted() {
+        log::error!("cannot start: redis.url is set, but this build has no `redis` feature");
+        return ExitCode::from(BAD_CONFIG);
+    }
     #[cfg(not(feature = "tls"))]
     if settings.tls_files().is_some() {
         log::error!("cannot start: tls.cert is set, but this build has no `tls` feature");
@@ -137,10 +146,11 @@ fn run(settings: &Settings) -> ExitCode {
 
 /// The cargo features compiled in, for the start-up line.
 fn features() -> String {
-    let features: Vec<&str> = [(cfg!(feature = "deflate"), "deflate"), (cfg!(feature = "tls"), "tls")]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect();
+    let features: Vec<&str> =
+        [(cfg!(feature = "deflate"), "deflate"), (cfg!(feature = "tls"), "tls"), (cfg!(feature = "redis"), "redis")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
     if features.is_empty() {
         "none".to_owned()
     } else {

@@ -9,7 +9,7 @@
 //! | `/pubsub` (WebSocket) | the JSON pub/sub protocol |
 //! | `POST /publish/{topic}` | publish the body to a pub/sub topic |
 //! | `GET /metrics` | metrics in the Prometheus text format |
-//! | `GET /healthz` | 200 while accepting, 503 while draining |
+//! | `GET /healthz` | 200 while accepting (with the cluster's state when in one), 503 while draining |
 //!
 //! Rooms and pub/sub topics live in separate namespaces of the engine's
 //! topics, so a room named `x` and a topic named `x` never meet.
@@ -320,7 +320,14 @@ impl Handler for App {
             Route::Health if get && ctx.is_draining() => {
                 HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
             }
-            Route::Health if get => HttpResponse::text(StatusCode::OK, "ok"),
+            // Redis down does not stop this node serving its own clients: still 200.
+            Route::Health if get => match ctx.cluster_up() {
+                None => HttpResponse::text(StatusCode::OK, "ok"),
+                Some(up) => {
+                    let body: &[u8] = if up { b"ok\ncluster: up\n" } else { b"ok\ncluster: down\n" };
+                    HttpResponse::new(StatusCode::OK, "text/plain; charset=utf-8", body)
+                }
+            },
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
             Route::Publish(topic) => self.publish_api(ctx, request, topic),
             Route::Echo | Route::Room { .. } | Route::PubSub => {

@@ -263,8 +263,18 @@ impl<S: Transport> Client<S> {
     /// [`Error::Io`] when the connection was lost, [`Error::Closed`] once it
     /// is over.
     pub fn recv(&mut self) -> Result<Message, Error> {
+        self.recv_within(self.read_timeout)
+    }
+
+    /// As [`recv`](Self::recv), with `timeout` instead of the read timeout
+    /// for this call (`None`: wait for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message, Error> {
         self.check_open()?;
-        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             while let Some(event) = self.endpoint.poll_event() {
                 match event {
@@ -361,7 +371,7 @@ impl<S: Transport> Client<S> {
     fn await_eof(&mut self, deadline: Option<Instant>) {
         loop {
             let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if wait.is_some_and(|w| w.is_zero()) || self.set_read_timeout(wait).is_err() {
+            if wait.is_some_and(|w| w.is_zero()) || self.apply_stream_timeout(wait).is_err() {
                 return;
             }
             match self.stream.read(&mut self.read_buf) {
@@ -436,7 +446,7 @@ impl<S: Transport> Client<S> {
                 // A protocol timer is due: handled at the top.
                 continue;
             }
-            self.set_read_timeout(wait).map_err(|e| self.lost(e))?;
+            self.apply_stream_timeout(wait).map_err(|e| self.lost(e))?;
             match self.stream.read(&mut self.read_buf) {
                 Ok(0) => return Err(self.lost(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
@@ -460,7 +470,7 @@ impl<S: Transport> Client<S> {
 
     /// Sets the stream's read timeout to `wait`, unless the one it has is
     /// close enough: at most [`TIMEOUT_SLACK`] late and not under half.
-    fn set_read_timeout(&mut self, wait: Option<Duration>) -> io::Result<()> {
+    fn apply_stream_timeout(&mut self, wait: Option<Duration>) -> io::Result<()> {
         // Zero means "no timeout" to some platforms; the least wait is 1 ms.
         let wait = wait.map(|w| w.max(Duration::from_millis(1)));
         let close_enough = match (self.stream_timeout, wait) {

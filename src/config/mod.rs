@@ -182,7 +182,7 @@ impl Settings {
         let mut settings = Self::from_values(values, sources);
         settings.file = file;
         settings.env_names = env_names;
-        settings.check_tls()?;
+        settings.check_combinations()?;
         Ok(match line.action {
             Action::PrintConfig => Loaded::PrintConfig(settings),
             _ => Loaded::Run(settings),
@@ -264,8 +264,40 @@ impl Settings {
         }
     }
 
-    /// `tls.cert` and `tls.key` come together, and `tls.listen` needs them.
-    fn check_tls(&self) -> Result<(), ConfigError> {
+    /// The cluster's settings when `redis.url` is set (feature `redis`).
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn cluster_config(&self) -> Option<crate::cluster::ClusterConfig> {
+        let url = self.text("redis.url");
+        if url.is_empty() {
+            return None;
+        }
+        let mut config = crate::cluster::ClusterConfig::new(url);
+        config.prefix = self.text("redis.prefix").to_owned();
+        if !self.text("redis.node_id").is_empty() {
+            config.node_id = self.text("redis.node_id").to_owned();
+        }
+        config.connect_timeout = self.duration("redis.connect_timeout");
+        config.max_backoff = self.duration("redis.max_backoff");
+        config.ping_interval = self.duration("redis.ping_interval");
+        config.queue = self.usize("redis.queue");
+        config.max_message = self.usize("limits.max_message_size").saturating_add(64 << 10);
+        Some(config)
+    }
+
+    /// Whether `redis.url` is set: the node is to join a cluster.
+    #[must_use]
+    pub fn cluster_wanted(&self) -> bool {
+        !self.text("redis.url").is_empty()
+    }
+
+    /// `tls.cert` and `tls.key` come together, and `tls.listen` needs them;
+    /// a Redis URL must be one the bridge can use.
+    fn check_combinations(&self) -> Result<(), ConfigError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = self.cluster_config() {
+            cluster.check().map_err(|e| ConfigError::Conflict(format!("redis.url: {e}")))?;
+        }
         let (cert, key) = (self.text("tls.cert"), self.text("tls.key"));
         if cert.is_empty() != key.is_empty() {
             return Err(ConfigError::Conflict(

@@ -235,6 +235,33 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "",
         "addresses serving wss://, beside `listen` serving ws://; empty: every `listen` address serves wss://",
     ),
+    setting(
+        "redis.url",
+        Kind::Text,
+        "",
+        "redis://[[USER]:PASSWORD@]HOST[:PORT] of the Redis whose pub/sub joins the nodes; empty: no cluster",
+    ),
+    setting("redis.prefix", Kind::Text, "ferrows:", "prepended to every Redis channel the cluster uses"),
+    setting("redis.node_id", Kind::Text, "", "this node's name in cluster messages and logs; empty: random"),
+    setting("redis.connect_timeout", NONZERO_DURATION, "2s", "how long a connect to Redis may take"),
+    setting(
+        "redis.max_backoff",
+        NONZERO_DURATION,
+        "1s",
+        "longest wait between reconnects to Redis (from 100ms, doubling)",
+    ),
+    setting(
+        "redis.ping_interval",
+        NONZERO_DURATION,
+        "1s",
+        "how often the Redis connections are pinged; silent for three: lost",
+    ),
+    setting(
+        "redis.queue",
+        count(1),
+        "65536",
+        "publishes that may wait to go to Redis; past it they are lost (counted)",
+    ),
     setting("io.backlog", Kind::Count { min: 1, max: i32::MAX as u64 }, "1024", "the listen backlog"),
     setting("io.read_buffer_size", size(4096), "64KiB", "each loop's read buffer (sessions own none)"),
 ];

@@ -284,8 +284,8 @@ impl<S> Context<'_, S> {
         self.topics.of_session(session).iter().map(|t| &**t)
     }
 
-    /// Publishes `message` to every subscriber of `topic` on every loop,
-    /// leaving out `exclude` (say, the sender). The frame is encoded once and
+    /// Publishes `message` to every subscriber of `topic` on every loop (and,
+    /// with a cluster bridge, on every node), leaving out `exclude` (say, the sender). The frame is encoded once and
     /// shared by every subscriber's queue. Returns the number of subscribers
     /// of this loop it was queued for; subscribers on other loops get it
     /// through their loop's channel, in publish order.
@@ -295,16 +295,18 @@ impl<S> Context<'_, S> {
         let delivered = self.deliver(&local, &frame);
         let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
         self.bus.send_to_others(self.loop_index, Some(&key), &frame);
+        self.bus.to_cluster(Some(&key), &frame);
         delivered
     }
 
-    /// Sends `message` to every open session on every loop, leaving out
+    /// Sends `message` to every open session on every loop (and node), leaving out
     /// `exclude`. Returns the number of sessions of this loop it was queued for.
     pub fn broadcast(&mut self, message: Message<'_>, exclude: Option<SessionId>) -> usize {
         let frame = encode_shared(message);
         let local: Vec<SessionId> = self.sessions().filter(|s| Some(*s) != exclude).collect();
         let delivered = self.deliver(&local, &frame);
         self.bus.send_to_others(self.loop_index, None, &frame);
+        self.bus.to_cluster(None, &frame);
         delivered
     }
 
@@ -357,6 +359,15 @@ impl<S> Context<'_, S> {
     /// are being closed and new upgrades are refused.
     pub fn is_draining(&self) -> bool {
         self.shared.counters.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the cluster bridge is connected to Redis; `None` when the
+    /// server is not in a cluster.
+    pub fn cluster_up(&self) -> Option<bool> {
+        #[cfg(feature = "redis")]
+        return self.shared.cluster.as_ref().map(|c| c.is_up());
+        #[cfg(not(feature = "redis"))]
+        None
     }
 
     fn counters(&self) -> &LoopCounters {

@@ -37,7 +37,7 @@ mod listener;
 mod metrics;
 mod origin;
 mod out_queue;
-mod pubsub;
+pub(crate) mod pubsub;
 mod session;
 mod stream;
 mod timer;
@@ -151,6 +151,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) bus: Arc<pubsub::Bus>,
     pub(crate) counters: metrics::Counters,
+    /// The cluster bridge's state, when there is one.
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterStats>>,
 }
 
 /// The entry point: `Server::builder()`.
@@ -167,6 +170,8 @@ impl Server {
             config: ServerConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "redis")]
+            cluster: None,
         }
     }
 }
@@ -180,6 +185,8 @@ pub struct ServerBuilder {
     config: ServerConfig,
     #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
+    #[cfg(feature = "redis")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl ServerBuilder {
@@ -211,6 +218,15 @@ impl ServerBuilder {
     #[must_use]
     pub fn loops(mut self, loops: usize) -> Self {
         self.loops = Some(loops.max(1));
+        self
+    }
+
+    /// Joins a cluster: topics are shared with every node on the same Redis
+    /// (see [`cluster`](crate::cluster)).
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
         self
     }
 
@@ -263,8 +279,18 @@ impl ServerBuilder {
             polls.push(poll);
         }
         let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
-        let shared =
-            Arc::new(Shared { shutdown: AtomicBool::new(false), bus, counters: metrics::Counters::new(loops) });
+        #[cfg(feature = "redis")]
+        let bridge = match self.cluster {
+            Some(cluster) => Some(start_bridge(cluster, &bus)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            shutdown: AtomicBool::new(false),
+            bus,
+            counters: metrics::Counters::new(loops),
+            #[cfg(feature = "redis")]
+            cluster: bridge.as_ref().map(|b| b.stats.clone()),
+        });
         let mut threads = Vec::with_capacity(loops);
         for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
@@ -283,8 +309,46 @@ impl ServerBuilder {
             })?;
             threads.push(thread);
         }
-        Ok(ServerHandle { local_addrs, shutdown: ShutdownHandle { shared }, threads })
+        Ok(ServerHandle {
+            local_addrs,
+            shutdown: ShutdownHandle { shared },
+            threads,
+            #[cfg(feature = "redis")]
+            bridge,
+        })
     }
+}
+
+/// The cluster bridge's thread and how to stop it.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+struct BridgeThread {
+    thread: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    stats: Arc<crate::cluster::ClusterStats>,
+}
+
+/// Connects a cluster bridge to the bus and starts its thread.
+#[cfg(feature = "redis")]
+fn start_bridge(config: crate::cluster::ClusterConfig, bus: &Arc<pubsub::Bus>) -> io::Result<BridgeThread> {
+    config.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), crate::cluster::BRIDGE_WAKER)?);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue.max(1));
+    let stats = Arc::new(crate::cluster::ClusterStats::default());
+    bus.attach_cluster(pubsub::ClusterLink {
+        outgoing: sender,
+        changes: std::sync::Mutex::new(Vec::new()),
+        waker: waker.clone(),
+        woken: AtomicBool::new(false),
+        stats: stats.clone(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let bridge = crate::cluster::Bridge::new(poll, config, bus.clone(), stats.clone(), receiver, stop.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let thread = std::thread::Builder::new().name("ferrows-cluster".into()).spawn(move || bridge.run())?;
+    Ok(BridgeThread { thread, stop, waker, stats })
 }
 
 /// A running server.
@@ -293,6 +357,8 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    #[cfg(feature = "redis")]
+    bridge: Option<BridgeThread>,
 }
 
 impl ServerHandle {
@@ -335,7 +401,15 @@ impl ServerHandle {
         self.shutdown.shutdown();
     }
 
-    /// Waits for every loop to finish.
+    /// The cluster bridge's state and counters, if the server joined a cluster.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn cluster_stats(&self) -> Option<&crate::cluster::ClusterStats> {
+        self.bridge.as_ref().map(|b| &*b.stats)
+    }
+
+    /// Waits for every loop to finish (then stops the cluster bridge, which
+    /// carried their last publishes).
     ///
     /// # Errors
     ///
@@ -347,6 +421,12 @@ impl ServerHandle {
             if result.is_ok() {
                 result = outcome;
             }
+        }
+        #[cfg(feature = "redis")]
+        if let Some(bridge) = self.bridge {
+            bridge.stop.store(true, Ordering::Release);
+            let _ = bridge.waker.wake();
+            let _ = bridge.thread.join();
         }
         result
     }

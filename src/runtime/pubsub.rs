@@ -151,12 +151,37 @@ struct Inbox {
     woken: AtomicBool,
 }
 
+/// The cluster bridge's side of the bus (feature `redis`): what loops publish
+/// goes to it, and it hears of topics gaining or losing all their local subscribers.
+#[cfg(feature = "redis")]
+pub(crate) struct ClusterLink {
+    pub(crate) outgoing: SyncSender<crate::cluster::Outgoing>,
+    /// Topics whose local subscribers appeared or all left since the bridge last looked.
+    pub(crate) changes: std::sync::Mutex<Vec<Topic>>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) woken: AtomicBool,
+    pub(crate) stats: Arc<crate::cluster::ClusterStats>,
+}
+
+#[cfg(feature = "redis")]
+impl ClusterLink {
+    fn wake(&self) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                log::warn!("cannot wake the cluster bridge: {e}");
+            }
+        }
+    }
+}
+
 /// The shared part: every loop's inbox and the topic directory.
 pub(crate) struct Bus {
     inboxes: Vec<Inbox>,
     /// Per topic, a bit per loop (of the first 64) with subscribers.
     directory: RwLock<HashMap<Topic, u64>>,
     pub(crate) stats: PubSubStats,
+    #[cfg(feature = "redis")]
+    cluster: std::sync::OnceLock<ClusterLink>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -175,7 +200,13 @@ impl Bus {
             inboxes.push(Inbox { sender, waker: waker.clone(), woken: AtomicBool::new(false) });
             receivers.push(receiver);
         }
-        let bus = Self { inboxes, directory: RwLock::new(HashMap::new()), stats: PubSubStats::default() };
+        let bus = Self {
+            inboxes,
+            directory: RwLock::new(HashMap::new()),
+            stats: PubSubStats::default(),
+            #[cfg(feature = "redis")]
+            cluster: std::sync::OnceLock::new(),
+        };
         (Arc::new(bus), receivers)
     }
 
@@ -190,18 +221,74 @@ impl Bus {
     /// Records that `loop_index` has (`true`) or no longer has subscribers of `topic`.
     pub(crate) fn set_subscribed(&self, loop_index: usize, topic: &Topic, subscribed: bool) {
         let Ok(mut directory) = self.directory.write() else { return };
+        let known = directory.contains_key(topic);
         let mask = directory.entry(topic.clone()).or_insert(0);
         if subscribed {
             *mask |= Self::bit(loop_index);
         } else {
             *mask &= !Self::bit(loop_index);
         }
-        if *mask == 0 {
+        // Loops past the 64th have no bit: their subscribers still count for the node.
+        let now_subscribed = *mask != 0 || (subscribed && loop_index >= 64);
+        if !now_subscribed {
             directory.remove(topic);
+        }
+        #[cfg(feature = "redis")]
+        if known != now_subscribed {
+            if let Some(link) = self.cluster.get() {
+                link.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(topic.clone());
+                link.wake();
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = known;
+    }
+
+    /// Whether any loop of this node has subscribers of `topic`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
+        self.directory.read().is_ok_and(|d| d.contains_key(topic))
+    }
+
+    /// Connects the cluster bridge; once only.
+    #[cfg(feature = "redis")]
+    pub(crate) fn attach_cluster(&self, link: ClusterLink) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// Hands a local publish (`topic`) or broadcast (`None`) to the cluster
+    /// bridge, if there is one. A full queue loses it, counted.
+    pub(crate) fn to_cluster(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+        #[cfg(feature = "redis")]
+        if let Some(link) = self.cluster.get() {
+            let outgoing = crate::cluster::Outgoing { topic: topic.cloned(), frame: frame.clone() };
+            match link.outgoing.try_send(outgoing) {
+                Ok(()) => link.wake(),
+                Err(_) => crate::cluster::ClusterStats::add(&link.stats.lost, 1),
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (topic, frame);
+    }
+
+    /// The bridge is awake: later changes and publishes wake it again.
+    #[cfg(feature = "redis")]
+    pub(crate) fn cluster_woken(&self) {
+        if let Some(link) = self.cluster.get() {
+            link.woken.store(false, Ordering::Release);
         }
     }
 
-    /// Sends `delivery` to every other loop that may have receivers for it.
+    /// The topics whose local subscription state changed since the last call.
+    #[cfg(feature = "redis")]
+    pub(crate) fn take_cluster_changes(&self) -> Vec<Topic> {
+        self.cluster.get().map_or_else(Vec::new, |link| {
+            std::mem::take(&mut *link.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        })
+    }
+
+    /// Sends `delivery` to every other loop that may have receivers for it
+    /// (`from_loop` past the last loop: to every loop, as the cluster bridge does).
     pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) {
         let mask = match topic {
             Some(topic) => self.directory.read().ok().and_then(|d| d.get(topic).copied()).unwrap_or(0),

@@ -1,0 +1,645 @@
+//! The bridge thread: two RESP connections to Redis on a mio poll of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::resp::{encode_command, Reader, Value};
+use super::{envelope, ClusterConfig, ClusterStats, RedisUrl};
+use crate::runtime::pubsub::Bus;
+use crate::runtime::Topic;
+
+const SUBSCRIBER: Token = Token(0);
+const PUBLISHER: Token = Token(1);
+pub(crate) const BRIDGE_WAKER: Token = Token(2);
+
+/// The first wait before reconnecting; each failure doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Output the publishing connection may hold unwritten; past it, publishes
+/// are dropped (counted as lost) rather than buffered without bound.
+const MAX_UNWRITTEN: usize = 8 << 20;
+/// Channels named in one SUBSCRIBE.
+const SUBSCRIBE_BATCH: usize = 512;
+/// Entries kept in the sequence tables before they are reset.
+const MAX_SEQUENCES: usize = 1 << 16;
+
+/// A local publish or broadcast on its way to Redis (`topic: None`: a broadcast).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) topic: Option<Topic>,
+    pub(crate) frame: Arc<[u8]>,
+}
+
+/// One connection to Redis.
+#[derive(Debug)]
+enum Link {
+    /// Waiting until `retry_at` to connect again.
+    Down { retry_at: Instant },
+    /// The TCP connect is in progress.
+    Connecting { stream: TcpStream, deadline: Instant },
+    /// Connected: commands go out, replies and pushes come in.
+    Up(Box<Conn>),
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    reader: Reader,
+    out: Vec<u8>,
+    written: usize,
+    /// When the server last sent anything.
+    heard: Instant,
+    /// When the next PING goes out.
+    ping_at: Instant,
+    /// What the socket is registered for.
+    interest: Interest,
+}
+
+/// The bridge: runs on its own thread until told to stop.
+pub(crate) struct Bridge {
+    poll: Poll,
+    config: ClusterConfig,
+    url: RedisUrl,
+    bus: Arc<Bus>,
+    stats: Arc<ClusterStats>,
+    outgoing: Receiver<Outgoing>,
+    stop: Arc<AtomicBool>,
+    subscriber: Link,
+    publisher: Link,
+    /// The wait before the next reconnect of each link.
+    backoff: [Duration; 2],
+    /// Whether a link has been up before: coming up again is a reconnect.
+    up_before: [bool; 2],
+    /// Failures of each link since it was last up.
+    failures: [u32; 2],
+    /// Topics with subscribers on this node: the channels subscribed to.
+    wanted: HashSet<Topic>,
+    /// This life's id, in every message published.
+    run: u64,
+    /// The last sequence number published per channel (`None`: broadcasts).
+    published: HashMap<Option<Topic>, u64>,
+    /// The last sequence number received per publishing run and channel.
+    seen: HashMap<(u64, Option<Topic>), u64>,
+    scratch: Vec<u8>,
+}
+
+impl Bridge {
+    pub(crate) fn new(
+        poll: Poll,
+        config: ClusterConfig,
+        bus: Arc<Bus>,
+        stats: Arc<ClusterStats>,
+        outgoing: Receiver<Outgoing>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, super::ClusterError> {
+        let url = RedisUrl::parse(&config.url)?;
+        let now = Instant::now();
+        Ok(Self {
+            poll,
+            config,
+            url,
+            bus,
+            stats,
+            outgoing,
+            stop,
+            subscriber: Link::Down { retry_at: now },
+            publisher: Link::Down { retry_at: now },
+            backoff: [FIRST_BACKOFF; 2],
+            up_before: [false; 2],
+            failures: [0; 2],
+            wanted: HashSet::new(),
+            run: random_run(),
+            published: HashMap::new(),
+            seen: HashMap::new(),
+            scratch: vec![0; 64 << 10],
+        })
+    }
+
+    /// Runs until the stop flag is set (and the waker rung).
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        log::info!("cluster: node {} joining through redis://{}:{}", self.config.node_id, self.url.host, self.url.port);
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            self.expire(now);
+            let timeout = self.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("cluster: poll failed, the bridge stops: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for event in &events {
+                match event.token() {
+                    BRIDGE_WAKER => self.bus.cluster_woken(),
+                    SUBSCRIBER => self.on_event(0, now),
+                    PUBLISHER => self.on_event(1, now),
+                    _ => {}
+                }
+            }
+            self.follow_subscriptions();
+            self.forward_publishes();
+            for index in 0..2 {
+                self.flush(index, now);
+            }
+            let up = matches!(self.subscriber, Link::Up(_)) && matches!(self.publisher, Link::Up(_));
+            self.stats.set_up(up);
+        }
+        // What the loops published before they stopped: out if the socket takes it now.
+        self.forward_publishes();
+        self.flush(1, Instant::now());
+        self.stats.set_up(false);
+    }
+
+    fn link(&mut self, index: usize) -> &mut Link {
+        if index == 0 {
+            &mut self.subscriber
+        } else {
+            &mut self.publisher
+        }
+    }
+
+    fn name(index: usize) -> &'static str {
+        if index == 0 {
+            "subscriber"
+        } else {
+            "publisher"
+        }
+    }
+
+    /// The earliest timer of either link.
+    fn next_deadline(&self) -> Option<Instant> {
+        let ping = self.config.ping_interval;
+        [&self.subscriber, &self.publisher]
+            .into_iter()
+            .map(|link| match link {
+                Link::Down { retry_at } => *retry_at,
+                Link::Connecting { deadline, .. } => *deadline,
+                Link::Up(conn) => conn.ping_at.min(conn.heard + ping * 3),
+            })
+            .min()
+    }
+
+    /// Timers: reconnects, connect deadlines, pings and silent connections.
+    fn expire(&mut self, now: Instant) {
+        for index in 0..2 {
+            let ping = self.config.ping_interval;
+            match self.link(index) {
+                Link::Down { retry_at } if now >= *retry_at => self.connect(index, now),
+                Link::Connecting { deadline, .. } if now >= *deadline => {
+                    self.fail(index, now, "connect timed out");
+                }
+                Link::Up(conn) if now >= conn.heard + ping * 3 => {
+                    self.fail(index, now, "no answer to PING");
+                }
+                Link::Up(conn) if now >= conn.ping_at => {
+                    conn.ping_at = now + ping;
+                    encode_command(&[b"PING"], &mut conn.out);
+                    self.flush(index, now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn connect(&mut self, index: usize, now: Instant) {
+        let addr = match (self.url.host.as_str(), self.url.port).to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => return self.fail(index, now, "the host resolved to no address"),
+            Err(e) => return self.fail(index, now, &format!("cannot resolve {}: {e}", self.url.host)),
+        };
+        match start_connect(&self.poll, addr, index) {
+            Ok(stream) => {
+                let deadline = now + self.config.connect_timeout;
+                *self.link(index) = Link::Connecting { stream, deadline };
+            }
+            Err(e) => self.fail(index, now, &e.to_string()),
+        }
+    }
+
+    /// The link is lost (or never came up): retry after the backoff.
+    fn fail(&mut self, index: usize, now: Instant, why: &str) {
+        let backoff = self.backoff[index];
+        let was = std::mem::replace(self.link(index), Link::Down { retry_at: now + backoff });
+        let lost = matches!(was, Link::Up(_));
+        match was {
+            Link::Up(mut conn) => {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+            Link::Connecting { mut stream, .. } => {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Down { .. } => {}
+        }
+        let name = Self::name(index);
+        if self.failures[index] == 0 {
+            let what = if lost { "lost" } else { "cannot be made" };
+            log::warn!(
+                "cluster: {name} connection to Redis {what} ({why}); local delivery goes on, retrying (backoff up to {:?})",
+                self.config.max_backoff
+            );
+        } else {
+            log::debug!("cluster: {name} connection to Redis: {why}; retrying in {backoff:?}");
+        }
+        self.failures[index] = self.failures[index].saturating_add(1);
+        // `seen` stays: a sequence that resumes past where it stopped shows what the outage lost.
+        self.backoff[index] = (backoff * 2).min(self.config.max_backoff.max(FIRST_BACKOFF));
+    }
+}
+
+impl Bridge {
+    /// Readiness on a link: the connect completes, replies come in, output goes out.
+    fn on_event(&mut self, index: usize, now: Instant) {
+        if let Link::Connecting { stream, .. } = self.link(index) {
+            match connect_result(stream) {
+                Ok(false) => return,
+                Ok(true) => self.established(index, now),
+                Err(e) => return self.fail(index, now, &e.to_string()),
+            }
+        }
+        self.read(index, now);
+        self.flush(index, now);
+    }
+
+    /// The TCP connect completed: authenticate, and subscribe to what is wanted.
+    fn established(&mut self, index: usize, now: Instant) {
+        let Link::Connecting { stream, .. } =
+            std::mem::replace(self.link(index), Link::Down { retry_at: now + FIRST_BACKOFF })
+        else {
+            return;
+        };
+        let mut conn = Conn {
+            stream,
+            reader: Reader::new(self.config.max_message),
+            out: Vec::new(),
+            written: 0,
+            heard: now,
+            ping_at: now + self.config.ping_interval,
+            interest: Interest::READABLE | Interest::WRITABLE,
+        };
+        match (&self.url.user, &self.url.password) {
+            (Some(user), Some(password)) => {
+                encode_command(&[b"AUTH", user.as_bytes(), password.as_bytes()], &mut conn.out)
+            }
+            (None, Some(password)) => encode_command(&[b"AUTH", password.as_bytes()], &mut conn.out),
+            _ => {}
+        }
+        if index == 0 {
+            let mut channels: Vec<Vec<u8>> = vec![self.channel(None)];
+            channels.extend(self.wanted.iter().map(|t| self.channel(Some(t))));
+            for batch in channels.chunks(SUBSCRIBE_BATCH) {
+                let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+                args.extend(batch.iter().map(Vec::as_slice));
+                encode_command(&args, &mut conn.out);
+            }
+        }
+        *self.link(index) = Link::Up(Box::new(conn));
+        self.backoff[index] = FIRST_BACKOFF;
+        self.failures[index] = 0;
+        if self.up_before[index] {
+            ClusterStats::add(&self.stats.reconnects, 1);
+            log::info!("cluster: {} connection to Redis up again", Self::name(index));
+        } else {
+            log::info!("cluster: {} connection to Redis up", Self::name(index));
+        }
+        self.up_before[index] = true;
+    }
+
+    /// The Redis channel of a topic (`None`: the broadcast channel).
+    fn channel(&self, topic: Option<&Topic>) -> Vec<u8> {
+        channel_name(&self.config.prefix, topic)
+    }
+
+    /// The topic a channel stands for: `Some(None)` for broadcasts, `None` for no channel of ours.
+    fn topic_of(&self, channel: &[u8]) -> Option<Option<Topic>> {
+        let rest = channel.strip_prefix(self.config.prefix.as_bytes())?;
+        if rest == b"all" {
+            return Some(None);
+        }
+        let topic = std::str::from_utf8(rest.strip_prefix(b"t:")?).ok()?;
+        Some(Some(Topic::from(topic)))
+    }
+
+    /// Reads until the socket would block, handling each whole value.
+    fn read(&mut self, index: usize, now: Instant) {
+        let mut values = Vec::new();
+        let failure = {
+            let Link::Up(conn) = (if index == 0 { &mut self.subscriber } else { &mut self.publisher }) else {
+                return;
+            };
+            let mut failure = None;
+            loop {
+                match conn.stream.read(&mut self.scratch) {
+                    Ok(0) => {
+                        failure = Some("Redis closed the connection".to_owned());
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.heard = now;
+                        conn.reader.feed(&self.scratch[..n]);
+                        loop {
+                            match conn.reader.next_value() {
+                                Ok(Some(value)) => values.push(value),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    failure = Some(e.to_string());
+                                    break;
+                                }
+                            }
+                        }
+                        if failure.is_some() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            failure
+        };
+        for value in values {
+            if let Err(why) = self.handle(index, value) {
+                return self.fail(index, now, &why);
+            }
+        }
+        if let Some(why) = failure {
+            self.fail(index, now, &why);
+        }
+    }
+
+    /// One value from Redis. An error reply ends the link (AUTH refused, say).
+    fn handle(&mut self, index: usize, value: Value) -> Result<(), String> {
+        match value {
+            Value::Error(message) => Err(format!("Redis answered {}", String::from_utf8_lossy(&message))),
+            Value::Array(Some(items)) if index == 0 => {
+                if let [kind, channel, payload] = items.as_slice() {
+                    if kind.bytes() == Some(b"message") {
+                        if let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes()) {
+                            self.receive(channel, payload);
+                        }
+                    }
+                }
+                // subscribe / unsubscribe confirmations and PONGs need nothing.
+                Ok(())
+            }
+            // PUBLISH counts, +OK for AUTH, +PONG.
+            _ => Ok(()),
+        }
+    }
+
+    /// A message on one of the cluster's channels.
+    fn receive(&mut self, channel: &[u8], payload: &[u8]) {
+        let (Some(topic), Some(message)) = (self.topic_of(channel), envelope::decode(payload)) else {
+            ClusterStats::add(&self.stats.invalid, 1);
+            log::debug!("cluster: dropped a message on {} that is not ours", String::from_utf8_lossy(channel));
+            return;
+        };
+        if message.run == self.run {
+            // Our own publish, already delivered here.
+            return;
+        }
+        if let Some(topic) = &topic {
+            if !self.wanted.contains(topic) {
+                // Unsubscribed while it was on its way.
+                return;
+            }
+        }
+        if self.seen.len() >= MAX_SEQUENCES {
+            self.seen.clear();
+        }
+        let last = self.seen.entry((message.run, topic.clone())).or_insert(0);
+        if *last != 0 && message.seq <= *last {
+            ClusterStats::add(&self.stats.duplicates, 1);
+            return;
+        }
+        if *last != 0 && message.seq > *last + 1 {
+            let missing = message.seq - *last - 1;
+            ClusterStats::add(&self.stats.gaps, missing);
+            log::debug!(
+                "cluster: {missing} message(s) from {} missing on {}",
+                message.node,
+                String::from_utf8_lossy(channel)
+            );
+        }
+        *last = message.seq;
+        let frame: Arc<[u8]> = Arc::from(message.frame);
+        self.bus.send_to_others(usize::MAX, topic.as_ref(), &frame);
+        ClusterStats::add(&self.stats.received, 1);
+    }
+
+    /// Writes a link's output until the socket would block.
+    fn flush(&mut self, index: usize, now: Instant) {
+        let Link::Up(conn) = (if index == 0 { &mut self.subscriber } else { &mut self.publisher }) else { return };
+        let mut failure = None;
+        while conn.written < conn.out.len() {
+            match conn.stream.write(&conn.out[conn.written..]) {
+                Ok(0) => {
+                    failure = Some("the connection takes no more".to_owned());
+                    break;
+                }
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if conn.written == conn.out.len() {
+            conn.out.clear();
+            conn.written = 0;
+            if conn.out.capacity() > (1 << 20) {
+                conn.out = Vec::new();
+            }
+        }
+        let interest =
+            if conn.written < conn.out.len() { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        if interest != conn.interest {
+            conn.interest = interest;
+            if let Err(e) = self.poll.registry().reregister(&mut conn.stream, Token(index), interest) {
+                failure.get_or_insert(e.to_string());
+            }
+        }
+        if let Some(why) = failure {
+            self.fail(index, now, &why);
+        }
+    }
+
+    /// Topics that gained their first or lost their last local subscriber:
+    /// subscribe or unsubscribe their channels.
+    fn follow_subscriptions(&mut self) {
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        for topic in self.bus.take_cluster_changes() {
+            let has = self.bus.has_subscribers(&topic);
+            if has && self.wanted.insert(topic.clone()) {
+                subscribe.push(self.channel(Some(&topic)));
+            } else if !has && self.wanted.remove(&topic) {
+                unsubscribe.push(self.channel(Some(&topic)));
+                self.seen.retain(|(_, t), _| t.as_ref() != Some(&topic));
+            }
+        }
+        // While the link is down, `wanted` is all a reconnect needs.
+        let Link::Up(conn) = &mut self.subscriber else { return };
+        for (command, channels) in [(&b"SUBSCRIBE"[..], subscribe), (&b"UNSUBSCRIBE"[..], unsubscribe)] {
+            for batch in channels.chunks(SUBSCRIBE_BATCH) {
+                let mut args: Vec<&[u8]> = vec![command];
+                args.extend(batch.iter().map(Vec::as_slice));
+                encode_command(&args, &mut conn.out);
+            }
+        }
+    }
+
+    /// Publishes what the loops queued; what cannot go now is counted as lost.
+    /// A lost publish still takes its sequence number, so that receivers
+    /// see the gap once traffic resumes.
+    fn forward_publishes(&mut self) {
+        while let Ok(Outgoing { topic, frame }) = self.outgoing.try_recv() {
+            if self.published.len() >= MAX_SEQUENCES && !self.published.contains_key(&topic) {
+                // A new life: receivers start counting this run's sequences afresh.
+                self.published.clear();
+                self.run = random_run();
+            }
+            let seq = self.published.entry(topic.clone()).or_insert(0);
+            *seq += 1;
+            let seq = *seq;
+            let Link::Up(conn) = &mut self.publisher else {
+                ClusterStats::add(&self.stats.lost, 1);
+                continue;
+            };
+            if conn.out.len() >= MAX_UNWRITTEN {
+                ClusterStats::add(&self.stats.lost, 1);
+                continue;
+            }
+            let payload = envelope::encode(self.run, seq, &self.config.node_id, &frame);
+            let channel = channel_name(&self.config.prefix, topic.as_ref());
+            encode_command(&[b"PUBLISH", &channel, &payload], &mut conn.out);
+            ClusterStats::add(&self.stats.published, 1);
+        }
+    }
+}
+
+/// `{prefix}t:{topic}`, or `{prefix}all` for broadcasts.
+fn channel_name(prefix: &str, topic: Option<&Topic>) -> Vec<u8> {
+    match topic {
+        Some(topic) => format!("{prefix}t:{topic}").into_bytes(),
+        None => format!("{prefix}all").into_bytes(),
+    }
+}
+
+/// Whether a non-blocking connect completed (`Ok(false)`: not yet).
+fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn random_run() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The clock's nanoseconds: distinct enough between two nodes' starts.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        return nanos as u64;
+    }
+    u64::from_be_bytes(bytes)
+}
+
+fn start_connect(poll: &Poll, addr: SocketAddr, index: usize) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    let _ = stream.set_nodelay(true);
+    poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::encode_frame;
+    use crate::proto::OpCode;
+    use crate::runtime::pubsub::Delivery;
+
+    fn frame(text: &str) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_frame(true, 0, OpCode::Text, text.as_bytes(), None, &mut frame);
+        frame
+    }
+
+    /// A bridge on a one-loop bus, not connected; returns the loop's inbox.
+    fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Delivery>) {
+        let loop_poll = Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(loop_poll.registry(), Token(9)).unwrap());
+        let (bus, mut inboxes) = Bus::new(&[waker], 64);
+        let (_sender, outgoing) = std::sync::mpsc::sync_channel(4);
+        let config = ClusterConfig::new("redis://127.0.0.1:1");
+        let stats = Arc::new(ClusterStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut bridge = Bridge::new(Poll::new().unwrap(), config, bus, stats, outgoing, stop).unwrap();
+        // Loop 0 has a subscriber of "news", and the bridge follows it.
+        bridge.bus.set_subscribed(0, &Topic::from("news"), true);
+        bridge.wanted.insert(Topic::from("news"));
+        (bridge, inboxes.remove(0))
+    }
+
+    fn delivered(inbox: &std::sync::mpsc::Receiver<Delivery>) -> Vec<Vec<u8>> {
+        inbox
+            .try_iter()
+            .map(|d| match d {
+                Delivery::Topic { frame, .. } | Delivery::All { frame } => frame.to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_from_redis_are_delivered_once_in_sequence_and_gaps_counted() {
+        let (mut bridge, inbox) = bridge();
+        let channel = b"ferrows:t:news";
+        let other_run = bridge.run.wrapping_add(1);
+        let send = |bridge: &mut Bridge, run: u64, seq: u64, text: &str| {
+            bridge.receive(channel, &envelope::encode(run, seq, "b", &frame(text)));
+        };
+        send(&mut bridge, other_run, 1, "one");
+        send(&mut bridge, other_run, 2, "two");
+        send(&mut bridge, other_run, 2, "two again");
+        send(&mut bridge, other_run, 5, "five");
+        let own_run = bridge.run;
+        send(&mut bridge, own_run, 1, "our own");
+        bridge.receive(b"ferrows:t:news", b"not an envelope");
+        bridge.receive(b"someone-else:t:news", &envelope::encode(other_run, 6, "b", &frame("x")));
+        bridge.receive(b"ferrows:t:elsewhere", &envelope::encode(other_run, 1, "b", &frame("unwanted")));
+        assert_eq!(delivered(&inbox), vec![frame("one"), frame("two"), frame("five")]);
+        let stats = &bridge.stats;
+        assert_eq!(stats.received.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.invalid.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn broadcasts_use_their_own_channel() {
+        let (mut bridge, inbox) = bridge();
+        assert_eq!(bridge.channel(None), b"ferrows:all");
+        assert_eq!(bridge.topic_of(b"ferrows:all"), Some(None));
+        assert_eq!(bridge.topic_of(b"ferrows:t:a:b"), Some(Some(Topic::from("a:b"))));
+        let run = bridge.run.wrapping_add(1);
+        bridge.receive(b"ferrows:all", &envelope::encode(run, 1, "b", &frame("to all")));
+        assert_eq!(delivered(&inbox), vec![frame("to all")]);
+    }
+}

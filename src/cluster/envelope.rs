@@ -1,0 +1,109 @@
+//! What a node publishes to Redis: the encoded WebSocket frame, wrapped with
+//! where it came from and its place in that node's sequence.
+//!
+//! ```text
+//! "FRW1" | run: u64 | seq: u64 | node id length: u8 | node id | frame
+//! ```
+//!
+//! `run` is drawn at random when a node starts (and when its sequence table
+//! is reset), so a node never mistakes its own messages for another's, and a
+//! restarted node's sequence is not compared with its last life's. `seq`
+//! counts the node's publishes per channel, from 1. The frame is the
+//! server-to-client frame every local subscriber got, so a receiving node
+//! queues the same bytes without encoding them again.
+
+use crate::proto::frame::{decode_header, Decoded, HeaderRules};
+use crate::proto::{OpCode, Role};
+
+const MAGIC: &[u8; 4] = b"FRW1";
+const FIXED: usize = 4 + 8 + 8 + 1;
+
+/// A message from Redis, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) run: u64,
+    pub(crate) seq: u64,
+    pub(crate) node: &'a str,
+    pub(crate) frame: &'a [u8],
+}
+
+/// Wraps `frame` for publishing.
+pub(crate) fn encode(run: u64, seq: u64, node: &str, frame: &[u8]) -> Vec<u8> {
+    // The node id was checked to fit when the bridge was configured.
+    let node = &node.as_bytes()[..node.len().min(255)];
+    let mut out = Vec::with_capacity(FIXED + node.len() + frame.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&run.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.push(node.len() as u8);
+    out.extend_from_slice(node);
+    out.extend_from_slice(frame);
+    out
+}
+
+/// Reads an envelope and checks that it carries exactly one whole, final,
+/// unmasked text or binary frame; anything else is refused (`None`), so
+/// that nothing but a well-formed message reaches a subscriber's socket.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
+    if bytes.len() < FIXED || &bytes[..4] != MAGIC {
+        return None;
+    }
+    let run = u64::from_be_bytes(bytes[4..12].try_into().ok()?);
+    let seq = u64::from_be_bytes(bytes[12..20].try_into().ok()?);
+    let node_len = usize::from(bytes[20]);
+    let node = std::str::from_utf8(bytes.get(FIXED..FIXED + node_len)?).ok()?;
+    let frame = &bytes[FIXED + node_len..];
+    // Read as a client reads the server's frames: unmasked, no RSV bits.
+    let rules = HeaderRules { role: Role::Client, allowed_rsv: 0 };
+    match decode_header(frame, &rules) {
+        Ok(Decoded::Complete(header, header_len))
+            if header.fin
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                && u64::try_from(frame.len() - header_len).ok() == Some(header.payload_len) =>
+        {
+            Some(Envelope { run, seq, node, frame })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::encode_frame;
+
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_frame(true, 0, OpCode::Text, payload, None, &mut frame);
+        frame
+    }
+
+    #[test]
+    fn an_envelope_reads_back() {
+        let frame = text_frame(b"hello");
+        let bytes = encode(7, 42, "node-a", &frame);
+        assert_eq!(decode(&bytes), Some(Envelope { run: 7, seq: 42, node: "node-a", frame: &frame }));
+    }
+
+    #[test]
+    fn anything_but_one_whole_data_frame_is_refused() {
+        let frame = text_frame(b"hello");
+        assert_eq!(decode(b"FRW1"), None);
+        assert_eq!(decode(&encode(1, 1, "n", &frame[..frame.len() - 1])), None, "cut short");
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame);
+        assert_eq!(decode(&encode(1, 1, "n", &two)), None, "two frames");
+        let mut masked = Vec::new();
+        encode_frame(true, 0, OpCode::Text, b"x", Some([1, 2, 3, 4]), &mut masked);
+        assert_eq!(decode(&encode(1, 1, "n", &masked)), None, "masked");
+        let mut ping = Vec::new();
+        encode_frame(true, 0, OpCode::Ping, b"x", None, &mut ping);
+        assert_eq!(decode(&encode(1, 1, "n", &ping)), None, "a control frame");
+        let mut bytes = encode(1, 1, "n", &frame);
+        bytes[0] = b'X';
+        assert_eq!(decode(&bytes), None, "another magic");
+        for len in 0..bytes.len() {
+            let _ = decode(&bytes[..len]);
+        }
+    }
+}

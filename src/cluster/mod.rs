@@ -1,0 +1,226 @@
+//! Many nodes as one server: topics shared through Redis pub/sub (feature `redis`).
+//!
+//! The **cluster bridge** is one more participant on the engine's pub/sub
+//! bus, on a thread of its own with its own `mio::Poll`:
+//!
+//! - when the node gains its first subscriber of a topic (on any loop), the
+//!   bridge subscribes to that topic's Redis channel, `{prefix}t:{topic}`,
+//!   and unsubscribes when the last one leaves; it always listens on
+//!   `{prefix}all` for broadcasts;
+//! - a publish or broadcast made on this node is also published to Redis;
+//! - a message from Redis goes to this node's subscribers through the same
+//!   channels and wakers as a publish from another loop, and never back to
+//!   Redis. A node's own messages, which Redis sends back to it, are
+//!   recognised by the random run id they carry and dropped.
+//!
+//! Every message carries the publishing node's id, its run id and a
+//! sequence number per channel ([`envelope`]), so a receiving node counts
+//! the messages it missed (a gap in a sequence) and never delivers one twice.
+//!
+//! It speaks RESP2 itself over two non-blocking connections (one subscribed,
+//! one publishing) rather than through the `redis` crate: the crate's
+//! connections block, and a blocking read cannot be woken when a loop gains
+//! a topic or has something to publish; with mio, one waker serves both,
+//! and a reconnect never stalls a read. The part of RESP needed (commands,
+//! replies, push messages) is small and lives in [`resp`].
+//!
+//! **Delivery promise:** at most once across nodes. While Redis is
+//! unreachable, local delivery goes on and what is published meanwhile
+//! does not cross nodes (counted as lost by the publisher, and as gaps by
+//! the receivers once traffic resumes); the bridge reconnects with capped
+//! exponential backoff and subscribes again to every topic that still has
+//! local subscribers. Within one node, order is kept per publisher.
+
+mod bridge;
+mod envelope;
+mod resp;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub(crate) use bridge::{Bridge, Outgoing, BRIDGE_WAKER};
+
+/// Where the cluster's Redis is and how the bridge behaves.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (port 6379 by default;
+    /// the database number is accepted and unused: pub/sub channels are global).
+    pub url: String,
+    /// Prepended to every channel name (default `ferrows:`), so that several
+    /// clusters can share one Redis.
+    pub prefix: String,
+    /// This node's name in messages and logs (default: random).
+    pub node_id: String,
+    /// How long a connect to Redis may take (default 2 s).
+    pub connect_timeout: Duration,
+    /// The longest wait between reconnect attempts (default 1 s); the first
+    /// is 100 ms, and each failure doubles it up to this.
+    pub max_backoff: Duration,
+    /// How often each connection is pinged (default 1 s); one silent for
+    /// three intervals is taken as lost.
+    pub ping_interval: Duration,
+    /// Publishes that may wait for the bridge (default 65,536); past it they
+    /// are not sent to Redis (counted as lost).
+    pub queue: usize,
+    /// The largest message taken from Redis (default 16 MiB + 64 KiB).
+    pub max_message: usize,
+}
+
+impl ClusterConfig {
+    /// The defaults, with Redis at `url`.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "ferrows:".to_owned(),
+            node_id: random_node_id(),
+            connect_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(1),
+            queue: 1 << 16,
+            max_message: (16 << 20) + (64 << 10),
+        }
+    }
+
+    /// Checks the URL and the node id.
+    ///
+    /// # Errors
+    ///
+    /// A URL that is not `redis://...` with a host, a bad port, or a node id
+    /// longer than 255 bytes.
+    pub fn check(&self) -> Result<(), ClusterError> {
+        RedisUrl::parse(&self.url)?;
+        if self.node_id.len() > 255 {
+            return Err(ClusterError("node_id: at most 255 bytes".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A node id no other node is likely to have: `node-` and 8 random hex digits.
+fn random_node_id() -> String {
+    let mut bytes = [0u8; 4];
+    // A fixed id if the OS random source fails; the run id still tells nodes apart.
+    let _ = getrandom::fill(&mut bytes);
+    format!("node-{:08x}", u32::from_be_bytes(bytes))
+}
+
+/// A cluster setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterError(String);
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+/// `redis://` parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RedisUrl {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+impl RedisUrl {
+    pub(crate) fn parse(url: &str) -> Result<Self, ClusterError> {
+        let bad = |why: &str| ClusterError(format!("redis url {url:?}: {why}"));
+        let rest = url.strip_prefix("redis://").ok_or_else(|| {
+            bad(if url.starts_with("rediss://") {
+                "TLS to Redis (rediss://) is not supported"
+            } else {
+                "expected redis://HOST[:PORT]"
+            })
+        })?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (credentials, host_port) = match authority.rsplit_once('@') {
+            Some((credentials, host_port)) => (Some(credentials), host_port),
+            None => (None, authority),
+        };
+        let (user, password) = match credentials {
+            None => (None, None),
+            Some(c) => match c.split_once(':') {
+                Some((user, password)) => ((!user.is_empty()).then(|| user.to_owned()), Some(password.to_owned())),
+                None => (None, Some(c.to_owned())),
+            },
+        };
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed [IPv6 address"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            None => 6379,
+            Some(p) => p.parse().ok().filter(|p| *p > 0).ok_or_else(|| bad("a bad port"))?,
+        };
+        Ok(Self { host: host.to_owned(), port, user, password })
+    }
+}
+
+/// What the bridge did: its state and counters, read by `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    up: AtomicBool,
+    /// Connections to Redis re-established after a loss.
+    pub reconnects: AtomicU64,
+    /// Messages published to Redis.
+    pub published: AtomicU64,
+    /// Messages from other nodes delivered here.
+    pub received: AtomicU64,
+    /// Local publishes not sent to Redis: it was unreachable, or the
+    /// bridge's queue was full.
+    pub lost: AtomicU64,
+    /// Messages from other nodes known to be missing: gaps in their sequences.
+    pub gaps: AtomicU64,
+    /// Messages from other nodes seen twice, dropped.
+    pub duplicates: AtomicU64,
+    /// Messages on the cluster's channels that were not a valid envelope, dropped.
+    pub invalid: AtomicU64,
+}
+
+impl ClusterStats {
+    /// Whether both connections to Redis are up.
+    #[must_use]
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_parse() {
+        let url = RedisUrl::parse("redis://127.0.0.1:6380/0").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.user, url.password), ("127.0.0.1", 6380, None, None));
+        let url = RedisUrl::parse("redis://:secret@localhost").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.password.as_deref()), ("localhost", 6379, Some("secret")));
+        let url = RedisUrl::parse("redis://me:pw@[::1]:7000").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.user.as_deref()), ("::1", 7000, Some("me")));
+        for bad in ["http://x", "rediss://x", "redis://", "redis://h:0", "redis://h:x", "redis://[::1"] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The part of RESP2 (the Redis protocol) the bridge speaks: commands out as
+//! arrays of bulk strings, and an incremental reader for replies and pushes.
+//!
+//! The reader is sans-IO like the protocol core: bytes are fed as they come,
+//! and a value comes out only once it is whole. Lengths are checked against
+//! limits before anything is allocated for them.
+
+use std::fmt;
+
+/// A RESP2 value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// `+OK`
+    Simple(Vec<u8>),
+    /// `-ERR ...`
+    Error(Vec<u8>),
+    /// `:1`
+    Integer(i64),
+    /// `$3\r\nfoo` (`None`: the null bulk string, `$-1`).
+    Bulk(Option<Vec<u8>>),
+    /// `*2\r\n...` (`None`: the null array, `*-1`).
+    Array(Option<Vec<Value>>),
+}
+
+impl Value {
+    /// The bytes of a simple or bulk string.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Simple(b) | Value::Bulk(Some(b)) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Appends a command (an array of bulk strings) to `out`.
+pub(crate) fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Why the server's bytes cannot be read as RESP2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RespError {
+    /// Not RESP2 at all, or a malformed line.
+    Syntax(&'static str),
+    /// A bulk string or array larger than the limits.
+    TooLarge,
+}
+
+impl fmt::Display for RespError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RespError::Syntax(what) => write!(f, "not RESP: {what}"),
+            RespError::TooLarge => f.write_str("a RESP value over the limits"),
+        }
+    }
+}
+
+/// Limits on what one value may hold.
+const MAX_LINE: usize = 64;
+const MAX_ARRAY: usize = 1024;
+const MAX_DEPTH: usize = 4;
+
+/// Reads RESP2 values from bytes fed as they arrive.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already taken by returned values.
+    start: usize,
+    /// The largest bulk string accepted.
+    max_bulk: usize,
+}
+
+impl Reader {
+    pub(crate) fn new(max_bulk: usize) -> Self {
+        Self { buf: Vec::new(), start: 0, max_bulk }
+    }
+
+    /// Adds bytes read from the connection.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole value, `Ok(None)` when more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that are not RESP2, or a value over the limits: the connection
+    /// is not usable any more.
+    pub(crate) fn next_value(&mut self) -> Result<Option<Value>, RespError> {
+        let mut at = self.start;
+        match parse(&self.buf, &mut at, self.max_bulk, 0)? {
+            Some(value) => {
+                self.start = at;
+                if self.start > (64 << 10) && self.start * 2 > self.buf.len() {
+                    // Give back the bytes already read once they are most of the buffer.
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                }
+                Ok(Some(value))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The line at `at` (without its CRLF), or `None` if it is not all there.
+fn line<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, RespError> {
+    let rest = &buf[*at..];
+    let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
+        if rest.len() > MAX_LINE && !matches!(rest.first(), Some(b'+' | b'-')) {
+            return Err(RespError::Syntax("a length line without its end"));
+        }
+        return Ok(None);
+    };
+    *at += end + 2;
+    Ok(Some(&rest[..end]))
+}
+
+fn number(digits: &[u8]) -> Result<i64, RespError> {
+    std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).ok_or(RespError::Syntax("a bad number"))
+}
+
+fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Option<Value>, RespError> {
+    if depth > MAX_DEPTH {
+        return Err(RespError::TooLarge);
+    }
+    let Some(&kind) = buf.get(*at) else { return Ok(None) };
+    let mut pos = *at + 1;
+    let Some(head) = line(buf, &mut pos)? else { return Ok(None) };
+    let value = match kind {
+        b'+' => Value::Simple(head.to_vec()),
+        b'-' => Value::Error(head.to_vec()),
+        b':' => Value::Integer(number(head)?),
+        b'$' => {
+            let len = number(head)?;
+            if len < 0 {
+                Value::Bulk(None)
+            } else {
+                let len = usize::try_from(len).map_err(|_| RespError::TooLarge)?;
+                if len > max_bulk {
+                    return Err(RespError::TooLarge);
+                }
+                if buf.len() < pos + len + 2 {
+                    return Ok(None);
+                }
+                if &buf[pos + len..pos + len + 2] != b"\r\n" {
+                    return Err(RespError::Syntax("a bulk string without its CRLF"));
+                }
+                let bytes = buf[pos..pos + len].to_vec();
+                pos += len + 2;
+                Value::Bulk(Some(bytes))
+            }
+        }
+        b'*' => {
+            let len = number(head)?;
+            if len < 0 {
+                Value::Array(None)
+            } else {
+                let len = usize::try_from(len).map_err(|_| RespError::TooLarge)?;
+                if len > MAX_ARRAY {
+                    return Err(RespError::TooLarge);
+                }
+                let mut items = Vec::with_capacity(len.min(16));
+                for _ in 0..len {
+                    match parse(buf, &mut pos, max_bulk, depth + 1)? {
+                        Some(item) => items.push(item),
+                        None => return Ok(None),
+                    }
+                }
+                Value::Array(Some(items))
+            }
+        }
+        _ => return Err(RespError::Syntax("an unknown type byte")),
+    };
+    *at = pos;
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Value>, RespError> {
+        let mut reader = Reader::new(1 << 20);
+        reader.feed(bytes);
+        let mut values = Vec::new();
+        while let Some(v) = reader.next_value()? {
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        encode_command(&[b"PUBLISH", b"ch", b"a\r\nb"], &mut out);
+        assert_eq!(out, b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$4\r\na\r\nb\r\n");
+    }
+
+    #[test]
+    fn a_push_message_reads_back_at_every_split() {
+        let bytes = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhe\r\no\r\n+OK\r\n:-3\r\n$-1\r\n-ERR no\r\n";
+        let expected = vec![
+            Value::Array(Some(vec![
+                Value::Bulk(Some(b"message".to_vec())),
+                Value::Bulk(Some(b"ch".to_vec())),
+                Value::Bulk(Some(b"he\r\no".to_vec())),
+            ])),
+            Value::Simple(b"OK".to_vec()),
+            Value::Integer(-3),
+            Value::Bulk(None),
+            Value::Error(b"ERR no".to_vec()),
+        ];
+        assert_eq!(read_all(bytes).unwrap(), expected);
+        for split in 0..bytes.len() {
+            let mut reader = Reader::new(1 << 20);
+            let mut values = Vec::new();
+            reader.feed(&bytes[..split]);
+            while let Some(v) = reader.next_value().unwrap() {
+                values.push(v);
+            }
+            reader.feed(&bytes[split..]);
+            while let Some(v) = reader.next_value().unwrap() {
+                values.push(v);
+            }
+            assert_eq!(values, expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_before_allocating() {
+        assert_eq!(read_all(b"$99999999999\r\n"), Err(RespError::TooLarge));
+        assert_eq!(read_all(b"*5000\r\n"), Err(RespError::TooLarge));
+        assert_eq!(read_all(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"), Err(RespError::TooLarge));
+        assert!(read_all(b"?\r\n").is_err());
+        assert!(read_all(b"$3\r\nabcd\r\n").is_err());
+        assert!(read_all(&[b'$'; 100]).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! Several `ferrows` processes sharing topics through a real Redis
+//! (`redis-server` from Debian; `.ci/run` installs it), started by the test
+//! on a free port.
+#![cfg(feature = "redis")]
+
+mod process;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferrows::client::{Client, ClientBuilder, ClientStream, Error, Message};
+use process::{free_loopback_port, ServerProcess};
+use serde_json::{json, Value};
+
+const INSTALL: &str = "redis-server is needed (Debian: apt-get install redis-server; .ci/run installs it)";
+
+/// A `redis-server` of the test's own, without persistence, killed when dropped.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut redis = Redis { port: free_loopback_port(), child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on its port (again) and waits until it answers.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{INSTALL}: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.command(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the clients).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one inline command; returns the first line of the reply.
+    fn command(&self, args: &[&str]) -> Option<String> {
+        let mut socket = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        socket.write_all(format!("{}\r\n", args.join(" ")).as_bytes()).ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0; 1024];
+        while !reply.ends_with(b"\r\n") {
+            let n = socket.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        Some(String::from_utf8_lossy(&reply).trim_end().to_owned())
+    }
+
+    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
+    fn subscribers(&self, channel: &str) -> usize {
+        let Ok(mut socket) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else { return 0 };
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        socket.write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0; 512];
+        // *2\r\n$N\r\nCHANNEL\r\n:COUNT\r\n
+        while reply.iter().filter(|&&b| b == b'\n').count() < 4 {
+            match socket.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        text.lines().last().and_then(|l| l.strip_prefix(':')).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits until exactly `n` connections subscribe to `channel`.
+    fn wait_for_subscribers(&self, channel: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.subscribers(channel);
+            if count == n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{channel} has {count} subscribers, not {n}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A ferrows node in the cluster.
+fn node(name: &str, redis: &Redis) -> ServerProcess {
+    let url = redis.url();
+    ServerProcess::start(name, &["--loops", "2", "--redis-url", &url, "--redis-node-id", name], "info")
+}
+
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn healthz(addr: SocketAddr) -> String {
+    http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+}
+
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn wait_for_health(addr: SocketAddr, state: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if healthz(addr).contains(&format!("cluster: {state}")) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "cluster not {state} within {within:?}: {}", healthz(addr));
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+type Ws = Client<ClientStream>;
+
+fn pubsub(addr: SocketAddr) -> Ws {
+    ClientBuilder::new().read_timeout(Some(Duration::from_secs(5))).connect(&format!("ws://{addr}/pubsub")).unwrap()
+}
+
+fn request(ws: &mut Ws, body: Value) {
+    ws.send_text(&body.to_string()).unwrap();
+}
+
+/// The next message of the pub/sub protocol as JSON, within `timeout`.
+fn next_within(ws: &mut Ws, timeout: Duration) -> Result<Value, Error> {
+    match ws.recv_within(Some(timeout))? {
+        Message::Text(text) => Ok(serde_json::from_str(&text).unwrap()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn next(ws: &mut Ws) -> Result<Value, Error> {
+    next_within(ws, Duration::from_secs(5))
+}
+
+/// The `data` of the next published message within `timeout`, skipping acks.
+fn next_data_within(ws: &mut Ws, timeout: Duration) -> Result<Value, Error> {
+    loop {
+        let value = next_within(ws, timeout)?;
+        if value["type"] == "message" {
+            return Ok(value["data"].clone());
+        }
+    }
+}
+
+fn next_data(ws: &mut Ws) -> Result<Value, Error> {
+    next_data_within(ws, Duration::from_secs(5))
+}
+
+fn subscribe(ws: &mut Ws, topic: &str) {
+    request(ws, json!({"op": "subscribe", "topic": topic, "id": "s"}));
+    assert_eq!(next(ws).unwrap()["type"], "ack");
+}
+
+fn publish_ws(ws: &mut Ws, topic: &str, data: Value) {
+    request(ws, json!({"op": "publish", "topic": topic, "data": data, "exclude_self": true}));
+}
+
+fn publish_http(addr: SocketAddr, topic: &str, data: &Value) {
+    let body = data.to_string();
+    let response = http(
+        addr,
+        &format!(
+            "POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// Nothing more arrives within `quiet`.
+fn assert_silent(ws: &mut Ws, quiet: Duration) {
+    match next_within(ws, quiet) {
+        Err(Error::Timeout) => {}
+        other => panic!("expected nothing more, got {other:?}"),
+    }
+}
+
+/// Three nodes in the cluster, with a subscriber of `topic` on the first two
+/// and both nodes' subscriptions on Redis.
+fn three_nodes(redis: &Redis, name: &str, topic: &str) -> ([ServerProcess; 3], Ws, Ws) {
+    let nodes = ["a", "b", "c"].map(|n| node(&format!("{name}-{n}"), redis));
+    for n in &nodes {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut on_a = pubsub(nodes[0].addr);
+    subscribe(&mut on_a, topic);
+    let mut on_b = pubsub(nodes[1].addr);
+    subscribe(&mut on_b, topic);
+    redis.wait_for_subscribers(&format!("ferrows:t:topic/{topic}"), 2);
+    (nodes, on_a, on_b)
+}
+
+#[test]
+fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
+    let redis = Redis::start();
+    let ([a, b, c], mut on_a, mut on_b) = three_nodes(&redis, "cluster", "news");
+
+    let mut publisher = pubsub(b.addr);
+    for i in 0..50 {
+        publish_ws(&mut publisher, "news", json!({"from": "b", "i": i}));
+    }
+    for i in 0..50 {
+        publish_http(c.addr, "news", &json!({"from": "c", "i": i}));
+    }
+    // A gets B's 50 and C's 50, each once and in its publisher's order
+    // (the two publishers race each other); B gets its own node's publishes
+    // once (locally, not again from Redis) and C's.
+    for ws in [&mut on_a, &mut on_b] {
+        let mut seen = std::collections::HashMap::<String, Vec<u64>>::new();
+        for _ in 0..100 {
+            let data = next_data(ws).unwrap();
+            seen.entry(data["from"].as_str().unwrap().to_owned()).or_default().push(data["i"].as_u64().unwrap());
+        }
+        let expected: Vec<u64> = (0..50).collect();
+        assert_eq!(seen.get("b"), Some(&expected));
+        assert_eq!(seen.get("c"), Some(&expected));
+        assert_silent(ws, Duration::from_millis(300));
+    }
+    assert_eq!(metric(a.addr, "ferrows_cluster_received_total"), 100);
+    assert_eq!(metric(b.addr, "ferrows_cluster_received_total"), 50);
+    assert_eq!(metric(b.addr, "ferrows_cluster_published_total"), 50);
+    assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
+    assert_eq!(metric(a.addr, "ferrows_cluster_gaps_total"), 0);
+
+    // The last local subscriber leaving unsubscribes the node's channel.
+    drop(on_a);
+    redis.wait_for_subscribers("ferrows:t:topic/news", 1);
+}
+
+#[test]
+fn redis_restarted_local_traffic_goes_on_and_cross_node_traffic_resumes() {
+    let mut redis = Redis::start();
+    let (a, b) = (node("restart-a", &redis), node("restart-b", &redis));
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut on_a = pubsub(a.addr);
+    subscribe(&mut on_a, "live");
+    redis.wait_for_subscribers("ferrows:t:topic/live", 1);
+    let mut local_publisher = pubsub(a.addr);
+    let mut remote_publisher = pubsub(b.addr);
+    publish_ws(&mut remote_publisher, "live", json!("before"));
+    assert_eq!(next_data(&mut on_a).unwrap(), json!("before"));
+
+    redis.kill();
+    wait_for_health(a.addr, "down", Duration::from_secs(5));
+    // Local delivery never stops.
+    for i in 0..20 {
+        publish_ws(&mut local_publisher, "live", json!({"local": i}));
+        assert_eq!(next_data(&mut on_a).unwrap(), json!({"local": i}));
+    }
+    publish_ws(&mut remote_publisher, "live", json!("during the outage"));
+
+    redis.restart();
+    let restarted = Instant::now();
+    // B publishes a numbered message every 20 ms until A receives one.
+    let mut sent = 0;
+    let first = loop {
+        publish_ws(&mut remote_publisher, "live", json!(sent));
+        sent += 1;
+        match next_data_within(&mut on_a, Duration::from_millis(20)) {
+            Ok(data) => break data,
+            Err(Error::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(5), "no cross-node message 5 s after Redis came back");
+    };
+    let resumed = restarted.elapsed();
+    assert!(resumed < Duration::from_secs(2), "cross-node traffic resumed {resumed:?} after Redis came back");
+    // No duplicates and no reordering: what follows the first is the rest, in order.
+    let first = first.as_u64().expect("a number") as usize;
+    for i in first + 1..sent {
+        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+    }
+    for i in sent..sent + 20 {
+        publish_ws(&mut remote_publisher, "live", json!(i));
+        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+    }
+    assert_silent(&mut on_a, Duration::from_millis(300));
+    assert!(metric(a.addr, "ferrows_cluster_reconnects_total") >= 2, "both connections reconnected");
+    assert!(metric(b.addr, "ferrows_cluster_lost_total") >= 1, "the publish during the outage is counted lost");
+    assert!(metric(a.addr, "ferrows_cluster_gaps_total") >= 1, "A saw a gap in B's sequence");
+    assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
+    assert!(a.log_text().contains("connection to Redis lost"), "{}", a.log_text());
+}
+
+#[test]
+fn a_node_starts_without_redis_and_joins_when_it_comes() {
+    let mut redis = Redis { port: free_loopback_port(), child: None };
+    let a = node("late-a", &redis);
+    // Serves its own clients meanwhile.
+    let mut sub = pubsub(a.addr);
+    subscribe(&mut sub, "t");
+    let mut publisher = pubsub(a.addr);
+    publish_ws(&mut publisher, "t", json!(1));
+    assert_eq!(next_data(&mut sub).unwrap(), json!(1));
+    assert!(healthz(a.addr).contains("cluster: down"));
+    assert!(a.log_text().contains("cannot be made"), "{}", a.log_text());
+    redis.restart();
+    let took = wait_for_health(a.addr, "up", Duration::from_secs(5));
+    assert!(took < Duration::from_secs(2), "joined {took:?} after Redis came");
+    redis.wait_for_subscribers("ferrows:t:topic/t", 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_node_killed_does_not_disturb_the_others() {
+    let redis = Redis::start();
+    let ([a, mut b, c], mut on_a, _on_b) = three_nodes(&redis, "kill", "k");
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let _ = b.child.wait();
+    for i in 0..20 {
+        publish_http(c.addr, "k", &json!(i));
+        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+    }
+    assert!(healthz(a.addr).contains("cluster: up"));
+    assert!(healthz(c.addr).contains("cluster: up"));
+}
+
+#[test]
+fn an_unusable_redis_url_stops_the_binary_with_status_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferrows"))
+        .args(["--listen", "127.0.0.1:0", "--redis-url", "rediss://secure:6379"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rediss://"), "{output:?}");
+}
