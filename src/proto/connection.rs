@@ -75,6 +75,8 @@ enum Failure {
     /// Boxed: a failed connection is rare, and the box keeps every connection's state small.
     Protocol(Box<ProtocolError>),
     KeepaliveTimeout,
+    /// Our Close got no answer before the close timeout.
+    CloseTimeout,
 }
 
 /// permessage-deflate state of a connection that negotiated it.
@@ -414,7 +416,7 @@ impl Connection {
             }
             State::Open { .. } => {}
             // RFC 6455 §7.1.1: the transport may be closed when the peer does not answer in time.
-            State::LocalClosed { .. } => self.state = State::Closed,
+            State::LocalClosed { .. } => self.state = State::Failed(Failure::CloseTimeout),
             State::PeerClosed { .. } | State::Closed | State::Failed(_) => {}
         }
     }
@@ -436,6 +438,13 @@ impl Connection {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed | State::Failed(_))
+    }
+
+    /// Whether the closing handshake completed: both Close frames went, and
+    /// the peer, having sent its Close, sends nothing more (RFC 6455 §5.5.1).
+    #[must_use]
+    pub fn closed_cleanly(&self) -> bool {
+        matches!(self.state, State::Closed)
     }
 
     /// Whether messages can still be sent (no Close sent, no failure).

@@ -822,8 +822,20 @@ impl<H: Handler> EventLoop<H> {
 
     /// The protocol is over and everything is written: shut our side down and
     /// read until the peer's EOF (or the linger deadline).
+    ///
+    /// After a complete closing handshake the peer sends nothing more, so the
+    /// socket is closed at once (RFC 6455 §7.1.1: the server closes the TCP
+    /// connection first): no read of its EOF, no linger timer.
     fn linger(&mut self, key: usize, now: Instant) {
+        let clean = matches!(self.sessions.get(key).map(|s| &s.phase), Some(Phase::Open(c)) if c.closed_cleanly());
         self.notify_closed(key, now);
+        if clean {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.stream.finish();
+            }
+            self.end_session(key, now);
+            return;
+        }
         let Some(session) = self.sessions.get_mut(key) else { return };
         if session.stream.shutdown_write().is_err() {
             self.end_session(key, now);

@@ -70,6 +70,15 @@ impl Stream {
         true
     }
 
+    /// Before the socket is closed outright: a TLS session's close_notify
+    /// (and FIN); nothing for plain TCP, whose close sends the FIN.
+    pub(crate) fn finish(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            let _ = tls.shutdown_write(&mut self.socket);
+        }
+    }
+
     /// Ends our side: TLS close_notify, then the socket's writing half.
     pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
