@@ -381,6 +381,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     if opts.ws_url.is_secure() {
         return Err(arg_error!("--url {}: wss:// needs the `tls` feature, which this build lacks", opts.url));
     }
+    if opts.publisher_url.is_some() {
+        // The publisher is paced by what the subscribers receive: one thread holds them all.
+        opts.threads = 1;
+    }
     if opts.ca.is_some() && !opts.ws_url.is_secure() {
         return Err(arg_error!("--ca applies to wss:// URLs only"));
     }

@@ -93,6 +93,15 @@ pub struct Fanout<'a> {
     sent: u64,
     /// The sequence number of the last publish acknowledged.
     acked: u64,
+    /// Publishes the publisher may send at its next nudge.
+    credits: usize,
+    /// With a separate publisher: the publishes not yet received by every
+    /// subscriber, oldest first, with how many received each. The next
+    /// publish waits for the oldest to be received everywhere, since the
+    /// publisher's node acknowledges before the other node delivers.
+    outstanding: std::collections::VecDeque<(u64, usize)>,
+    /// Subscribers once publishing began.
+    subscribers: usize,
     /// What each slot's connection is.
     roles: Vec<Role>,
     /// The publish being built, reused.
@@ -127,6 +136,9 @@ impl<'a> Fanout<'a> {
             publishing: false,
             sent: 0,
             acked: 0,
+            credits: 0,
+            outstanding: std::collections::VecDeque::new(),
+            subscribers: 0,
             roles: Vec::new(),
             request: String::new(),
             latency: Histogram::default(),
@@ -152,6 +164,28 @@ impl<'a> Fanout<'a> {
         build_publish(&mut self.request, stamp, sequence, self.size);
         // A refusal means the connection is closing: the publish is not needed.
         let _ = conn.send_text(&self.request);
+        if self.separate_publisher {
+            self.outstanding.push_back((sequence, 0));
+        }
+    }
+
+    /// A subscriber received `sequence` (separate publisher): once the oldest
+    /// outstanding publish is everywhere, the publisher may send the next.
+    fn received(&mut self, sequence: u64) {
+        let Some(&(front, _)) = self.outstanding.front() else { return };
+        let Some(entry) = sequence.checked_sub(front).and_then(|at| self.outstanding.get_mut(at as usize)) else {
+            return;
+        };
+        entry.1 += 1;
+        if entry.1 >= self.subscribers {
+            // Everything up to it is done, even publishes a subscriber missed.
+            while let Some((done, _)) = self.outstanding.pop_front() {
+                self.credits += 1;
+                if done == sequence {
+                    break;
+                }
+            }
+        }
     }
 
     /// A message to the publisher: the ack of its oldest publish, then the next one.
@@ -169,7 +203,7 @@ impl<'a> Fanout<'a> {
             self.publishes += 1;
             self.recipients += recipients;
         }
-        if self.publishing && self.phase < Phase::Closing {
+        if self.publishing && self.phase < Phase::Closing && !self.separate_publisher {
             self.publish(conn);
         }
     }
@@ -194,6 +228,9 @@ impl<'a> Fanout<'a> {
         if sequence <= last {
             self.shared.error("fanout order", format!("a subscriber got publish {sequence} after {last}"));
             return last;
+        }
+        if self.separate_publisher {
+            self.received(sequence);
         }
         // A gap: the server skipped messages for this subscriber (a slow
         // consumer policy), which is a drop, not a protocol error.
@@ -246,8 +283,8 @@ impl Handler for Fanout<'_> {
     }
 
     fn on_nudge(&mut self, conn: &mut ClientConnection, slot: usize, _now: Instant) {
-        if Some(slot) == self.publisher {
-            for _ in 0..self.in_flight {
+        if Some(slot) == self.publisher && self.phase < Phase::Closing {
+            for _ in 0..std::mem::take(&mut self.credits) {
                 self.publish(conn);
             }
         }
@@ -268,8 +305,11 @@ impl Load for Fanout<'_> {
         match self.publisher {
             Some(slot) if !self.publishing && matches!(self.phase, Phase::Warmup | Phase::Measuring) => {
                 self.publishing = true;
+                self.credits = self.in_flight;
+                self.subscribers = self.roles.iter().filter(|r| matches!(r, Role::Subscriber(_))).count();
                 Nudge::One(slot)
             }
+            Some(slot) if self.credits > 0 => Nudge::One(slot),
             _ => Nudge::Nobody,
         }
     }

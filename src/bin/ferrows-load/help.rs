@@ -82,7 +82,9 @@ CONNECT OPTIONS:
 FANOUT OPTIONS (--url ws://HOST:PORT/pubsub):
     --subscribers N        subscriber connections (default 1000), plus one publisher
     --publisher-url URL    the publisher connects here instead of --url: another node
-                           of a cluster, for cross-node fan-out
+                           of a cluster, for cross-node fan-out. Its node acknowledges
+                           before the other delivers, so then a publish is in flight
+                           until every subscriber has it (one thread holds them all)
     --size BYTES           size of each publish's `data` (default 64, at least 48):
                            {\"t\":SEND_NS,\"s\":SEQUENCE,\"p\":\"xx..\"}
     --in-flight K          publishes sent and not yet acknowledged (default 1);
