@@ -496,3 +496,64 @@ fn the_mio_client_connection_speaks_wss() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// A wss:// peer that sends and never reads: the server's output for it
+/// stops at the queue limit, its reads stop (TCP pushes back on the peer),
+/// and the server goes on serving others.
+#[test]
+fn a_wss_peer_that_never_reads_is_held_by_backpressure() {
+    let pki = Pki::new("slow-reader");
+    let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
+    let args = ["--tls-cert", &cert, "--tls-key", &key, "--backpressure-max-out-queue", "64KiB", "--loops", "1"];
+    let mut server = ServerProcess::start("tls-slow-reader", &args, "info");
+    // The TLS handshake and the upgrade, then rustls driven by hand so that
+    // nothing is ever read again.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let socket = TcpStream::connect(server.addr).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, socket);
+    tls.write_all(
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = [0; 12];
+    tls.read_exact(&mut response).unwrap();
+    assert_eq!(&response, b"HTTP/1.1 101");
+    // Masked (with a zero key) binary frames of 16 KiB.
+    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
+    frame.resize(frame.len() + (16 << 10), 0x42);
+    tls.sock.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (mut sent, started) = (0usize, Instant::now());
+    'flood: while sent < 4096 && started.elapsed() < Duration::from_secs(20) {
+        tls.conn.writer().write_all(&frame).unwrap();
+        while tls.conn.wants_write() {
+            if tls.conn.write_tls(&mut tls.sock).is_err() {
+                break 'flood;
+            }
+        }
+        sent += 1;
+    }
+    // 64 MiB of echoes the peer never reads would be far past every buffer on the way.
+    assert!(sent < 4096, "the server read all {sent} messages while the peer read no echo");
+    // Others are served meanwhile.
+    let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
+    let mut other = pki.client().connect(&url).unwrap();
+    echo_round_trip(&mut other, "still served");
+    server.assert_running();
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        assert!(rss_kib < 32 << 10, "server RSS {rss_kib} KiB while holding back a peer that never reads");
+    }
+}
