@@ -368,3 +368,47 @@ fn an_unusable_redis_url_stops_the_binary_with_status_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("rediss://"), "{output:?}");
 }
+
+/// Two processes on one port (SO_REUSEPORT): the kernel spreads connections
+/// over both, and the cluster joins their subscribers.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn two_nodes_share_one_port() {
+    let redis = Redis::start();
+    let a = node("port-a", &redis);
+    let url = redis.url();
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("port-b.log");
+    let mut b = Command::new(env!("CARGO_BIN_EXE_ferrows"))
+        .args(["--listen", &a.addr.to_string(), "--loops", "1", "--redis-url", &url, "--redis-node-id", "port-b"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+        assert!(b.try_wait().unwrap().is_none(), "the second node exited: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(Instant::now() < deadline, "the second node did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Subscribers land on either process; a publish through the shared port reaches them all.
+    let mut subscribers: Vec<Ws> = (0..16).map(|_| pubsub(a.addr)).collect();
+    for ws in &mut subscribers {
+        subscribe(ws, "shared");
+    }
+    wait_for_health(a.addr, "up", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Both processes' bridges subscribed once each process holds a subscriber.
+    while redis.subscribers("ferrows:t:topic/shared") < 2 {
+        assert!(Instant::now() < deadline, "the subscribers all landed on one process (or a bridge did not subscribe)");
+        thread::sleep(Duration::from_millis(20));
+    }
+    publish_http(a.addr, "shared", &json!("to all"));
+    for ws in &mut subscribers {
+        assert_eq!(next_data(ws).unwrap(), json!("to all"));
+        assert_silent(ws, Duration::from_millis(50));
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+}
