@@ -14,7 +14,7 @@
 //!   recognised by the random run id they carry and dropped.
 //!
 //! Every message carries the publishing node's id, its run id and a
-//! sequence number per channel ([`envelope`]), so a receiving node counts
+//! sequence number per channel (the envelope, `src/cluster/envelope.rs`), so a receiving node counts
 //! the messages it missed (a gap in a sequence) and never delivers one twice.
 //!
 //! It speaks RESP2 itself over two non-blocking connections (one subscribed,
@@ -22,7 +22,7 @@
 //! connections block, and a blocking read cannot be woken when a loop gains
 //! a topic or has something to publish; with mio, one waker serves both,
 //! and a reconnect never stalls a read. The part of RESP needed (commands,
-//! replies, push messages) is small and lives in [`resp`].
+//! replies, push messages) is small and lives in `src/cluster/resp.rs`.
 //!
 //! **Delivery promise:** at most once across nodes. While Redis is
 //! unreachable, local delivery goes on and what is published meanwhile
