@@ -224,3 +224,60 @@ mod tests {
         }
     }
 }
+
+/// Entry points for the fuzz targets: what the bridge does with bytes from
+/// Redis, without a socket. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{envelope, resp};
+
+    /// Reads `data` as RESP replies, fed whole and then cut at `split`;
+    /// both must read the same values, or fail alike. Returns how many
+    /// values were read.
+    ///
+    /// # Panics
+    ///
+    /// When the two readings differ.
+    #[must_use]
+    pub fn resp_values(data: &[u8], split: usize) -> usize {
+        let read = |pieces: &[&[u8]]| {
+            let mut reader = resp::Reader::new(1 << 16);
+            let mut values = Vec::new();
+            for piece in pieces {
+                reader.feed(piece);
+                loop {
+                    match reader.next_value() {
+                        Ok(Some(value)) => values.push(value),
+                        Ok(None) => break,
+                        Err(e) => return (values, Some(e)),
+                    }
+                }
+            }
+            (values, None)
+        };
+        let split = split.min(data.len());
+        let (values, error) = read(&[data]);
+        let (cut_values, cut_error) = read(&[&data[..split], &data[split..]]);
+        // The same values, and a failure either way (which check fails first may differ).
+        assert_eq!(values, cut_values, "reading depends on where the bytes were cut");
+        assert_eq!(error.is_some(), cut_error.is_some(), "{error:?} / {cut_error:?}");
+        values.len()
+    }
+
+    /// Reads `data` as a message from another node; what passes is one
+    /// whole, unmasked text or binary frame.
+    ///
+    /// # Panics
+    ///
+    /// When an envelope that passed does not hold such a frame.
+    #[must_use]
+    pub fn envelope_frame(data: &[u8]) -> Option<usize> {
+        let message = envelope::decode(data)?;
+        let frame = message.frame;
+        assert!(frame.len() >= 2 && frame[0] & 0x80 != 0 && frame[1] & 0x80 == 0, "not a final unmasked frame");
+        assert!(matches!(frame[0] & 0x0f, 1 | 2), "not a data frame");
+        // Wrapping again gives the same bytes.
+        assert_eq!(envelope::encode(message.run, message.seq, message.node, frame), data);
+        Some(frame.len())
+    }
+}

@@ -113,14 +113,18 @@ impl Reader {
 }
 
 /// The line at `at` (without its CRLF), or `None` if it is not all there.
-fn line<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, RespError> {
+/// A line longer than `limit` is refused, before its end comes if need be.
+fn line<'a>(buf: &'a [u8], at: &mut usize, limit: usize) -> Result<Option<&'a [u8]>, RespError> {
     let rest = &buf[*at..];
     let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
-        if rest.len() > MAX_LINE && !matches!(rest.first(), Some(b'+' | b'-')) {
-            return Err(RespError::Syntax("a length line without its end"));
+        if rest.len() > limit + 1 {
+            return Err(RespError::TooLarge);
         }
         return Ok(None);
     };
+    if end > limit {
+        return Err(RespError::TooLarge);
+    }
     *at += end + 2;
     Ok(Some(&rest[..end]))
 }
@@ -134,8 +138,13 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
         return Err(RespError::TooLarge);
     }
     let Some(&kind) = buf.get(*at) else { return Ok(None) };
+    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+        return Err(RespError::Syntax("an unknown type byte"));
+    }
     let mut pos = *at + 1;
-    let Some(head) = line(buf, &mut pos)? else { return Ok(None) };
+    // A length line is short; a simple string or error is held to the bulk limit.
+    let limit = if matches!(kind, b'+' | b'-') { max_bulk } else { MAX_LINE };
+    let Some(head) = line(buf, &mut pos, limit)? else { return Ok(None) };
     let value = match kind {
         b'+' => Value::Simple(head.to_vec()),
         b'-' => Value::Error(head.to_vec()),
@@ -160,7 +169,8 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
                 Value::Bulk(Some(bytes))
             }
         }
-        b'*' => {
+        _ => {
+            // b'*', the last kind left.
             let len = number(head)?;
             if len < 0 {
                 Value::Array(None)
@@ -179,7 +189,6 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
                 Value::Array(Some(items))
             }
         }
-        _ => return Err(RespError::Syntax("an unknown type byte")),
     };
     *at = pos;
     Ok(Some(value))
@@ -244,5 +253,8 @@ mod tests {
         assert!(read_all(b"?\r\n").is_err());
         assert!(read_all(b"$3\r\nabcd\r\n").is_err());
         assert!(read_all(&[b'$'; 100]).is_err());
+        let mut long_simple = vec![b'+'];
+        long_simple.resize((1 << 20) + 8, b'a');
+        assert_eq!(read_all(&long_simple), Err(RespError::TooLarge), "a simple string without end, over the limit");
     }
 }
