@@ -17,7 +17,7 @@ fn an_idle_connection_is_a_few_words() {
 
 #[test]
 fn the_burst_state_lives_until_everything_is_polled() {
-    let now = Instant::now();
+    let now = crate::test_clock();
     let mut conn = Connection::server(Config::default(), now);
     let mut out = Vec::new();
     // A message cut in two keeps its state between the reads.
