@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::resp::{encode_command, Reader, Value};
+use super::resp::{encode_command, encode_command_parts, Reader, Value};
 use super::{envelope, ClusterConfig, ClusterStats, RedisUrl};
 use crate::runtime::pubsub::Bus;
 use crate::runtime::Topic;
 
-const SUBSCRIBER: Token = Token(0);
-const PUBLISHER: Token = Token(1);
+/// The links, by index (and poll token): the subscribed connection and the publishing one.
+const SUBSCRIBER: usize = 0;
+const PUBLISHER: usize = 1;
 pub(crate) const BRIDGE_WAKER: Token = Token(2);
 
 /// The first wait before reconnecting; each failure doubles it.
@@ -62,6 +63,18 @@ struct Conn {
     interest: Interest,
 }
 
+/// A link and its reconnect state.
+#[derive(Debug)]
+struct Peer {
+    link: Link,
+    /// The wait before the next reconnect.
+    backoff: Duration,
+    /// Whether the link has been up before: coming up again is a reconnect.
+    up_before: bool,
+    /// Failures since it was last up.
+    failures: u32,
+}
+
 /// The bridge: runs on its own thread until told to stop.
 pub(crate) struct Bridge {
     poll: Poll,
@@ -71,14 +84,8 @@ pub(crate) struct Bridge {
     stats: Arc<ClusterStats>,
     outgoing: Receiver<Outgoing>,
     stop: Arc<AtomicBool>,
-    subscriber: Link,
-    publisher: Link,
-    /// The wait before the next reconnect of each link.
-    backoff: [Duration; 2],
-    /// Whether a link has been up before: coming up again is a reconnect.
-    up_before: [bool; 2],
-    /// Failures of each link since it was last up.
-    failures: [u32; 2],
+    /// [`SUBSCRIBER`] and [`PUBLISHER`].
+    links: [Peer; 2],
     /// Topics with subscribers on this node: the channels subscribed to.
     wanted: HashSet<Topic>,
     /// This life's id, in every message published.
@@ -109,11 +116,12 @@ impl Bridge {
             stats,
             outgoing,
             stop,
-            subscriber: Link::Down { retry_at: now },
-            publisher: Link::Down { retry_at: now },
-            backoff: [FIRST_BACKOFF; 2],
-            up_before: [false; 2],
-            failures: [0; 2],
+            links: [(); 2].map(|()| Peer {
+                link: Link::Down { retry_at: now },
+                backoff: FIRST_BACKOFF,
+                up_before: false,
+                failures: 0,
+            }),
             wanted: HashSet::new(),
             run: random_run(),
             published: HashMap::new(),
@@ -140,35 +148,30 @@ impl Bridge {
             for event in &events {
                 match event.token() {
                     BRIDGE_WAKER => self.bus.cluster_woken(),
-                    SUBSCRIBER => self.on_event(0, now),
-                    PUBLISHER => self.on_event(1, now),
+                    Token(index) if index < self.links.len() => self.on_event(index, now),
                     _ => {}
                 }
             }
             self.follow_subscriptions();
             self.forward_publishes();
-            for index in 0..2 {
+            for index in [SUBSCRIBER, PUBLISHER] {
                 self.flush(index, now);
             }
-            let up = matches!(self.subscriber, Link::Up(_)) && matches!(self.publisher, Link::Up(_));
+            let up = self.links.iter().all(|peer| matches!(peer.link, Link::Up(_)));
             self.stats.set_up(up);
         }
         // What the loops published before they stopped: out if the socket takes it now.
         self.forward_publishes();
-        self.flush(1, Instant::now());
+        self.flush(PUBLISHER, Instant::now());
         self.stats.set_up(false);
     }
 
     fn link(&mut self, index: usize) -> &mut Link {
-        if index == 0 {
-            &mut self.subscriber
-        } else {
-            &mut self.publisher
-        }
+        &mut self.links[index].link
     }
 
     fn name(index: usize) -> &'static str {
-        if index == 0 {
+        if index == SUBSCRIBER {
             "subscriber"
         } else {
             "publisher"
@@ -178,9 +181,9 @@ impl Bridge {
     /// The earliest timer of either link.
     fn next_deadline(&self) -> Option<Instant> {
         let ping = self.config.ping_interval;
-        [&self.subscriber, &self.publisher]
-            .into_iter()
-            .map(|link| match link {
+        self.links
+            .iter()
+            .map(|peer| match &peer.link {
                 Link::Down { retry_at } => *retry_at,
                 Link::Connecting { deadline, .. } => *deadline,
                 Link::Up(conn) => conn.ping_at.min(conn.heard + ping * 3),
@@ -190,7 +193,7 @@ impl Bridge {
 
     /// Timers: reconnects, connect deadlines, pings and silent connections.
     fn expire(&mut self, now: Instant) {
-        for index in 0..2 {
+        for index in [SUBSCRIBER, PUBLISHER] {
             let ping = self.config.ping_interval;
             match self.link(index) {
                 Link::Down { retry_at } if now >= *retry_at => self.connect(index, now),
@@ -227,7 +230,7 @@ impl Bridge {
 
     /// The link is lost (or never came up): retry after the backoff.
     fn fail(&mut self, index: usize, now: Instant, why: &str) {
-        let backoff = self.backoff[index];
+        let backoff = self.links[index].backoff;
         let was = std::mem::replace(self.link(index), Link::Down { retry_at: now + backoff });
         let lost = matches!(was, Link::Up(_));
         match was {
@@ -240,7 +243,7 @@ impl Bridge {
             Link::Down { .. } => {}
         }
         let name = Self::name(index);
-        if self.failures[index] == 0 {
+        if self.links[index].failures == 0 {
             let what = if lost { "lost" } else { "cannot be made" };
             log::warn!(
                 "cluster: {name} connection to Redis {what} ({why}); local delivery goes on, retrying (backoff up to {:?})",
@@ -249,9 +252,10 @@ impl Bridge {
         } else {
             log::debug!("cluster: {name} connection to Redis: {why}; retrying in {backoff:?}");
         }
-        self.failures[index] = self.failures[index].saturating_add(1);
+        let peer = &mut self.links[index];
+        peer.failures = peer.failures.saturating_add(1);
         // `seen` stays: a sequence that resumes past where it stopped shows what the outage lost.
-        self.backoff[index] = (backoff * 2).min(self.config.max_backoff.max(FIRST_BACKOFF));
+        peer.backoff = (backoff * 2).min(self.config.max_backoff.max(FIRST_BACKOFF));
     }
 }
 
@@ -292,7 +296,7 @@ impl Bridge {
             (None, Some(password)) => encode_command(&[b"AUTH", password.as_bytes()], &mut conn.out),
             _ => {}
         }
-        if index == 0 {
+        if index == SUBSCRIBER {
             let mut channels: Vec<Vec<u8>> = vec![self.channel(None)];
             channels.extend(self.wanted.iter().map(|t| self.channel(Some(t))));
             for batch in channels.chunks(SUBSCRIBE_BATCH) {
@@ -301,16 +305,16 @@ impl Bridge {
                 encode_command(&args, &mut conn.out);
             }
         }
-        *self.link(index) = Link::Up(Box::new(conn));
-        self.backoff[index] = FIRST_BACKOFF;
-        self.failures[index] = 0;
-        if self.up_before[index] {
+        let peer = &mut self.links[index];
+        peer.link = Link::Up(Box::new(conn));
+        peer.backoff = FIRST_BACKOFF;
+        peer.failures = 0;
+        if std::mem::replace(&mut peer.up_before, true) {
             ClusterStats::add(&self.stats.reconnects, 1);
             log::info!("cluster: {} connection to Redis up again", Self::name(index));
         } else {
             log::info!("cluster: {} connection to Redis up", Self::name(index));
         }
-        self.up_before[index] = true;
     }
 
     /// The Redis channel of a topic (`None`: the broadcast channel).
@@ -319,20 +323,19 @@ impl Bridge {
     }
 
     /// The topic a channel stands for: `Some(None)` for broadcasts, `None` for no channel of ours.
-    fn topic_of(&self, channel: &[u8]) -> Option<Option<Topic>> {
+    fn topic_of<'c>(&self, channel: &'c [u8]) -> Option<Option<&'c str>> {
         let rest = channel.strip_prefix(self.config.prefix.as_bytes())?;
         if rest == b"all" {
             return Some(None);
         }
-        let topic = std::str::from_utf8(rest.strip_prefix(b"t:")?).ok()?;
-        Some(Some(Topic::from(topic)))
+        std::str::from_utf8(rest.strip_prefix(b"t:")?).ok().map(Some)
     }
 
     /// Reads until the socket would block, handling each whole value.
     fn read(&mut self, index: usize, now: Instant) {
         let mut values = Vec::new();
         let failure = {
-            let Link::Up(conn) = (if index == 0 { &mut self.subscriber } else { &mut self.publisher }) else {
+            let Link::Up(conn) = &mut self.links[index].link else {
                 return;
             };
             let mut failure = None;
@@ -383,7 +386,7 @@ impl Bridge {
     fn handle(&mut self, index: usize, value: Value) -> Result<(), String> {
         match value {
             Value::Error(message) => Err(format!("Redis answered {}", String::from_utf8_lossy(&message))),
-            Value::Array(Some(items)) if index == 0 => {
+            Value::Array(Some(items)) if index == SUBSCRIBER => {
                 if let [kind, channel, payload] = items.as_slice() {
                     if kind.bytes() == Some(b"message") {
                         if let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes()) {
@@ -410,12 +413,15 @@ impl Bridge {
             // Our own publish, already delivered here.
             return;
         }
-        if let Some(topic) = &topic {
-            if !self.wanted.contains(topic) {
-                // Unsubscribed while it was on its way.
-                return;
-            }
-        }
+        // The topic's shared name, as the loops know it; none: unsubscribed
+        // while the message was on its way.
+        let topic = match topic {
+            Some(name) => match self.wanted.get(name) {
+                Some(topic) => Some(topic.clone()),
+                None => return,
+            },
+            None => None,
+        };
         if self.seen.len() >= MAX_SEQUENCES {
             self.seen.clear();
         }
@@ -441,7 +447,7 @@ impl Bridge {
 
     /// Writes a link's output until the socket would block.
     fn flush(&mut self, index: usize, now: Instant) {
-        let Link::Up(conn) = (if index == 0 { &mut self.subscriber } else { &mut self.publisher }) else { return };
+        let Link::Up(conn) = &mut self.links[index].link else { return };
         let mut failure = None;
         while conn.written < conn.out.len() {
             match conn.stream.write(&conn.out[conn.written..]) {
@@ -493,7 +499,7 @@ impl Bridge {
             }
         }
         // While the link is down, `wanted` is all a reconnect needs.
-        let Link::Up(conn) = &mut self.subscriber else { return };
+        let Link::Up(conn) = &mut self.links[SUBSCRIBER].link else { return };
         for (command, channels) in [(&b"SUBSCRIBE"[..], subscribe), (&b"UNSUBSCRIBE"[..], unsubscribe)] {
             for batch in channels.chunks(SUBSCRIBE_BATCH) {
                 let mut args: Vec<&[u8]> = vec![command];
@@ -516,7 +522,7 @@ impl Bridge {
             let seq = self.published.entry(topic.clone()).or_insert(0);
             *seq += 1;
             let seq = *seq;
-            let Link::Up(conn) = &mut self.publisher else {
+            let Link::Up(conn) = &mut self.links[PUBLISHER].link else {
                 ClusterStats::add(&self.stats.lost, 1);
                 continue;
             };
@@ -524,15 +530,21 @@ impl Bridge {
                 ClusterStats::add(&self.stats.lost, 1);
                 continue;
             }
-            let payload = envelope::encode(self.run, seq, &self.config.node_id, &frame);
-            let channel = channel_name(&self.config.prefix, topic.as_ref());
-            encode_command(&[b"PUBLISH", &channel, &payload], &mut conn.out);
+            // Written straight into the output: no envelope or channel name built apart.
+            let mut header = [0; envelope::MAX_HEADER];
+            let header = envelope::header(self.run, seq, &self.config.node_id, &mut header);
+            let prefix = self.config.prefix.as_bytes();
+            let channel: &[&[u8]] = match &topic {
+                Some(topic) => &[prefix, b"t:", topic.as_bytes()],
+                None => &[prefix, b"all"],
+            };
+            encode_command_parts(&[&[b"PUBLISH"], channel, &[header, &frame]], &mut conn.out);
             ClusterStats::add(&self.stats.published, 1);
         }
     }
 }
 
-/// `{prefix}t:{topic}`, or `{prefix}all` for broadcasts.
+/// `{prefix}t:{topic}`, or `{prefix}all` for broadcasts (what SUBSCRIBE names).
 fn channel_name(prefix: &str, topic: Option<&Topic>) -> Vec<u8> {
     match topic {
         Some(topic) => format!("{prefix}t:{topic}").into_bytes(),
@@ -637,7 +649,7 @@ mod tests {
         let (mut bridge, inbox) = bridge();
         assert_eq!(bridge.channel(None), b"ferrows:all");
         assert_eq!(bridge.topic_of(b"ferrows:all"), Some(None));
-        assert_eq!(bridge.topic_of(b"ferrows:t:a:b"), Some(Some(Topic::from("a:b"))));
+        assert_eq!(bridge.topic_of(b"ferrows:t:a:b"), Some(Some("a:b")));
         let run = bridge.run.wrapping_add(1);
         bridge.receive(b"ferrows:all", &envelope::encode(run, 1, "b", &frame("to all")));
         assert_eq!(delivered(&inbox), vec![frame("to all")]);

@@ -27,16 +27,25 @@ pub(crate) struct Envelope<'a> {
     pub(crate) frame: &'a [u8],
 }
 
-/// Wraps `frame` for publishing.
-pub(crate) fn encode(run: u64, seq: u64, node: &str, frame: &[u8]) -> Vec<u8> {
+/// The longest header: the fixed part and a node id of 255 bytes.
+pub(crate) const MAX_HEADER: usize = FIXED + 255;
+
+/// Writes the header that goes before a frame into `buf`; returns it.
+pub(crate) fn header<'b>(run: u64, seq: u64, node: &str, buf: &'b mut [u8; MAX_HEADER]) -> &'b [u8] {
     // The node id was checked to fit when the bridge was configured.
     let node = &node.as_bytes()[..node.len().min(255)];
-    let mut out = Vec::with_capacity(FIXED + node.len() + frame.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&run.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.push(node.len() as u8);
-    out.extend_from_slice(node);
+    buf[..4].copy_from_slice(MAGIC);
+    buf[4..12].copy_from_slice(&run.to_be_bytes());
+    buf[12..20].copy_from_slice(&seq.to_be_bytes());
+    buf[20] = node.len() as u8;
+    buf[FIXED..FIXED + node.len()].copy_from_slice(node);
+    &buf[..FIXED + node.len()]
+}
+
+/// Wraps `frame` for publishing, header and frame in one buffer.
+pub(crate) fn encode(run: u64, seq: u64, node: &str, frame: &[u8]) -> Vec<u8> {
+    let mut buf = [0; MAX_HEADER];
+    let mut out = header(run, seq, node, &mut buf).to_vec();
     out.extend_from_slice(frame);
     out
 }

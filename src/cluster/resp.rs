@@ -34,12 +34,49 @@ impl Value {
 
 /// Appends a command (an array of bulk strings) to `out`.
 pub(crate) fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    out.extend_from_slice(b"*");
+    push_decimal(args.len(), out);
+    out.extend_from_slice(b"\r\n");
     for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
+        push_bulk(&[arg], out);
     }
+}
+
+/// As [`encode_command`], each argument given in parts, written one after
+/// another: a message built of a header and a frame is not first joined.
+pub(crate) fn encode_command_parts(args: &[&[&[u8]]], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"*");
+    push_decimal(args.len(), out);
+    out.extend_from_slice(b"\r\n");
+    for parts in args {
+        push_bulk(parts, out);
+    }
+}
+
+/// `$LEN\r\n` and the parts, then CRLF.
+fn push_bulk(parts: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"$");
+    push_decimal(parts.iter().map(|p| p.len()).sum(), out);
+    out.extend_from_slice(b"\r\n");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A number in decimal, without allocating.
+fn push_decimal(mut n: usize, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Why the server's bytes cannot be read as RESP2.
@@ -213,6 +250,12 @@ mod tests {
         let mut out = Vec::new();
         encode_command(&[b"PUBLISH", b"ch", b"a\r\nb"], &mut out);
         assert_eq!(out, b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$4\r\na\r\nb\r\n");
+        let mut parts = Vec::new();
+        encode_command_parts(&[&[b"PUB", b"LISH"], &[b"ch"], &[b"a\r", b"", b"\nb"]], &mut parts);
+        assert_eq!(parts, out, "parts are written as one argument each");
+        let mut zero = Vec::new();
+        encode_command(&[b""], &mut zero);
+        assert_eq!(zero, b"*1\r\n$0\r\n\r\n");
     }
 
     #[test]
