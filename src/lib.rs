@@ -39,6 +39,8 @@ pub mod config;
 pub mod prometheus;
 pub mod proto;
 pub mod runtime;
+#[cfg(feature = "tls")]
+mod tls_io;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

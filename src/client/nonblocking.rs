@@ -240,25 +240,7 @@ impl ClientConnection {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            loop {
-                match tls.reader().read(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // The TCP connection ended without close_notify: WebSocket's
-                    // own closing handshake tells whether that was expected.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) => return Err(e),
-                }
-                match tls.read_tls(&mut self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-                if let Err(e) = tls.process_new_packets() {
-                    let _ = tls.write_tls(&mut self.stream);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-            }
+            return crate::tls_io::read_plaintext(tls, &mut self.stream, buf);
         }
         self.stream.read(buf)
     }
@@ -362,16 +344,7 @@ impl ClientConnection {
             // With no buffer limit, rustls takes all of it.
             tls.writer().write_all(&self.out[self.written..])?;
             self.written = self.out.len();
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(true);
+            return crate::tls_io::write_records(tls, &mut self.stream);
         }
         while self.written < self.out.len() {
             match self.stream.write(&self.out[self.written..]) {

@@ -405,7 +405,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     #[cfg(feature = "tls")]
-                    if e.get_ref().is_some_and(|inner| inner.is::<super::tls::TlsFailure>()) {
+                    if e.get_ref().is_some_and(|inner| inner.is::<crate::tls_io::TlsFailure>()) {
                         // Scanners and plaintext clients on a wss:// port: not worth a warning each.
                         log::debug!("{}: {e}; closing", session.peer);
                         if matches!(session.phase, Phase::Handshake { .. }) {

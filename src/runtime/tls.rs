@@ -8,7 +8,7 @@
 //! loop's interest covers what rustls still has to write.
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -198,8 +198,6 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError>
 /// The TLS state of a session over an accepted socket.
 pub(crate) struct TlsStream {
     tls: ServerConnection,
-    /// The socket reported its end.
-    eof: bool,
 }
 
 impl fmt::Debug for TlsStream {
@@ -210,35 +208,12 @@ impl fmt::Debug for TlsStream {
 
 impl TlsStream {
     pub(crate) fn new(tls: ServerConnection) -> Self {
-        Self { tls, eof: false }
+        Self { tls }
     }
 
-    /// Reads plaintext: what rustls holds, else what the socket brings once
-    /// decrypted. `Ok(0)` at the peer's end (with or without close_notify:
-    /// WebSocket has its own closing handshake to tell a cut connection).
+    /// Reads plaintext (see [`read_plaintext`](crate::tls_io::read_plaintext)).
     pub(crate) fn read(&mut self, socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            if self.eof {
-                return Ok(0);
-            }
-            match self.tls.read_tls(socket) {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = self.tls.process_new_packets() {
-                // rustls queued the alert that tells the peer why; send it if the socket takes it.
-                let _ = self.tls.write_tls(socket);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, TlsFailure(e)));
-            }
-        }
+        crate::tls_io::read_plaintext(&mut self.tls, socket, buf)
     }
 
     /// Moves the session's output through rustls to the socket, until the
@@ -250,17 +225,8 @@ impl TlsStream {
             if !out.is_empty() {
                 taken += out.write_to(&mut Plaintext(&mut self.tls))?;
             }
-            while self.tls.wants_write() {
-                match self.tls.write_tls(socket) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            // rustls's buffer is empty now, so a queue left over gets room.
-            if out.is_empty() {
+            // Once rustls's buffer is empty, a queue left over gets room.
+            if !crate::tls_io::write_records(&mut self.tls, socket)? || out.is_empty() {
                 return Ok(taken);
             }
         }
@@ -271,17 +237,10 @@ impl TlsStream {
         self.tls.wants_write()
     }
 
-    /// Sends close_notify (if the socket takes it), then shuts the socket's writing side.
+    /// Sends close_notify (if the socket takes it now), then shuts the socket's writing side.
     pub(crate) fn shutdown_write(&mut self, socket: &mut TcpStream) -> io::Result<()> {
         self.tls.send_close_notify();
-        while self.tls.wants_write() {
-            match self.tls.write_tls(socket) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        let _ = crate::tls_io::write_records(&mut self.tls, socket);
         socket.shutdown(std::net::Shutdown::Write)
     }
 }
@@ -306,15 +265,3 @@ impl Write for Plaintext<'_> {
         Ok(())
     }
 }
-
-/// A TLS failure (a bad record, a refused handshake), as the read error it ends the session with.
-#[derive(Debug)]
-pub(crate) struct TlsFailure(pub(crate) rustls::Error);
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TLS: {}", self.0)
-    }
-}
-
-impl std::error::Error for TlsFailure {}
