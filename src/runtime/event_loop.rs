@@ -404,17 +404,17 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // A TLS failure (scanners, plaintext clients on a wss:// port)
+                    // is logged as such, at debug: not worth a warning each.
                     #[cfg(feature = "tls")]
-                    if e.get_ref().is_some_and(|inner| inner.is::<crate::tls_io::TlsFailure>()) {
-                        // Scanners and plaintext clients on a wss:// port: not worth a warning each.
-                        log::debug!("{}: {e}; closing", session.peer);
-                        if matches!(session.phase, Phase::Handshake { .. }) {
-                            self.shared.counters.reject(Rejection::Tls);
-                        }
-                        self.end_session(key, now);
-                        return;
+                    let tls = e.get_ref().is_some_and(|inner| inner.is::<crate::tls_io::TlsFailure>());
+                    #[cfg(not(feature = "tls"))]
+                    let tls = false;
+                    if tls && matches!(session.phase, Phase::Handshake { .. }) {
+                        self.shared.counters.reject(Rejection::Tls);
                     }
-                    log::debug!("{}: read failed: {e}", session.peer);
+                    let what = if tls { "closing" } else { "read failed" };
+                    log::debug!("{}: {what}: {e}", session.peer);
                     self.end_session(key, now);
                     return;
                 }

@@ -371,7 +371,7 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     let leader = Leader::new(opts, CLOSE_GRACE, shared);
     // The first thread opens the publisher too.
     let publisher = match &opts.publisher_url {
-        Some(url) => Some((crate::resolve_url(url, &opts.sources)?, url.clone())),
+        Some(url) => Some((crate::resolve_url(url, &opts.sources).map_err(io::Error::other)?, url.clone())),
         None => None,
     };
     let plan = |index| Plan {

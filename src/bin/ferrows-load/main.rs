@@ -42,7 +42,6 @@ mod session;
 mod shared;
 mod worker;
 
-use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -107,30 +106,21 @@ fn run(mut opts: Options) -> u8 {
     }
 }
 
-/// An address of `url`'s host, of the family the source addresses need.
-pub(crate) fn resolve_url(url: &WsUrl, sources: &[std::net::IpAddr]) -> io::Result<SocketAddr> {
-    let wanted_v4 = sources.first().map(|ip| ip.is_ipv4());
-    (url.host(), url.port())
-        .to_socket_addrs()?
-        .find(|addr| wanted_v4.is_none_or(|v4| addr.is_ipv4() == v4))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: no usable address", url.host())))
-}
-
 /// The server's address: the URL's host resolved, in the family of the sources if any.
 fn resolve(opts: &Options) -> Result<SocketAddr, String> {
-    let url = &opts.ws_url;
+    resolve_url(&opts.ws_url, &opts.sources).map_err(|e| format!("--url {}: {e}", opts.url))
+}
+
+/// An address of `url`'s host, of the family the source addresses need.
+pub(crate) fn resolve_url(url: &WsUrl, sources: &[std::net::IpAddr]) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = (url.host(), url.port())
         .to_socket_addrs()
-        .map_err(|e| format!("--url {}: cannot resolve {}: {e}", opts.url, url.host()))?
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
         .collect();
-    let wanted_v4 = opts.sources.first().map(|ip| ip.is_ipv4());
+    let wanted_v4 = sources.first().map(|ip| ip.is_ipv4());
     addrs.iter().copied().find(|addr| wanted_v4.is_none_or(|v4| addr.is_ipv4() == v4)).ok_or_else(|| match wanted_v4 {
-        Some(v4) => format!(
-            "--url {}: no {} address to reach from the given source addresses",
-            opts.url,
-            if v4 { "IPv4" } else { "IPv6" }
-        ),
-        None => format!("--url {}: {} has no address", opts.url, url.host()),
+        Some(v4) => format!("no {} address to reach from the given source addresses", if v4 { "IPv4" } else { "IPv6" }),
+        None => format!("{} has no address", url.host()),
     })
 }
 
