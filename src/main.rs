@@ -94,7 +94,8 @@ fn run(settings: &Settings) -> ExitCode {
     let server = match builder.start(move |_| app.clone()) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("cannot start: {e}");
+            // Said plainly on stderr, as configuration errors are: the operator is watching the start.
+            eprintln!("ferrows: {e}");
             return ExitCode::FAILURE;
         }
     };

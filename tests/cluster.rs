@@ -369,17 +369,19 @@ fn an_unusable_redis_url_stops_the_binary_with_status_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("rediss://"), "{output:?}");
 }
 
-/// Two processes on one port (SO_REUSEPORT): the kernel spreads connections
-/// over both, and the cluster joins their subscribers.
+/// Two processes on one port, both with io.reuse_port (SO_REUSEPORT): the
+/// kernel spreads connections over both, and the cluster joins their subscribers.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn two_nodes_share_one_port() {
     let redis = Redis::start();
-    let a = node("port-a", &redis);
     let url = redis.url();
+    let a_args = ["--loops", "2", "--redis-url", &url, "--redis-node-id", "port-a", "--io-reuse-port"];
+    let a = ServerProcess::start("port-a", &a_args, "info");
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("port-b.log");
     let mut b = Command::new(env!("CARGO_BIN_EXE_ferrows"))
         .args(["--listen", &a.addr.to_string(), "--loops", "1", "--redis-url", &url, "--redis-node-id", "port-b"])
+        .arg("--io-reuse-port")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

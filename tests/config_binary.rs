@@ -3,6 +3,8 @@
 //! every `FERROWS_*` variable of the test's own environment removed, so only
 //! what a test sets counts.
 
+mod process;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,5 +132,51 @@ fn a_listen_address_that_cannot_be_bound_exits_with_status_1() {
     let _ = child.kill();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("cannot start"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("ferrows: cannot listen on 192.0.2.1:9: "), "{}", stderr(&output));
+}
+
+#[test]
+fn a_second_server_on_an_address_in_use_exits_with_status_1_and_says_why() {
+    let first = process::ServerProcess::start("port-held", &["--loops", "2"], "warn");
+    let addr = first.addr.to_string();
+    let output = ferrows(&["--listen", &addr], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "ferrows: cannot listen on {addr}: address in use (another process is listening there; \
+             set io.reuse_port = true to share the port between processes)\n"
+        )
+    );
+    // Consent on one side is not enough: the first server did not give it.
+    #[cfg(unix)]
+    {
+        let output = ferrows(&["--listen", &addr, "--io-reuse-port"], &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains(&format!("cannot listen on {addr}: address in use")), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn print_config_read_back_holds_no_secret_and_a_masked_one_stops_the_start() {
+    let output = ferrows(&["--api-key", "s3cret", "--redis-url", "redis://:pw@127.0.0.1:1", "--print-config"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let printed = stdout(&output);
+    assert!(!printed.contains("s3cret") && !printed.contains(":pw@") && !printed.contains("***"), "{printed}");
+    let file = TempFile::new(&printed);
+    let again = ferrows(&["--config", file.path(), "--print-config"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stdout(&again).contains("\napi_key = \"\"\n"), "read back, no key is set: {}", stdout(&again));
+    // The secret comes from elsewhere, as the comment says.
+    let with_key = ferrows(&["--config", file.path(), "--print-config"], &[("FERROWS_API_KEY", "s3cret")]);
+    assert!(stdout(&with_key).contains("\n# api_key = \"...\"  (set, not printed"), "{}", stdout(&with_key));
+    // A file with the mask in place of the key does not start.
+    let masked = TempFile::new(&printed.replace("# api_key = \"...\"", "api_key = \"***\"  #"));
+    let output = ferrows(&["--config", masked.path(), "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("key api_key: bad value \"***\": \"***\" is a masked secret"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -50,6 +50,7 @@ impl Settings {
             // The range (1..=i32::MAX) was checked on entry.
             backlog: u32::try_from(self.usize("io.backlog")).unwrap_or(u32::MAX),
             read_buffer_size: self.usize("io.read_buffer_size"),
+            reuse_port: self.bool("io.reuse_port"),
             allowed_origins: self.origins.clone(),
             subprotocols: self.list("subprotocols").to_vec(),
             #[cfg(feature = "deflate")]

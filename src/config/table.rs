@@ -18,8 +18,10 @@ pub(crate) enum Kind {
     Duration { nonzero: bool },
     /// Free text: file paths, URLs.
     Text,
-    /// Free text that `--print-config` masks.
+    /// A secret (a key): `--print-config` leaves it out, and the mask `***` is refused as its value.
     Secret,
+    /// A URL whose password (`scheme://user:PASSWORD@host`) is a secret, as with [`Kind::Secret`].
+    SecretUrl,
     /// An env_logger filter (`info`, `warn,ferrows=debug`).
     LogFilter,
     /// One of a fixed set of words.
@@ -237,7 +239,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
     ),
     setting(
         "redis.url",
-        Kind::Text,
+        Kind::SecretUrl,
         "",
         "redis://[[USER]:PASSWORD@]HOST[:PORT] of the Redis whose pub/sub joins the nodes; empty: no cluster",
     ),
@@ -261,6 +263,12 @@ pub(crate) static SETTINGS: &[Setting] = &[
         count(1),
         "65536",
         "publishes that may wait to go to Redis; past it they are lost (counted)",
+    ),
+    setting(
+        "io.reuse_port",
+        Kind::Bool,
+        "false",
+        "let other processes listen on the same addresses (SO_REUSEPORT; not on Windows); false: a port in use is refused",
     ),
     setting("io.backlog", Kind::Count { min: 1, max: i32::MAX as u64 }, "1024", "the listen backlog"),
     setting("io.read_buffer_size", size(4096), "64KiB", "each loop's read buffer (sessions own none)"),

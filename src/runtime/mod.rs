@@ -99,6 +99,13 @@ pub struct ServerConfig {
     pub max_http_body: usize,
     /// The listen backlog (default 1024).
     pub backlog: u32,
+    /// Whether other processes may listen on the same addresses (default
+    /// `false`). Off, an address is this process's alone: binding one that is
+    /// in use fails, and the loops share one listening socket. On, every loop
+    /// binds its own socket with `SO_REUSEPORT` and the kernel balances new
+    /// connections among them and among other processes that set it too
+    /// (same user). Refused at start where the platform has no `SO_REUSEPORT`.
+    pub reuse_port: bool,
     /// What a publish does to a subscriber whose output is over `max_out_queue`
     /// (default: drop the message for that subscriber).
     pub slow_consumer: SlowConsumerPolicy,
@@ -121,6 +128,7 @@ impl Default for ServerConfig {
             linger_timeout: Duration::from_secs(2),
             read_buffer_size: 64 << 10,
             backlog: 1024,
+            reuse_port: false,
             max_http_body: 1 << 20,
             max_connections: 20_000,
             max_connections_per_ip: None,
@@ -267,15 +275,17 @@ impl ServerBuilder {
             })
             .collect::<io::Result<Vec<_>>>()?;
         let addrs: Vec<SocketAddr> = self.addrs.iter().map(|&(addr, _)| addr).collect();
-        let per_loop = listener::bind_all(&addrs, loops, self.config.backlog)?;
+        let per_loop = listener::bind_all(&addrs, loops, self.config.backlog, self.config.reuse_port)?;
         let local_addrs = per_loop[0].iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let config = Arc::new(self.config);
         let factory = Arc::new(factory);
         let mut polls = Vec::with_capacity(loops);
         let mut wakers = Vec::with_capacity(loops);
         for _ in 0..loops {
-            let poll = Poll::new()?;
-            wakers.push(Arc::new(Waker::new(poll.registry(), event_loop::WAKER)?));
+            let poll = Poll::new().map_err(context("cannot create an event loop"))?;
+            let waker =
+                Waker::new(poll.registry(), event_loop::WAKER).map_err(context("cannot create an event loop"))?;
+            wakers.push(Arc::new(waker));
             polls.push(poll);
         }
         let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
@@ -306,7 +316,8 @@ impl ServerBuilder {
             let thread = std::thread::Builder::new().name(format!("ferrows-loop-{index}")).spawn(move || {
                 let handler = factory(index);
                 event_loop::EventLoop::new(index, poll, listeners, inbox, handler, config, shared)?.run()
-            })?;
+            });
+            let thread = thread.map_err(context("cannot start an event loop's thread"))?;
             threads.push(thread);
         }
         Ok(ServerHandle {
@@ -317,6 +328,11 @@ impl ServerBuilder {
             bridge,
         })
     }
+}
+
+/// Prefixes an error with what was being done, for a message that stands alone.
+fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// The cluster bridge's thread and how to stop it.
