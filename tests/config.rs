@@ -244,15 +244,39 @@ fn print_config_reads_back_to_the_same_settings() {
 }
 
 #[test]
-fn print_config_masks_the_api_key() {
+fn print_config_leaves_the_api_key_out() {
     let settings = settings(&[], &[("FERROWS_API_KEY", "s3cr3t \"key\"")]);
     assert_eq!(settings.app_config().api_key.as_deref(), Some("s3cr3t \"key\""));
     let text = settings.to_toml();
     assert!(!text.contains("s3cr3t"), "{text}");
-    assert!(text.contains("api_key = \"***\"  # masked"), "{text}");
-    // What it prints still parses.
+    assert!(
+        text.contains(
+            "\n# api_key = \"...\"  (set, not printed: give it here, in FERROWS_API_KEY or with --api-key)\n"
+        ),
+        "{text}"
+    );
+    // What it prints reads back, with no key at all: publishing is for loopback clients only.
     let again = self::settings(&["--config", temp_file(&text).path()], &[]);
-    assert_eq!(again.app_config().api_key.as_deref(), Some("***"));
+    assert_eq!(again.app_config().api_key, None);
+}
+
+#[test]
+fn a_masked_secret_is_refused_wherever_it_comes_from() {
+    let file = temp_file("api_key = \"***\"\n");
+    let places: [(&[&str], &[(&str, &str)]); 4] = [
+        (&["--config", file.path()], &[]),
+        (&[], &[("FERROWS_API_KEY", "***")]),
+        (&["--api-key", "***"], &[]),
+        (&["--api-key= *** "], &[]),
+    ];
+    for (args, env) in places {
+        let e = load(args, env).expect_err("a masked api_key");
+        let message = e.to_string();
+        assert!(message.contains("bad value") && message.contains("is a masked secret"), "{message}");
+    }
+    // A key that merely contains stars is a key.
+    let settings = settings(&["--api-key", "a***b"], &[]);
+    assert_eq!(settings.app_config().api_key.as_deref(), Some("a***b"));
 }
 
 #[test]
@@ -345,4 +369,23 @@ fn rust_log_stands_in_for_an_unset_log_level() {
     assert_eq!(settings(&[], &[("RUST_LOG", "debug"), ("FERROWS_LOG_LEVEL", "warn")]).log_filter(), "warn");
     let file = temp_file("log_level = \"error\"\n");
     assert_eq!(settings(&["--config", file.path()], &[("RUST_LOG", "debug")]).log_filter(), "error");
+}
+
+#[test]
+fn a_redis_password_is_a_secret_too() {
+    let url = "redis://app:pa55@10.0.0.7:6379/0";
+    let settings = settings(&["--redis-url", url], &[]);
+    let text = settings.to_toml();
+    assert!(!text.contains("pa55"), "{text}");
+    assert!(
+        text.contains(
+            "\n# url = \"redis://app:...@10.0.0.7:6379/0\"  (set, not printed: give it here, in FERROWS_REDIS_URL or with --redis-url)\n"
+        ),
+        "{text}"
+    );
+    let e = load(&["--redis-url", "redis://app:***@10.0.0.7:6379"], &[]).expect_err("a masked password");
+    assert!(e.to_string().contains("is a masked secret"), "{e}");
+    // With no password there is nothing to hide.
+    let plain = self::settings(&["--redis-url", "redis://10.0.0.7:6379"], &[]).to_toml();
+    assert!(plain.contains("\nurl = \"redis://10.0.0.7:6379\"\n"), "{plain}");
 }

@@ -2,12 +2,9 @@
 
 use std::fmt::Write;
 
-use super::table::{Item, Kind, Setting, SETTINGS};
-use super::value::Value;
+use super::table::{Item, Kind, SETTINGS};
+use super::value::{secret_span, Value};
 use super::Settings;
-
-/// What `--print-config` prints in place of a secret that is set.
-pub(crate) const MASK: &str = "***";
 
 /// The text of `ferrows --help`: every flag with its environment variable, default and meaning.
 #[must_use]
@@ -76,6 +73,7 @@ fn metavar(kind: Kind) -> String {
         Kind::Duration { .. } => "DURATION",
         Kind::Text => "TEXT",
         Kind::Secret => "KEY",
+        Kind::SecretUrl => "URL",
         Kind::LogFilter => "FILTER",
         Kind::Choice(words) => return words.join("|"),
         Kind::List { item: Item::Addr, .. } => "ADDR,...",
@@ -89,7 +87,7 @@ fn metavar(kind: Kind) -> String {
 impl Settings {
     /// The settings as a TOML file that `--config` reads back to the same settings,
     /// each key under a comment saying what it does. A secret that is set
-    /// (`api_key`) is printed as `"***"`.
+    /// (`api_key`) is left out, on a comment line that says how to give it.
     #[must_use]
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# ferrows settings in effect; `ferrows --config FILE` reads this back.\n");
@@ -100,17 +98,28 @@ impl Settings {
                 let _ = writeln!(out, "\n[{}]", section.unwrap_or_default());
             }
             let _ = writeln!(out, "# {}", setting.help());
-            let _ = writeln!(out, "{} = {}", setting.name(), toml_value(setting, value));
+            let secret = match value {
+                Value::Text(text) => secret_span(setting.kind(), text).map(|span| (text, span)),
+                _ => None,
+            };
+            match secret {
+                // A secret is never printed, not even masked: a mask read back must not become a key.
+                Some((text, span)) => {
+                    let _ = writeln!(
+                        out,
+                        "# {} = \"{}...{}\"  (set, not printed: give it here, in {} or with {})",
+                        setting.name(),
+                        &text[..span.start],
+                        &text[span.end..],
+                        setting.env_name(),
+                        setting.flag()
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "{} = {}", setting.name(), value.to_toml());
+                }
+            }
         }
         out
-    }
-}
-
-fn toml_value(setting: &Setting, value: &Value) -> String {
-    match (setting.kind(), value) {
-        (Kind::Secret, Value::Text(text)) if !text.is_empty() => {
-            format!("{:?}  # masked: the real value is not printed", MASK)
-        }
-        _ => value.to_toml(),
     }
 }

@@ -4,6 +4,7 @@
 //! a bad value is reported with the place it came from.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Duration;
 
 use super::table::{Item, Kind};
@@ -32,6 +33,11 @@ const GIB: u64 = 1 << 30;
 const SIZE_UNITS: [(&str, u64); 4] = [("GiB", GIB), ("MiB", MIB), ("KiB", KIB), ("B", 1)];
 const DURATION_UNITS_MS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
 
+/// The usual stand-in for a hidden secret. Refused as a secret's value, so
+/// that a configuration printed by some tool with its secrets masked never
+/// authenticates anyone with the mask.
+const MASK: &str = "***";
+
 /// Reads a value from its flag or environment form (lists comma-separated).
 pub(crate) fn parse_text(kind: Kind, text: &str) -> Result<Value, Reason> {
     let trimmed = text.trim();
@@ -44,7 +50,8 @@ pub(crate) fn parse_text(kind: Kind, text: &str) -> Result<Value, Reason> {
         Kind::Count { .. } => check(kind, trimmed.parse().map(Value::Count).map_err(|_| expected(kind))?),
         Kind::Size { .. } => check(kind, Value::Size(parse_size(trimmed).ok_or_else(|| expected(kind))?)),
         Kind::Duration { .. } => check(kind, Value::Duration(parse_duration(trimmed).ok_or_else(|| expected(kind))?)),
-        Kind::Text | Kind::Secret => Ok(Value::Text(text.to_owned())),
+        Kind::Text => Ok(Value::Text(text.to_owned())),
+        Kind::Secret | Kind::SecretUrl => check(kind, Value::Text(text.to_owned())),
         Kind::LogFilter | Kind::Choice(_) => check(kind, Value::Text(trimmed.to_owned())),
         Kind::List { .. } => {
             let items = text.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned).collect();
@@ -64,7 +71,7 @@ pub(crate) fn parse_toml(kind: Kind, value: &toml::Value) -> Result<Value, Reaso
             Value::Duration(Duration::from_secs(seconds))
         }
         (Kind::Size { .. } | Kind::Duration { .. }, toml::Value::String(s)) => return parse_text(kind, s),
-        (Kind::Text | Kind::Secret | Kind::LogFilter | Kind::Choice(_), toml::Value::String(s)) => {
+        (Kind::Text | Kind::Secret | Kind::SecretUrl | Kind::LogFilter | Kind::Choice(_), toml::Value::String(s)) => {
             Value::Text(s.clone())
         }
         (Kind::List { .. }, toml::Value::Array(items)) => {
@@ -76,6 +83,25 @@ pub(crate) fn parse_toml(kind: Kind, value: &toml::Value) -> Result<Value, Reaso
     check(kind, parsed)
 }
 
+/// Where the secret is in a value of `kind`: all of a [`Kind::Secret`], the
+/// password of a [`Kind::SecretUrl`]; `None` when the value holds none. What
+/// `--print-config` leaves out and where the mask is refused: one rule.
+pub(crate) fn secret_span(kind: Kind, text: &str) -> Option<Range<usize>> {
+    match kind {
+        Kind::Secret => (!text.is_empty()).then_some(0..text.len()),
+        Kind::SecretUrl => {
+            // RFC 3986 §3.2: the authority runs from `//` to the next `/`, `?` or `#`;
+            // its userinfo, up to the last `@`, is `user:password`.
+            let start = text.find("://")? + 3;
+            let end = text[start..].find(['/', '?', '#']).map_or(text.len(), |i| start + i);
+            let at = start + text[start..end].rfind('@')?;
+            let colon = start + text[start..at].find(':')? + 1;
+            (colon < at).then_some(colon..at)
+        }
+        _ => None,
+    }
+}
+
 /// Checks a parsed value against the kind's range and item rules; canonicalizes list entries.
 fn check(kind: Kind, value: Value) -> Result<Value, Reason> {
     match (kind, value) {
@@ -83,6 +109,10 @@ fn check(kind: Kind, value: Value) -> Result<Value, Reason> {
         (Kind::Size { min }, Value::Size(n)) if n < min => Err(expected(kind)),
         (Kind::Duration { nonzero: true }, Value::Duration(d)) if d.is_zero() => Err(expected(kind)),
         (Kind::Choice(words), Value::Text(t)) if !words.contains(&t.as_str()) => Err(expected(kind)),
+        (_, Value::Text(t)) if secret_span(kind, &t).is_some_and(|span| t[span].trim() == MASK) => Err(format!(
+            "{MASK:?} is a masked secret, not the secret itself; give the real value here, in the environment \
+             or with the flag (`ferrows --help` names them)"
+        )),
         (Kind::LogFilter, Value::Text(t)) => check_log_filter(&t).map(|()| Value::Text(t)),
         (Kind::List { item, non_empty }, Value::List(items)) => {
             if non_empty && items.is_empty() {
@@ -152,7 +182,7 @@ pub(crate) fn expected(kind: Kind) -> Reason {
             "expected a duration like 500ms, 10s, 2m or 1h, or a whole number of seconds{}",
             if nonzero { ", more than zero" } else { "" }
         ),
-        Kind::Text | Kind::Secret | Kind::LogFilter => "expected a string".into(),
+        Kind::Text | Kind::Secret | Kind::SecretUrl | Kind::LogFilter => "expected a string".into(),
         Kind::Choice(words) => format!("expected one of {}", words.join(", ")),
         Kind::List { .. } => "expected a list of strings (comma-separated outside the file)".into(),
     }
