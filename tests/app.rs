@@ -135,11 +135,43 @@ fn the_publish_api_reaches_pubsub_subscribers() {
     let mut a = connect(&server, "/pubsub");
     send(&mut a, json!({"op": "subscribe", "topic": "alerts"}));
     json_reply(&mut a);
-    let answer = post(&server, "/publish/alerts", &["Content-Type: application/json"], r#"{"level": "high"}"#);
-    assert_eq!(status(&answer), 200, "{answer}");
-    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert!(body["recipients"].as_u64().is_some(), "{answer}");
-    assert_eq!(json_reply(&mut a), json!({"type": "message", "topic": "alerts", "data": {"level": "high"}}));
+    // More subscribers, landing on either loop: `recipients` counts them all, whichever loop the POST lands on.
+    let mut others: Vec<_> = (0..7).map(|_| connect(&server, "/pubsub")).collect();
+    for ws in &mut others {
+        send(ws, json!({"op": "subscribe", "topic": "alerts"}));
+        json_reply(ws);
+    }
+    for _ in 0..4 {
+        let answer = post(&server, "/publish/alerts", &["Content-Type: application/json"], r#"{"level": "high"}"#);
+        assert_eq!(status(&answer), 200, "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body, json!({"recipients": 8}), "{answer}");
+        assert_eq!(json_reply(&mut a), json!({"type": "message", "topic": "alerts", "data": {"level": "high"}}));
+        for ws in &mut others {
+            assert_eq!(json_reply(ws)["data"], json!({"level": "high"}));
+        }
+    }
+    // The same count in a /pubsub publish ack; the publisher, not subscribed, is not among them.
+    let mut publisher = connect(&server, "/pubsub");
+    send(&mut publisher, json!({"op": "publish", "topic": "alerts", "data": 1, "id": 5}));
+    assert_eq!(json_reply(&mut publisher), json!({"type": "ack", "op": "publish", "id": 5, "recipients": 8}));
+    assert_eq!(json_reply(&mut a)["data"], 1);
+    // Subscribers that leave, cleanly or not, leave the count on every loop.
+    for ws in others.iter_mut().take(2) {
+        ws.close(None).unwrap();
+    }
+    drop(others);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for id in 6.. {
+        send(&mut publisher, json!({"op": "publish", "topic": "alerts", "data": id, "id": id}));
+        let ack = json_reply(&mut publisher);
+        assert_eq!(json_reply(&mut a)["data"], id);
+        if ack["recipients"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed subscribers still count: {ack}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Text that is not JSON is published as a JSON string.
     assert_eq!(status(&post(&server, "/publish/alerts", &[], "plain words")), 200);
     assert_eq!(json_reply(&mut a)["data"], "plain words");

@@ -551,7 +551,8 @@ pub fn encode_ack_unsubscribe(id: Option<&Id>, topics: &[String]) -> String {
 }
 
 /// The ack of a publish: `{"type":"ack","op":"publish","id":9,"recipients":2}`, where
-/// `recipients` counts the local subscribers the message was queued for.
+/// `recipients` counts the subscribers of this node, on all its loops, the
+/// message was sent to (see [`Context::publish`](crate::runtime::Context::publish)).
 #[must_use]
 pub fn encode_ack_publish(id: Option<&Id>, recipients: usize) -> String {
     to_json(&Ack { recipients: Some(recipients), ..Ack::new("publish", id) })

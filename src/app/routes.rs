@@ -224,7 +224,7 @@ impl App {
     }
 }
 
-/// Publishes `data` to each topic (its delivery encoded once per topic); returns the local recipients.
+/// Publishes `data` to each topic (its delivery encoded once per topic); returns the recipients on this node.
 fn publish(ctx: &mut Context<'_, Member>, topics: &[String], data: &RawValue, exclude: Option<SessionId>) -> usize {
     topics
         .iter()

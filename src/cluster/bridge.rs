@@ -586,7 +586,7 @@ mod tests {
     use super::*;
     use crate::proto::frame::encode_frame;
     use crate::proto::OpCode;
-    use crate::runtime::pubsub::Delivery;
+    use crate::runtime::pubsub::{Delivery, Membership};
 
     fn frame(text: &str) -> Vec<u8> {
         let mut frame = Vec::new();
@@ -605,7 +605,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let mut bridge = Bridge::new(Poll::new().unwrap(), config, bus, stats, outgoing, stop).unwrap();
         // Loop 0 has a subscriber of "news", and the bridge follows it.
-        bridge.bus.set_subscribed(0, &Topic::from("news"), true);
+        bridge.bus.count_subscriber(0, &Topic::from("news"), Membership::Joined { first: true });
         bridge.wanted.insert(Topic::from("news"));
         (bridge, inboxes.remove(0))
     }

@@ -12,7 +12,7 @@ use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
 use super::http::{HttpRequest, HttpResponse};
 use super::listener::Listener;
 use super::metrics::{LoopCounters, Rejection};
-use super::pubsub::{Delivery, Topics};
+use super::pubsub::{Delivery, Membership, Topics};
 use super::session::{Phase, Session};
 use super::stream::Stream;
 use super::timer::TimerWheel;
@@ -866,8 +866,8 @@ impl<H: Handler> EventLoop<H> {
             session.state = None;
         }
         // A closing session leaves all its topics.
-        for topic in self.topics.remove_session(id) {
-            self.shared.bus.set_subscribed(self.index, &topic, false);
+        for (topic, last) in self.topics.remove_session(id) {
+            self.shared.bus.count_subscriber(self.index, &topic, Membership::Left { last });
         }
         self.counters().subscriptions.set(self.topics.counts().1 as u64);
     }

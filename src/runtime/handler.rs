@@ -10,7 +10,7 @@ use slab::Slab;
 
 use super::http::{HttpRequest, HttpResponse};
 use super::metrics::{LoopCounters, Metrics};
-use super::pubsub::{Bus, Topics};
+use super::pubsub::{Bus, Membership, Topics};
 use super::session::Session;
 use super::{Shared, SlowConsumerPolicy};
 use crate::proto::frame::{encode_frame, OpCode};
@@ -257,8 +257,8 @@ impl<S> Context<'_, S> {
         if !open {
             return Err(SendError::Closed);
         }
-        if let Some(first) = self.topics.subscribe(session, topic) {
-            self.bus.set_subscribed(self.loop_index, &first, true);
+        if let Some((key, first)) = self.topics.subscribe(session, topic) {
+            self.bus.count_subscriber(self.loop_index, &key, Membership::Joined { first });
         }
         self.counters().subscriptions.set(self.topics.counts().1 as u64);
         Ok(())
@@ -266,12 +266,12 @@ impl<S> Context<'_, S> {
 
     /// Unsubscribes `session` from `topic`; returns whether it was subscribed.
     pub fn unsubscribe(&mut self, session: SessionId, topic: &str) -> bool {
-        let was = self.topics.of_session(session).iter().any(|t| &**t == topic);
-        if let Some(last) = self.topics.unsubscribe(session, topic) {
-            self.bus.set_subscribed(self.loop_index, &last, false);
+        let left = self.topics.unsubscribe(session, topic);
+        if let Some((key, last)) = &left {
+            self.bus.count_subscriber(self.loop_index, key, Membership::Left { last: *last });
         }
         self.counters().subscriptions.set(self.topics.counts().1 as u64);
-        was
+        left.is_some()
     }
 
     /// This loop's topics with subscribers, and its subscriptions in all.
@@ -286,17 +286,20 @@ impl<S> Context<'_, S> {
 
     /// Publishes `message` to every subscriber of `topic` on every loop (and,
     /// with a cluster bridge, on every node), leaving out `exclude` (say, the sender). The frame is encoded once and
-    /// shared by every subscriber's queue. Returns the number of subscribers
-    /// of this loop it was queued for; subscribers on other loops get it
-    /// through their loop's channel, in publish order.
+    /// shared by every subscriber's queue; subscribers on other loops get it
+    /// through their loop's channel, in publish order. Returns the number of
+    /// this node's subscribers it was sent to, on every loop: those of this
+    /// loop whose queue took it, and all of the other loops' (their queues
+    /// decide there). Subscribers on other nodes are not counted.
     pub fn publish(&mut self, topic: &str, message: Message<'_>, exclude: Option<SessionId>) -> usize {
         let frame = encode_shared(message);
         let local: Vec<SessionId> = self.topics.subscribers(topic).filter(|s| Some(*s) != exclude).collect();
         let delivered = self.deliver(&local, &frame);
         let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
-        self.bus.send_to_others(self.loop_index, Some(&key), &frame);
+        let on_node = self.bus.send_to_others(self.loop_index, Some(&key), &frame);
         self.bus.to_cluster(Some(&key), &frame);
-        delivered
+        // The other loops' subscribers, as the directory counts them: their queues are theirs to judge.
+        delivered + on_node.saturating_sub(self.topics.subscriber_count(topic))
     }
 
     /// Sends `message` to every open session on every loop (and node), leaving out

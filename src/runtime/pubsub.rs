@@ -10,7 +10,7 @@
 //! loop, with that loop's `mio::Waker`; a flag coalesces the wakes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 
@@ -29,10 +29,12 @@ pub type Topic = Arc<str>;
 /// use ferrows::runtime::Topics;
 ///
 /// let mut topics: Topics<u32> = Topics::default();
-/// assert!(topics.subscribe(1, "news").is_some()); // the first subscriber
-/// assert!(topics.subscribe(2, "news").is_none());
-/// assert_eq!(topics.remove_session(1), Vec::<ferrows::runtime::Topic>::new());
-/// assert_eq!(topics.remove_session(2).len(), 1); // the last one: "news" is gone
+/// assert_eq!(topics.subscribe(1, "news"), Some(("news".into(), true))); // the first subscriber
+/// assert_eq!(topics.subscribe(2, "news"), Some(("news".into(), false)));
+/// assert_eq!(topics.subscribe(2, "news"), None); // already
+/// assert_eq!(topics.subscriber_count("news"), 2);
+/// assert_eq!(topics.remove_session(1), [("news".into(), false)]);
+/// assert_eq!(topics.remove_session(2), [("news".into(), true)]); // the last one: "news" is gone
 /// assert_eq!(topics.counts(), (0, 0));
 /// ```
 #[derive(Debug)]
@@ -49,8 +51,9 @@ impl<K> Default for Topics<K> {
 }
 
 impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
-    /// Subscribes `session` to `topic`; returns the topic if the session is the loop's first subscriber.
-    pub fn subscribe(&mut self, session: K, topic: &str) -> Option<Topic> {
+    /// Subscribes `session` to `topic`. Returns `None` if it already was, else
+    /// the topic's shared name and whether `session` is the loop's first subscriber.
+    pub fn subscribe(&mut self, session: K, topic: &str) -> Option<(Topic, bool)> {
         let key: Topic = self.by_topic.get_key_value(topic).map_or_else(|| Arc::from(topic), |(k, _)| k.clone());
         let set = self.by_topic.entry(key.clone()).or_default();
         let first = set.is_empty();
@@ -59,15 +62,20 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         }
         self.subscriptions += 1;
         self.by_session.entry(session).or_default().push(key.clone());
-        first.then_some(key)
+        Some((key, first))
     }
 
-    /// Unsubscribes `session` from `topic`; returns the topic if the loop has no subscriber of it left.
-    pub fn unsubscribe(&mut self, session: K, topic: &str) -> Option<Topic> {
-        let set = self.by_topic.get_mut(topic)?;
-        if !set.remove(&session) {
+    /// Unsubscribes `session` from `topic`. Returns `None` if it was not
+    /// subscribed, else the topic and whether the loop has no subscriber of it left.
+    pub fn unsubscribe(&mut self, session: K, topic: &str) -> Option<(Topic, bool)> {
+        let sessions = self.by_topic.get_mut(topic)?;
+        if !sessions.remove(&session) {
             return None;
         }
+        let last = sessions.is_empty();
+        // A topic with no subscribers leaves no trace.
+        let key =
+            if last { self.by_topic.remove_entry(topic)?.0 } else { self.by_topic.get_key_value(topic)?.0.clone() };
         self.subscriptions -= 1;
         if let Some(list) = self.by_session.get_mut(&session) {
             if let Some(at) = list.iter().position(|t| &**t == topic) {
@@ -77,30 +85,34 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
                 self.by_session.remove(&session);
             }
         }
-        if set.is_empty() {
-            // A topic with no subscribers leaves no trace.
-            return self.by_topic.remove_entry(topic).map(|(key, _)| key);
-        }
-        None
+        Some((key, last))
     }
 
-    /// Removes every subscription of `session`; returns the topics the loop no longer has subscribers of.
-    pub fn remove_session(&mut self, session: K) -> Vec<Topic> {
+    /// Removes every subscription of `session`; returns each topic it left,
+    /// with `true` where the loop has no subscriber of it left.
+    pub fn remove_session(&mut self, session: K) -> Vec<(Topic, bool)> {
         let Some(list) = self.by_session.remove(&session) else {
             return Vec::new();
         };
-        let mut emptied = Vec::new();
         self.subscriptions -= list.len();
+        let mut left = Vec::with_capacity(list.len());
         for topic in list {
+            let mut last = false;
             if let Some(set) = self.by_topic.get_mut(&topic) {
                 set.remove(&session);
-                if set.is_empty() {
+                last = set.is_empty();
+                if last {
                     self.by_topic.remove(&topic);
-                    emptied.push(topic);
                 }
             }
+            left.push((topic, last));
         }
-        emptied
+        left
+    }
+
+    /// How many of the loop's sessions subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.by_topic.get(topic).map_or(0, HashSet::len)
     }
 
     /// The loop's subscribers of `topic`.
@@ -174,11 +186,30 @@ impl ClusterLink {
     }
 }
 
+/// A topic's entry in the directory.
+#[derive(Debug, Default)]
+struct Subscribed {
+    /// A bit per loop (of the first 64) with subscribers.
+    loops: u64,
+    /// Subscribers on all loops. A loop that already has subscribers of the
+    /// topic counts its others under the read lock.
+    count: AtomicUsize,
+}
+
+/// A session starting or ending its subscription of a topic, as its loop's table saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// Subscribed; `first`: the loop had no subscriber of the topic before.
+    Joined { first: bool },
+    /// Unsubscribed or closed; `last`: the loop has no subscriber of the topic left.
+    Left { last: bool },
+}
+
 /// The shared part: every loop's inbox and the topic directory.
 pub(crate) struct Bus {
     inboxes: Vec<Inbox>,
-    /// Per topic, a bit per loop (of the first 64) with subscribers.
-    directory: RwLock<HashMap<Topic, u64>>,
+    /// Per topic with subscribers on some loop: which loops, and how many subscribers.
+    directory: RwLock<HashMap<Topic, Subscribed>>,
     pub(crate) stats: PubSubStats,
     #[cfg(feature = "redis")]
     cluster: std::sync::OnceLock<ClusterLink>,
@@ -218,18 +249,31 @@ impl Bus {
         }
     }
 
-    /// Records that `loop_index` has (`true`) or no longer has subscribers of `topic`.
-    pub(crate) fn set_subscribed(&self, loop_index: usize, topic: &Topic, subscribed: bool) {
+    /// Records a subscriber of `topic` joining or leaving on `loop_index`. The
+    /// directory is written only when a loop gains its first or loses its last
+    /// subscriber of a topic; other changes count under the read lock.
+    pub(crate) fn count_subscriber(&self, loop_index: usize, topic: &Topic, change: Membership) {
+        if matches!(change, Membership::Joined { first: false } | Membership::Left { last: false }) {
+            if let Some(entry) = self.directory.read().ok().as_ref().and_then(|d| d.get(topic)) {
+                match change {
+                    Membership::Joined { .. } => entry.count.fetch_add(1, Ordering::Relaxed),
+                    Membership::Left { .. } => entry.count.fetch_sub(1, Ordering::Relaxed),
+                };
+            }
+            return;
+        }
         let Ok(mut directory) = self.directory.write() else { return };
         let known = directory.contains_key(topic);
-        let mask = directory.entry(topic.clone()).or_insert(0);
-        if subscribed {
-            *mask |= Self::bit(loop_index);
+        let entry = directory.entry(topic.clone()).or_default();
+        if let Membership::Joined { .. } = change {
+            entry.loops |= Self::bit(loop_index);
+            entry.count.fetch_add(1, Ordering::Relaxed);
         } else {
-            *mask &= !Self::bit(loop_index);
+            entry.loops &= !Self::bit(loop_index);
+            entry.count.fetch_sub(1, Ordering::Relaxed);
         }
-        // Loops past the 64th have no bit: their subscribers still count for the node.
-        let now_subscribed = *mask != 0 || (subscribed && loop_index >= 64);
+        // Loops past the 64th have no bit: the count keeps their topics listed.
+        let now_subscribed = entry.count.load(Ordering::Relaxed) > 0;
         if !now_subscribed {
             directory.remove(topic);
         }
@@ -289,10 +333,16 @@ impl Bus {
 
     /// Sends `delivery` to every other loop that may have receivers for it
     /// (`from_loop` past the last loop: to every loop, as the cluster bridge does).
-    pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) {
-        let mask = match topic {
-            Some(topic) => self.directory.read().ok().and_then(|d| d.get(topic).copied()).unwrap_or(0),
-            None => u64::MAX,
+    /// Returns the subscribers of `topic` on all loops, as the directory counts them.
+    pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) -> usize {
+        let (mask, subscribers) = match topic {
+            Some(topic) => self
+                .directory
+                .read()
+                .ok()
+                .and_then(|d| d.get(topic).map(|e| (e.loops, e.count.load(Ordering::Relaxed))))
+                .unwrap_or((0, 0)),
+            None => (u64::MAX, 0),
         };
         for (index, inbox) in self.inboxes.iter().enumerate() {
             // Loops past the 64th are not in the directory: they always get a copy.
@@ -318,6 +368,7 @@ impl Bus {
                 Err(TrySendError::Disconnected(_)) => {}
             }
         }
+        subscribers
     }
 
     /// Called by a loop before it drains its inbox: later sends wake it again.
@@ -353,11 +404,15 @@ mod tests {
     #[test]
     fn first_and_last_subscribers_are_reported() {
         let mut t = Topics::default();
-        assert_eq!(t.subscribe(id(1), "a").as_deref(), Some("a"));
-        assert_eq!(t.subscribe(id(2), "a"), None);
+        let a = |first| Some((Topic::from("a"), first));
+        assert_eq!(t.subscribe(id(1), "a"), a(true));
+        assert_eq!(t.subscribe(id(2), "a"), a(false));
         assert_eq!(t.subscribe(id(2), "a"), None, "subscribing twice changes nothing");
-        assert_eq!(t.unsubscribe(id(1), "a"), None);
-        assert_eq!(t.unsubscribe(id(2), "a").as_deref(), Some("a"));
+        assert_eq!(t.subscriber_count("a"), 2);
+        assert_eq!(t.unsubscribe(id(3), "a"), None, "not a subscriber");
+        assert_eq!(t.unsubscribe(id(1), "a"), a(false));
+        assert_eq!(t.unsubscribe(id(1), "a"), None, "unsubscribing twice changes nothing");
+        assert_eq!(t.unsubscribe(id(2), "a"), a(true));
         assert_eq!(t.counts(), (0, 0), "a topic with no subscribers leaves no trace");
     }
 
@@ -367,9 +422,9 @@ mod tests {
         t.subscribe(id(1), "a");
         t.subscribe(id(1), "b");
         t.subscribe(id(2), "b");
-        let mut emptied: Vec<String> = t.remove_session(id(1)).iter().map(|s| s.to_string()).collect();
-        emptied.sort();
-        assert_eq!(emptied, ["a"]);
+        let mut left: Vec<(String, bool)> = t.remove_session(id(1)).iter().map(|(s, l)| (s.to_string(), *l)).collect();
+        left.sort();
+        assert_eq!(left, [("a".to_owned(), true), ("b".to_owned(), false)]);
         assert_eq!(t.subscribers("b").collect::<Vec<_>>(), [id(2)]);
         assert_eq!(t.of_session(id(1)), &[] as &[Topic]);
         assert_eq!(t.counts(), (1, 1));
