@@ -129,6 +129,8 @@ pub enum Command {
     Help,
     /// Run a load.
     Run(Box<Options>),
+    /// Only check the flags (`--check`): print the run and exit.
+    Check(Box<Options>),
 }
 
 /// A command line that cannot be run; the message names the flag at fault.
@@ -234,10 +236,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
     let mut size = None;
     let mut connections = None;
     let mut duration_given = false;
+    let mut check_only = false;
 
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
+        }
+        if arg == "--check" {
+            check_only = true;
+            continue;
         }
         if !arg.starts_with('-') {
             if mode.is_some() {
@@ -403,7 +410,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         Error::Request(e) => arg_error!("--protocol/--header: {e}"),
         e => arg_error!("--url {}: {e}", opts.url),
     })?;
-    Ok(Command::Run(Box::new(opts)))
+    Ok(if check_only { Command::Check(Box::new(opts)) } else { Command::Run(Box::new(opts)) })
 }
 
 /// The settings every connection of the run is opened with.
@@ -652,5 +659,7 @@ mod tests {
     fn help_wins() {
         assert!(matches!(parse_line("echo --size 1 --help"), Ok(Command::Help)));
         assert!(matches!(parse_line("-h"), Ok(Command::Help)));
+        assert!(matches!(parse_line("echo --check --size 32"), Ok(Command::Check(o)) if o.size == 32));
+        assert!(matches!(parse_line("room --check --size 32 --rounds 3 --duration 2"), Err(_)), "checked all the same");
     }
 }

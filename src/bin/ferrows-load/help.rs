@@ -46,6 +46,7 @@ COMMON OPTIONS:
     --deflate-no-context-takeover
                            with --deflate: ask both ends to reset their compressor
                            after every message (less memory, less compression)
+    --check                check the flags, print what would run, and exit
     -h, --help             print this help
 
 ECHO OPTIONS:

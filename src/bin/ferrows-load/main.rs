@@ -60,6 +60,10 @@ fn main() -> ExitCode {
             0
         }
         Ok(Command::Run(opts)) => run(*opts),
+        Ok(Command::Check(opts)) => {
+            println!("ferrows-load: the flags are valid: {} mode against {}", opts.mode.name(), opts.url);
+            0
+        }
         Err(e) => {
             eprintln!("ferrows-load: {e}\n(see ferrows-load --help)");
             2
