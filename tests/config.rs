@@ -263,7 +263,8 @@ fn print_config_leaves_the_api_key_out() {
 #[test]
 fn a_masked_secret_is_refused_wherever_it_comes_from() {
     let file = temp_file("api_key = \"***\"\n");
-    let places: [(&[&str], &[(&str, &str)]); 4] = [
+    type Place<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let places: [Place; 4] = [
         (&["--config", file.path()], &[]),
         (&[], &[("FERROWS_API_KEY", "***")]),
         (&["--api-key", "***"], &[]),
