@@ -1,35 +1,60 @@
 //! Many nodes as one server: topics shared through Redis pub/sub (feature `redis`).
 //!
 //! The **cluster bridge** is one more participant on the engine's pub/sub
-//! bus, on a thread of its own with its own `mio::Poll`:
+//! bus, on a thread of its own with its own `mio::Poll`, holding two
+//! connections to Redis (one subscribed, one publishing). The runtime offers
+//! the bus; the bridge plugs into it from above (see
+//! [`ServerBuilder::cluster`](crate::runtime::ServerBuilder::cluster) and
+//! [`ClusterConfig`]), so the runtime never names the cluster.
 //!
-//! - when the node gains its first subscriber of a topic (on any loop), the
-//!   bridge subscribes to that topic's Redis channel, `{prefix}t:{topic}`,
-//!   and unsubscribes when the last one leaves; it always listens on
-//!   `{prefix}all` for broadcasts;
-//! - a publish or broadcast made on this node is also published to Redis;
-//! - a message from Redis goes to this node's subscribers through the same
+//! - When the node gains its first subscriber of a topic (on any loop), the
+//!   bridge subscribes to that topic's Redis channel, `{prefix}t:{topic}`
+//!   (`prefix` defaults to `ferrows:`; the binary's pub/sub topics are
+//!   `topic/NAME` there and its rooms `room/NAME`), and unsubscribes when the
+//!   last one leaves; it always listens on `{prefix}all` for broadcasts.
+//! - A publish or broadcast made on this node (over `/pubsub`, a room,
+//!   `POST /publish/{topic}` or [`Context::publish`](crate::runtime::Context::publish))
+//!   is delivered to the node's own subscribers at once and also published to
+//!   Redis.
+//! - A message from Redis goes to this node's subscribers through the same
 //!   channels and wakers as a publish from another loop, and never back to
 //!   Redis. A node's own messages, which Redis sends back to it, are
 //!   recognised by the random run id they carry and dropped.
 //!
-//! Every message carries the publishing node's id, its run id and a
-//! sequence number per channel (the envelope, `src/cluster/envelope.rs`), so a receiving node counts
-//! the messages it missed (a gap in a sequence) and never delivers one twice.
+//! Every message carries the publishing node's id, its run id (drawn at start)
+//! and a sequence number per channel (the envelope, `src/cluster/envelope.rs`);
+//! a publish that cannot go to Redis still takes its number. So a receiving
+//! node counts the messages it missed (a gap in a sequence), drops a message it
+//! has seen before, and never delivers one twice. A message on the cluster's
+//! channels that is not a well-formed envelope around one whole, final,
+//! unmasked text or binary frame never reaches a socket (it is counted as
+//! invalid).
 //!
-//! It speaks RESP2 itself over two non-blocking connections (one subscribed,
-//! one publishing) rather than through the `redis` crate: the crate's
-//! connections block, and a blocking read cannot be woken when a loop gains
-//! a topic or has something to publish; with mio, one waker serves both,
-//! and a reconnect never stalls a read. The part of RESP needed (commands,
-//! replies, push messages) is small and lives in `src/cluster/resp.rs`.
+//! It speaks RESP2 itself over two non-blocking connections rather than
+//! through the `redis` crate: the crate's connections block, and a blocking
+//! read cannot be woken when a loop gains a topic or has something to publish;
+//! with mio, one waker serves both, and a reconnect never stalls a read. The
+//! part of RESP needed (commands, replies, push messages) is small and lives
+//! in `src/cluster/resp.rs`.
 //!
-//! **Delivery promise:** at most once across nodes. While Redis is
-//! unreachable, local delivery goes on and what is published meanwhile
-//! does not cross nodes (counted as lost by the publisher, and as gaps by
-//! the receivers once traffic resumes); the bridge reconnects with capped
-//! exponential backoff and subscribes again to every topic that still has
-//! local subscribers. Within one node, order is kept per publisher.
+//! # Delivery promise
+//!
+//! **At most once across nodes**, in order per publishing node and channel.
+//!
+//! - While Redis is unreachable, local delivery goes on, and what is published
+//!   meanwhile does not cross nodes: counted as lost by the publisher, and as
+//!   gaps by the receivers once traffic resumes. Nothing is replayed.
+//! - The bridge reconnects with exponential backoff from 100 ms, capped at
+//!   [`ClusterConfig::max_backoff`], and subscribes again to every topic that
+//!   still has local subscribers.
+//! - A connection silent for three [`ClusterConfig::ping_interval`]s is taken
+//!   as lost, so a Redis that vanished without a reset is noticed.
+//! - A node that starts while Redis is down starts anyway, logs a warning, and
+//!   joins when Redis comes.
+//! - Within one node, order is kept per publisher.
+//!
+//! Running a cluster of the binary (settings, health, metrics, a proxy in
+//! front, what one Redis can carry) is described in `docs/cluster.md`.
 
 mod bridge;
 mod envelope;

@@ -1,10 +1,10 @@
 //! The I/O runtime: event loops on mio that drive the protocol core.
 //!
 //! A [`Server`] runs one event loop per thread (by default one per core). Each
-//! loop has its own `mio::Poll`, its own listening socket on every address
-//! (bound with `SO_REUSEPORT` where the platform has it, so the kernel spreads
-//! connections), a slab of sessions, a timer wheel and one scratch read buffer.
-//! Nothing is shared between loops on the per-message path.
+//! loop has its own `mio::Poll`, a slab of sessions, a timer wheel and one
+//! scratch read buffer; the loops of a process share its listening sockets
+//! (see [How the runtime behaves](#how-the-runtime-behaves)). Nothing is shared
+//! between loops on the per-message path.
 //!
 //! ```no_run
 //! use ferrows::runtime::{Context, Decision, Handler, Message, Server, SessionId, Upgrade};
@@ -29,6 +29,145 @@
 //! server.join()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Writing a handler
+//!
+//! A [`Handler`] decides on each upgrade (path, query, headers, `Origin`,
+//! offered subprotocols → accept with a subprotocol and the initial state, or
+//! reject with a status), then gets [`on_open`](Handler::on_open),
+//! [`on_message`](Handler::on_message) (text as `&str`, binary as `&[u8]`) and
+//! [`on_close`](Handler::on_close) (code and reason: the peer's, the one we sent
+//! on a violation, 1005 for a Close without a code, 1006 for a connection lost
+//! without one). The [`Context`] sends to or closes any session of its loop and
+//! reaches per-connection state. [`ServerBuilder::start`] takes a factory that
+//! makes one handler per event loop, so a handler needs no locks.
+//!
+//! Runnable examples: `cargo run --example echo` (an echo server on
+//! `ws://127.0.0.1:9002/`) and `cargo run --example chat` (a chat where each
+//! connection has a name, on `ws://127.0.0.1:9003/?name=alice`).
+//!
+//! # Topics and broadcasting
+//!
+//! ```no_run
+//! use ferrows::runtime::{Context, Message, SessionId};
+//!
+//! fn on_message(ctx: &mut Context<'_, ()>, session: SessionId, message: Message<'_>) {
+//!     if let Message::Text(text) = message {
+//!         if let Some(topic) = text.strip_prefix("join ") {
+//!             let _ = ctx.subscribe(session, topic);
+//!         } else {
+//!             // Every subscriber of "lobby" on every loop, except the sender.
+//!             let local_recipients = ctx.publish("lobby", Message::Text(text), Some(session));
+//!             let _ = local_recipients;
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! `subscribe`, `unsubscribe`, `publish` (optionally leaving out the sender)
+//! and `broadcast` (every connection of the server) work across all loops. A
+//! publish encodes its frame once and every subscriber's output queue holds
+//! the same `Arc`'d bytes; other loops get it through a bounded channel per
+//! loop and that loop's waker (wakes coalesced), and only loops with
+//! subscribers of the topic are woken. Per subscriber, messages from one
+//! publisher arrive in publish order. A closing session leaves all its
+//! topics; a topic without subscribers leaves no trace. Output queued by
+//! publishes is written once per session per loop iteration.
+//!
+//! A publish that would take a subscriber's output past `max_out_queue`
+//! (1 MiB) follows `slow_consumer`: `Drop` (default; that message is skipped
+//! for that subscriber) or `Close` (the subscriber is closed with 1008). Both
+//! are counted ([`ServerHandle::pubsub_stats`]), as are publishes a loop missed
+//! because its channel (`bus_capacity`, 65,536) was full. Pong and Close are
+//! never held back by the limit. Published frames are sent uncompressed, which
+//! RFC 7692 allows on deflate connections, so one encoding serves everyone.
+//!
+//! # How the runtime behaves
+//!
+//! | Setting ([`ServerConfig`]) | Default | |
+//! |---|---|---|
+//! | `handshake_timeout` | 10 s | from accept to a complete upgrade request; then the socket is dropped |
+//! | `protocol.keepalive` | ping after 30 s idle, drop 30 s later | any byte from the peer counts as alive |
+//! | `protocol.close_timeout` | 5 s | after our Close, wait this long for the peer's |
+//! | `linger_timeout` | 2 s | after the last byte, read and discard until the peer's EOF |
+//! | `max_out_queue` | 1 MiB | above it the session stops reading (TCP backpressure to its peer); sends to it from other sessions are refused |
+//! | `read_buffer_size` | 64 KiB | one per loop; sessions own no read buffer |
+//! | `handshake_limits` | 8 KiB, 64 headers | 431 over either |
+//! | `backlog` | 1024 | |
+//! | `reuse_port` | `false` | share the addresses with other processes (`SO_REUSEPORT`), see below |
+//! | `slow_consumer` | [`SlowConsumerPolicy::Drop`] | what a publish does to a subscriber over `max_out_queue` |
+//! | `bus_capacity` | 65,536 | publishes that may wait in each loop's inbound channel |
+//! | `max_http_body` | 1 MiB | largest body of a plain HTTP request; 413 over it |
+//! | `max_connections` | 20,000 | over all loops; a connection over it is answered 503 |
+//! | `max_connections_per_ip` | `None` | per peer IP; 503 over it |
+//! | `allowed_origins` | any | `OriginPolicy`: 403 for an `Origin` outside it |
+//! | `subprotocols` | none | chosen from when the handler names none |
+//! | `drain_timeout` | 10 s | how long `shutdown()` waits for closing handshakes |
+//! | `protocol.idle_timeout` | `None` | close 1001 after this long without a data message |
+//!
+//! - One thread per loop, each with its own `mio::Poll`, a slab of sessions
+//!   (token = slot + generation, so events for a closed session are ignored),
+//!   a hashed timer wheel (50 ms ticks; a tick costs what falls in its slot, not
+//!   what is open), and one scratch read buffer.
+//! - Listening is exclusive by default: an address in use by another process
+//!   is refused at start, and the loops of one process share one listening
+//!   socket per address and spread the accepts among themselves. With
+//!   [`ServerConfig::reuse_port`] each loop binds its own `SO_REUSEPORT` socket,
+//!   the kernel balances new connections among them, and other processes (same
+//!   user, also with `reuse_port`) may share the port: several nodes on one
+//!   host, or a zero-downtime restart. Where the platform has no
+//!   `SO_REUSEPORT` (Windows), `reuse_port` is refused at start.
+//! - Reads go until `WouldBlock`, 16 reads per session per wakeup so that one
+//!   busy peer cannot starve the others. Writes are vectored from a queue that
+//!   packs small frames together; write interest is held only while output is
+//!   pending.
+//! - An idle open connection costs its session (184 bytes, of which the
+//!   protocol state is 80; its measured RSS is in `benches/README.md`) and
+//!   nothing else: no buffers are kept between messages. The
+//!   frame being read, the message being reassembled and the output live in a
+//!   box allocated when bytes arrive and freed once everything is polled.
+//! - A peer that breaks the protocol gets its Close code (after the answers to
+//!   the messages it sent before), then the server shuts its side down and
+//!   reads until EOF before closing, so the Close is never lost to a reset. EOF,
+//!   a reset or a write error frees the session at once.
+//! - Out of file descriptors (`EMFILE`, `ENFILE`), accepting pauses for 100 ms
+//!   rather than spinning on the listener.
+//!
+//! # permessage-deflate
+//!
+//! With the `deflate` feature, `ServerConfig::deflate` says whether and how to
+//! negotiate it:
+//!
+//! | Setting (`ServerConfig::deflate`) | Default | |
+//! |---|---|---|
+//! | `enabled` | on | |
+//! | `level` | 6 | zlib level, 0–9 |
+//! | `server_max_window_bits` | 15 | our compressor's window; lower it to cap memory (announced to the client) |
+//! | `client_max_window_bits` | 15 | asked of the client when it allows it; our inflater's window |
+//! | `server_no_context_takeover` | off | reset our compressor after every message |
+//! | `client_no_context_takeover` | off | ask the client to reset its compressor after every message |
+//! | `min_message_size` | 64 bytes | smaller messages are sent uncompressed |
+//!
+//! A direction without context takeover borrows zlib state from a small
+//! per-loop cache for one message and returns it, so its idle connections hold
+//! no codec memory. With context takeover the state stays with the connection,
+//! allocated at the first compressed message (hundreds of KiB with 15-bit
+//! windows; `docs/deflate.md`).
+//!
+//! # TLS
+//!
+//! With the `tls` feature, build a `TlsAcceptor` (from PEM files, or from your
+//! own `rustls::ServerConfig` for client certificates or another provider) and
+//! call `ServerBuilder::tls(acceptor).listen_tls(addr)`; `TlsAcceptor::reload`
+//! swaps the certificate for new handshakes (the binary calls it on SIGHUP).
+//!
+//! # Metrics
+//!
+//! [`ServerHandle::metrics`] and [`Context::metrics`] return the server's
+//! [`Metrics`]; [`Metrics::render`] writes them in the Prometheus text format,
+//! as the binary's `GET /metrics` does. [`ServerHandle::pubsub_stats`] counts
+//! what publishes dropped. The metrics and their meaning are listed in
+//! `docs/metrics.md`.
 
 mod event_loop;
 mod handler;
