@@ -36,6 +36,10 @@ OPTIONS:
     --servers A,B,...      servers to run, of ferrows, tokio-tungstenite,
                            fastwebsockets, raw (default all)
     --idle-connections N   connections of the idle row (default 10000)
+    --baseline PATH        also run another ferrows binary (an earlier build, say)
+                           as the server `baseline`, with ferrows's flags, taking
+                           turns with the others; its ratio column says how the
+                           current build compares with it
     --no-build             use the binaries already built
     -h, --help             print this help
 
@@ -50,10 +54,15 @@ const WANTED_NOFILE: u64 = 25_000;
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// One loop, as the peers have one thread; no permessage-deflate, which they lack.
+const FERROWS_FLAGS: &str = "--loops 1 --no-deflate --log-level warn";
+
 /// A server under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
     Ferrows,
+    /// Another ferrows binary, given with `--baseline`.
+    Baseline,
     TokioTungstenite,
     Fastwebsockets,
     Raw,
@@ -65,6 +74,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Ferrows => "ferrows",
+            Server::Baseline => "baseline",
             Server::TokioTungstenite => "tokio-tungstenite",
             Server::Fastwebsockets => "fastwebsockets",
             Server::Raw => "raw",
@@ -75,7 +85,13 @@ impl Server {
     fn command(self, dirs: &Dirs, addr: SocketAddr) -> Vec<String> {
         let (dir, program, args) = match self {
             // One loop, as the peers have one thread; no permessage-deflate, which they lack.
-            Server::Ferrows => (&dirs.release, "ferrows", "--loops 1 --no-deflate --log-level warn"),
+            Server::Ferrows => (&dirs.release, "ferrows", FERROWS_FLAGS),
+            Server::Baseline => {
+                let path = dirs.baseline.clone().unwrap_or_default();
+                let mut command = vec![path.display().to_string(), "--listen".into(), addr.to_string()];
+                command.extend(words(FERROWS_FLAGS));
+                return command;
+            }
             Server::TokioTungstenite => (&dirs.peers_bin, "tokio_tungstenite_echo", ""),
             Server::Fastwebsockets => (&dirs.peers_bin, "fastwebsockets_echo", ""),
             Server::Raw => (&dirs.peers_bin, "raw_echo", ""),
@@ -175,6 +191,7 @@ struct Options {
     servers: Vec<Server>,
     idle_connections: usize,
     build: bool,
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
@@ -186,6 +203,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
         servers: SERVERS.to_vec(),
         idle_connections: 10_000,
         build: true,
+        baseline: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -214,6 +232,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
                 opts.idle_connections = whole(&value).ok_or(format!("--idle-connections: {value:?} is not a count"))?
             }
             "--only" => opts.only.push(value.to_lowercase()),
+            "--baseline" => opts.baseline = Some(PathBuf::from(value)),
             "--servers" => {
                 opts.servers = value
                     .split(',')
@@ -231,6 +250,11 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             _ => return Err(format!("unknown option {flag} (see --help)")),
         }
     }
+    if opts.baseline.is_some() {
+        // Right after ferrows, so that the two take turns closest in time.
+        let at = opts.servers.iter().position(|&s| s == Server::Ferrows).map_or(0, |i| i + 1);
+        opts.servers.insert(at, Server::Baseline);
+    }
     Ok(Some(opts))
 }
 
@@ -246,6 +270,8 @@ struct Dirs {
     peers_bin: PathBuf,
     /// `target/compare`.
     out: PathBuf,
+    /// The `--baseline` binary.
+    baseline: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -260,7 +286,7 @@ impl Dirs {
         let target = release.parent().map_or_else(|| manifest.join("target"), Path::to_path_buf);
         let peers_target = target.join("peers");
         let peers_bin = peers_target.join("release");
-        Ok(Dirs { manifest, release, peers_target, peers_bin, out: target.join("compare") })
+        Ok(Dirs { manifest, release, peers_target, peers_bin, out: target.join("compare"), baseline: None })
     }
 }
 
@@ -563,7 +589,8 @@ fn machine() -> String {
 }
 
 fn run(opts: Options) -> Result<(), String> {
-    let dirs = Dirs::find()?;
+    let mut dirs = Dirs::find()?;
+    dirs.baseline = opts.baseline.clone();
     let rows: Vec<Row> = rows(opts.idle_connections)
         .into_iter()
         .filter(|row| {
@@ -738,6 +765,7 @@ fn ratio_text(x: f64) -> String {
 fn short(server: Server) -> &'static str {
     match server {
         Server::Ferrows => "ferrows",
+        Server::Baseline => "base",
         Server::TokioTungstenite => "tt",
         Server::Fastwebsockets => "fws",
         Server::Raw => "raw",

@@ -31,14 +31,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod app;
 pub mod client;
 #[cfg(feature = "redis")]
 pub mod cluster;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod prometheus;
 pub mod proto;
 pub mod runtime;
+pub mod session;
 #[cfg(feature = "tls")]
 mod tls_io;
 

@@ -73,9 +73,16 @@ fn run(settings: &Settings) -> ExitCode {
         },
         None => None,
     };
+    // The cluster attaches from above, as the runtime's uplink.
     #[cfg(feature = "redis")]
-    if let Some(cluster) = settings.cluster_config() {
-        builder = builder.cluster(cluster);
+    if let Some(config) = settings.cluster_config() {
+        match ferrows::cluster::Cluster::new(config) {
+            Ok(cluster) => builder = builder.uplink(std::sync::Arc::new(cluster)),
+            Err(e) => {
+                eprintln!("ferrows: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     #[cfg(not(feature = "redis"))]
     if settings.cluster_wanted() {

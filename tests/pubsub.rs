@@ -9,9 +9,14 @@ mod support;
 
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrows::runtime::{Context, Decision, Handler, Message, ServerConfig, SessionId, SlowConsumerPolicy, Upgrade};
+use ferrows::proto::frame::{encode_frame, OpCode};
+use ferrows::runtime::{
+    Context, Decision, DeliverError, Handler, Inlet, Message, Server, ServerConfig, SessionId, SlowConsumerPolicy,
+    Topic, Upgrade, Uplink,
+};
 use support::*;
 use tungstenite::Message as WsMessage;
 
@@ -236,4 +241,108 @@ fn the_close_policy_closes_a_slow_subscriber_with_1008() {
     };
     assert_eq!(close.close_code(), Some(1008));
     server.stop();
+}
+
+/// What a bridge to elsewhere saw, and its way in.
+#[derive(Debug, Default)]
+struct RecordingUplink {
+    inlet: Mutex<Option<Inlet>>,
+    events: Mutex<Vec<String>>,
+}
+
+impl RecordingUplink {
+    fn record(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn inlet(&self) -> Inlet {
+        self.inlet.lock().unwrap().clone().expect("attached at start")
+    }
+}
+
+impl Uplink for RecordingUplink {
+    fn attach(&self, inlet: Inlet) -> std::io::Result<()> {
+        *self.inlet.lock().unwrap() = Some(inlet);
+        self.record("attach".into());
+        Ok(())
+    }
+
+    fn publish(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+        let payload = String::from_utf8_lossy(&frame[2..]);
+        self.record(format!("publish {} {payload}", topic.map_or("*", |t| &**t)));
+    }
+
+    fn interest(&self, topic: &Topic, subscribed: bool) {
+        self.record(format!("interest {topic} {subscribed}"));
+    }
+
+    fn detach(&self) {
+        self.record("detach".into());
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        out.push_str("test_uplink_up 1\n");
+    }
+}
+
+fn text_frame(text: &str) -> Arc<[u8]> {
+    let mut frame = Vec::new();
+    encode_frame(true, 0, OpCode::Text, text.as_bytes(), None, &mut frame);
+    frame.into()
+}
+
+#[test]
+fn an_uplink_sees_publishes_and_interest_and_delivers_to_every_loop() {
+    let uplink = Arc::new(RecordingUplink::default());
+    let handle = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .loops(2)
+        .config(quick_config())
+        .uplink(uplink.clone())
+        .start(|_| Commands)
+        .expect("the server starts");
+    let url = format!("ws://{}/", handle.local_addrs()[0]);
+    let open = || {
+        let stream = TcpStream::connect(handle.local_addrs()[0]).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tungstenite::client(url.as_str(), stream).expect("the WebSocket handshake").0
+    };
+    let (mut a, mut b) = (open(), open());
+    assert_eq!(command(&mut a, "sub news"), "ok");
+    assert_eq!(command(&mut b, "sub news"), "ok");
+    // The node's first subscriber only.
+    assert_eq!(uplink.events(), ["attach", "interest news true"]);
+
+    assert_eq!(command(&mut a, "pubx news hi"), "ok 1");
+    assert_eq!(text(&mut b), "hi");
+    // Both count every loop's sessions, whichever loops a and b are on.
+    assert_eq!(command(&mut a, "all everyone"), "ok 1");
+    assert_eq!(text(&mut b), "everyone");
+
+    // From elsewhere: to both subscribers, whatever their loop, and never back out.
+    let inlet = uplink.inlet();
+    assert!(inlet.has_subscribers("news"));
+    assert_eq!(inlet.deliver(Some(&Topic::from("news")), &text_frame("from afar")), Ok(2));
+    assert_eq!(inlet.deliver(None, &text_frame("to all")), Ok(0));
+    for ws in [&mut a, &mut b] {
+        assert_eq!(text(ws), "from afar");
+        assert_eq!(text(ws), "to all");
+    }
+    let half: Arc<[u8]> = text_frame("cut")[..4].into();
+    assert_eq!(inlet.deliver(None, &half), Err(DeliverError::NotADataFrame));
+
+    assert_eq!(command(&mut a, "unsub news"), "ok true");
+    assert_eq!(command(&mut b, "unsub news"), "ok true");
+    assert!(!inlet.has_subscribers("news"));
+    let mut metrics = String::new();
+    handle.metrics().render(&mut metrics);
+    assert!(metrics.ends_with("test_uplink_up 1\n"), "{metrics}");
+    handle.shutdown();
+    join_within(handle, Duration::from_secs(20));
+    let expected = ["attach", "interest news true", "publish news hi", "publish * everyone", "interest news false"];
+    assert_eq!(uplink.events(), [&expected[..], &["detach"]].concat());
 }

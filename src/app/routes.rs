@@ -321,11 +321,12 @@ impl Handler for App {
                 HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
             }
             // Redis down does not stop this node serving its own clients: still 200.
-            Route::Health if get => match ctx.cluster_up() {
+            // The uplink's line (the cluster's: `cluster: up` or `down`) below the verdict.
+            Route::Health if get => match ctx.uplink_health() {
                 None => HttpResponse::text(StatusCode::OK, "ok"),
-                Some(up) => {
-                    let body: &[u8] = if up { b"ok\ncluster: up\n" } else { b"ok\ncluster: down\n" };
-                    HttpResponse::new(StatusCode::OK, "text/plain; charset=utf-8", body)
+                Some(line) => {
+                    let body = format!("ok\n{line}\n");
+                    HttpResponse::new(StatusCode::OK, "text/plain; charset=utf-8", body.as_bytes())
                 }
             },
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),

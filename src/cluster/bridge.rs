@@ -5,16 +5,15 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::resp::{encode_command, encode_command_parts, Reader, Value};
 use super::{envelope, ClusterConfig, ClusterStats, RedisUrl};
-use crate::runtime::pubsub::Bus;
-use crate::runtime::Topic;
+use crate::runtime::{Inlet, Topic};
 
 /// The links, by index (and poll token): the subscribed connection and the publishing one.
 const SUBSCRIBER: usize = 0;
@@ -36,6 +35,34 @@ const MAX_SEQUENCES: usize = 1 << 16;
 pub(crate) struct Outgoing {
     pub(crate) topic: Option<Topic>,
     pub(crate) frame: Arc<[u8]>,
+}
+
+/// What the loops' threads (through the uplink) and the bridge's thread share.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    pub(crate) waker: Waker,
+    /// Set while a wake is pending, so that a burst of publishes wakes the bridge once.
+    pub(crate) woken: AtomicBool,
+    /// Topics that gained their first (`true`) or lost their last local
+    /// subscriber since the bridge last looked, in the order of the changes.
+    pub(crate) changes: Mutex<Vec<(Topic, bool)>>,
+    /// Set once the loops have finished: the bridge sends what is queued and stops.
+    pub(crate) stop: AtomicBool,
+}
+
+impl Signals {
+    pub(crate) fn new(waker: Waker) -> Self {
+        Self { waker, woken: AtomicBool::new(false), changes: Mutex::new(Vec::new()), stop: AtomicBool::new(false) }
+    }
+
+    /// Wakes the bridge, unless a wake is already pending.
+    pub(crate) fn wake(&self) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                log::warn!("cannot wake the cluster bridge: {e}");
+            }
+        }
+    }
 }
 
 /// One connection to Redis.
@@ -80,10 +107,10 @@ pub(crate) struct Bridge {
     poll: Poll,
     config: ClusterConfig,
     url: RedisUrl,
-    bus: Arc<Bus>,
+    inlet: Inlet,
     stats: Arc<ClusterStats>,
     outgoing: Receiver<Outgoing>,
-    stop: Arc<AtomicBool>,
+    signals: Arc<Signals>,
     /// [`SUBSCRIBER`] and [`PUBLISHER`].
     links: [Peer; 2],
     /// Topics with subscribers on this node: the channels subscribed to.
@@ -101,10 +128,10 @@ impl Bridge {
     pub(crate) fn new(
         poll: Poll,
         config: ClusterConfig,
-        bus: Arc<Bus>,
+        inlet: Inlet,
         stats: Arc<ClusterStats>,
         outgoing: Receiver<Outgoing>,
-        stop: Arc<AtomicBool>,
+        signals: Arc<Signals>,
     ) -> Result<Self, super::ClusterError> {
         let url = RedisUrl::parse(&config.url)?;
         let now = Instant::now();
@@ -112,10 +139,10 @@ impl Bridge {
             poll,
             config,
             url,
-            bus,
+            inlet,
             stats,
             outgoing,
-            stop,
+            signals,
             links: [(); 2].map(|()| Peer {
                 link: Link::Down { retry_at: now },
                 backoff: FIRST_BACKOFF,
@@ -134,7 +161,7 @@ impl Bridge {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
         log::info!("cluster: node {} joining through redis://{}:{}", self.config.node_id, self.url.host, self.url.port);
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.signals.stop.load(Ordering::Acquire) {
             let now = Instant::now();
             self.expire(now);
             let timeout = self.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
@@ -147,7 +174,8 @@ impl Bridge {
             let now = Instant::now();
             for event in &events {
                 match event.token() {
-                    BRIDGE_WAKER => self.bus.cluster_woken(),
+                    // Later changes and publishes wake the bridge again.
+                    BRIDGE_WAKER => self.signals.woken.store(false, Ordering::Release),
                     Token(index) if index < self.links.len() => self.on_event(index, now),
                     _ => {}
                 }
@@ -441,8 +469,11 @@ impl Bridge {
         }
         *last = message.seq;
         let frame: Arc<[u8]> = Arc::from(message.frame);
-        self.bus.send_to_others(usize::MAX, topic.as_ref(), &frame);
-        ClusterStats::add(&self.stats.received, 1);
+        // The envelope's check is the inlet's: a refusal here is one more invalid message.
+        match self.inlet.deliver(topic.as_ref(), &frame) {
+            Ok(_) => ClusterStats::add(&self.stats.received, 1),
+            Err(_) => ClusterStats::add(&self.stats.invalid, 1),
+        }
     }
 
     /// Writes a link's output until the socket would block.
@@ -487,10 +518,12 @@ impl Bridge {
     /// Topics that gained their first or lost their last local subscriber:
     /// subscribe or unsubscribe their channels.
     fn follow_subscriptions(&mut self) {
+        let changes = std::mem::take(&mut *self.signals.changes.lock().unwrap_or_else(PoisonError::into_inner));
+        // The last change of each topic is where it stands now.
+        let latest: HashMap<Topic, bool> = changes.into_iter().collect();
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
-        for topic in self.bus.take_cluster_changes() {
-            let has = self.bus.has_subscribers(&topic);
+        for (topic, has) in latest {
             if has && self.wanted.insert(topic.clone()) {
                 subscribe.push(self.channel(Some(&topic)));
             } else if !has && self.wanted.remove(&topic) {
@@ -586,7 +619,7 @@ mod tests {
     use super::*;
     use crate::proto::frame::encode_frame;
     use crate::proto::OpCode;
-    use crate::runtime::pubsub::{Delivery, Membership};
+    use crate::runtime::pubsub::{Bus, Delivery, Membership};
 
     fn frame(text: &str) -> Vec<u8> {
         let mut frame = Vec::new();
@@ -598,14 +631,15 @@ mod tests {
     fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Delivery>) {
         let loop_poll = Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(loop_poll.registry(), Token(9)).unwrap());
-        let (bus, mut inboxes) = Bus::new(&[waker], 64);
+        let (bus, mut inboxes) = Bus::new(&[waker], 64, None);
         let (_sender, outgoing) = std::sync::mpsc::sync_channel(4);
         let config = ClusterConfig::new("redis://127.0.0.1:1");
         let stats = Arc::new(ClusterStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut bridge = Bridge::new(Poll::new().unwrap(), config, bus, stats, outgoing, stop).unwrap();
+        let poll = Poll::new().unwrap();
+        let signals = Arc::new(Signals::new(Waker::new(poll.registry(), BRIDGE_WAKER).unwrap()));
         // Loop 0 has a subscriber of "news", and the bridge follows it.
-        bridge.bus.count_subscriber(0, &Topic::from("news"), Membership::Joined { first: true });
+        bus.count_subscriber(0, &Topic::from("news"), Membership::Joined { first: true });
+        let mut bridge = Bridge::new(poll, config, Inlet::new(bus), stats, outgoing, signals).unwrap();
         bridge.wanted.insert(Topic::from("news"));
         (bridge, inboxes.remove(0))
     }
@@ -642,6 +676,18 @@ mod tests {
         assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(stats.gaps.load(Ordering::Relaxed), 2);
         assert_eq!(stats.invalid.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_last_change_of_a_topic_is_followed() {
+        let (mut bridge, _inbox) = bridge();
+        let changes = [("news", false), ("news", true), ("sport", true), ("sport", false), ("tech", true)];
+        bridge.signals.changes.lock().unwrap().extend(changes.map(|(t, on)| (Topic::from(t), on)));
+        bridge.follow_subscriptions();
+        let mut wanted: Vec<&str> = bridge.wanted.iter().map(|t| &**t).collect();
+        wanted.sort_unstable();
+        assert_eq!(wanted, ["news", "tech"]);
+        assert!(bridge.signals.changes.lock().unwrap().is_empty());
     }
 
     #[test]

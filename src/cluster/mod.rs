@@ -4,7 +4,8 @@
 //! bus, on a thread of its own with its own `mio::Poll`, holding two
 //! connections to Redis (one subscribed, one publishing). The runtime offers
 //! the bus; the bridge plugs into it from above (see
-//! [`ServerBuilder::cluster`](crate::runtime::ServerBuilder::cluster) and
+//! [`Cluster`], an [`Uplink`](crate::runtime::Uplink) for
+//! [`ServerBuilder::uplink`](crate::runtime::ServerBuilder::uplink), and
 //! [`ClusterConfig`]), so the runtime never names the cluster.
 //!
 //! - When the node gains its first subscriber of a topic (on any loop), the
@@ -59,12 +60,13 @@
 mod bridge;
 mod envelope;
 mod resp;
+mod uplink;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-pub(crate) use bridge::{Bridge, Outgoing, BRIDGE_WAKER};
+pub use uplink::Cluster;
 
 /// Where the cluster's Redis is and how the bridge behaves.
 #[non_exhaustive]

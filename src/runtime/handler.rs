@@ -11,11 +11,12 @@ use slab::Slab;
 use super::http::{HttpRequest, HttpResponse};
 use super::metrics::{LoopCounters, Metrics};
 use super::pubsub::{Bus, Membership, Topics};
-use super::session::Session;
-use super::{Shared, SlowConsumerPolicy};
+use super::slot::Slot;
+use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
+use crate::session::{SendRefusal, Settings};
 
 /// A session of one event loop: its slab key and a generation, so that an id
 /// kept after its session ended never reaches a newer session in the same slot.
@@ -184,10 +185,11 @@ impl std::error::Error for SendError {}
 /// What a callback can do: send to or close any session of its loop, and
 /// reach per-connection state.
 pub struct Context<'a, S> {
-    pub(crate) sessions: &'a mut Slab<Session<S>>,
+    pub(crate) sessions: &'a mut Slab<Slot<S>>,
     /// Sessions given output during the callback, to be written after it.
     pub(crate) touched: &'a mut Vec<usize>,
-    pub(crate) max_out_queue: usize,
+    /// The sessions' settings: the output limit and the slow-consumer policy among them.
+    pub(crate) settings: &'a Settings,
     /// The session whose event is being handled: sends to it are never
     /// refused for backpressure, since its reading pauses instead.
     pub(crate) current: Option<SessionId>,
@@ -195,7 +197,6 @@ pub struct Context<'a, S> {
     pub(crate) loop_index: usize,
     pub(crate) topics: &'a mut Topics,
     pub(crate) bus: &'a Bus,
-    pub(crate) slow_consumer: SlowConsumerPolicy,
     pub(crate) shared: &'a Arc<Shared>,
 }
 
@@ -253,7 +254,7 @@ impl<S> Context<'_, S> {
     ///
     /// [`SendError::UnknownSession`] or [`SendError::Closed`].
     pub fn subscribe(&mut self, session: SessionId, topic: &str) -> Result<(), SendError> {
-        let open = self.session(session).ok_or(SendError::UnknownSession)?.is_open();
+        let open = self.session(session).ok_or(SendError::UnknownSession)?.session.is_open();
         if !open {
             return Err(SendError::Closed);
         }
@@ -285,7 +286,7 @@ impl<S> Context<'_, S> {
     }
 
     /// Publishes `message` to every subscriber of `topic` on every loop (and,
-    /// with a cluster bridge, on every node), leaving out `exclude` (say, the sender). The frame is encoded once and
+    /// through an uplink, elsewhere too), leaving out `exclude` (say, the sender). The frame is encoded once and
     /// shared by every subscriber's queue; subscribers on other loops get it
     /// through their loop's channel, in publish order. Returns the number of
     /// this node's subscribers it was sent to, on every loop: those of this
@@ -297,35 +298,37 @@ impl<S> Context<'_, S> {
         let delivered = self.deliver(&local, &frame);
         let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
         let on_node = self.bus.send_to_others(self.loop_index, Some(&key), &frame);
-        self.bus.to_cluster(Some(&key), &frame);
+        self.bus.send_to_uplink(Some(&key), &frame);
         // The other loops' subscribers, as the directory counts them: their queues are theirs to judge.
         delivered + on_node.saturating_sub(self.topics.subscriber_count(topic))
     }
 
     /// Sends `message` to every open session on every loop (and node), leaving out
-    /// `exclude`. Returns the number of sessions of this loop it was queued for.
+    /// `exclude`. Returns the number of this node's sessions it was sent to,
+    /// counted as [`publish`](Self::publish) counts.
     pub fn broadcast(&mut self, message: Message<'_>, exclude: Option<SessionId>) -> usize {
         let frame = encode_shared(message);
         let local: Vec<SessionId> = self.sessions().filter(|s| Some(*s) != exclude).collect();
         let delivered = self.deliver(&local, &frame);
         self.bus.send_to_others(self.loop_index, None, &frame);
-        self.bus.to_cluster(None, &frame);
-        delivered
+        self.bus.send_to_uplink(None, &frame);
+        let loops = &self.shared.counters.loops;
+        let others: u64 =
+            loops.iter().enumerate().filter(|(i, _)| *i != self.loop_index).map(|(_, l)| l.sessions.get()).sum();
+        delivered + usize::try_from(others).unwrap_or(usize::MAX)
     }
 
     fn deliver(&mut self, targets: &[SessionId], frame: &Arc<[u8]>) -> usize {
         let mut delivered = 0;
         for &id in targets {
-            let (max, policy, now) = (self.max_out_queue, self.slow_consumer, self.now);
-            let stats = &self.bus.stats;
-            let Some(session) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
+            let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                 continue;
             };
-            if session.deliver_shared(frame, max, policy, now, stats) {
+            if slot.deliver_shared(frame, self.settings, self.now, &self.bus.stats) {
                 delivered += 1;
             }
-            if !session.flush_pending {
-                session.flush_pending = true;
+            if !slot.flush_pending {
+                slot.flush_pending = true;
                 self.touched.push(id.key);
             }
         }
@@ -335,17 +338,20 @@ impl<S> Context<'_, S> {
 
     /// The per-connection state of `session`.
     pub fn state(&mut self, session: SessionId) -> Option<&mut S> {
-        self.session(session).and_then(|s| s.state.as_mut())
+        self.session(session).and_then(|s| s.session.state_mut())
     }
 
     /// The peer address of `session`.
     pub fn peer_addr(&self, session: SessionId) -> Option<SocketAddr> {
-        self.sessions.get(session.key).filter(|s| s.generation == session.generation).map(|s| s.peer.into())
+        self.sessions.get(session.key).filter(|s| s.generation == session.generation).map(|s| s.session.peer().into())
     }
 
     /// The open sessions of this loop.
     pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
-        self.sessions.iter().filter(|(_, s)| s.is_open()).map(|(key, s)| SessionId { key, generation: s.generation })
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.session.is_open())
+            .map(|(key, s)| SessionId { key, generation: s.generation })
     }
 
     /// Which event loop this is (0-based).
@@ -364,13 +370,10 @@ impl<S> Context<'_, S> {
         self.shared.counters.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Whether the cluster bridge is connected to Redis; `None` when the
-    /// server is not in a cluster.
-    pub fn cluster_up(&self) -> Option<bool> {
-        #[cfg(feature = "redis")]
-        return self.shared.cluster.as_ref().map(|c| c.is_up());
-        #[cfg(not(feature = "redis"))]
-        None
+    /// The uplink's line for a health answer ([`Uplink::health`](super::Uplink::health));
+    /// `None` without an uplink, or when it has nothing to say.
+    pub fn uplink_health(&self) -> Option<String> {
+        self.bus.uplink.as_ref().and_then(|uplink| uplink.health())
     }
 
     fn counters(&self) -> &LoopCounters {
@@ -382,7 +385,7 @@ impl<S> Context<'_, S> {
         self.now
     }
 
-    fn session(&mut self, id: SessionId) -> Option<&mut Session<S>> {
+    fn session(&mut self, id: SessionId) -> Option<&mut Slot<S>> {
         self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation)
     }
 
@@ -391,7 +394,7 @@ impl<S> Context<'_, S> {
         id: SessionId,
         send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
     ) -> Result<(), SendError> {
-        let max = if self.current == Some(id) { usize::MAX } else { self.max_out_queue };
+        let max = if self.current == Some(id) { usize::MAX } else { self.settings.max_out_queue };
         self.with_open_limit(id, max, send)
     }
 
@@ -401,18 +404,14 @@ impl<S> Context<'_, S> {
         max_out_queue: usize,
         send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
     ) -> Result<(), SendError> {
-        let session = self.session(id).ok_or(SendError::UnknownSession)?;
-        if session.out.len() > max_out_queue {
-            return Err(SendError::Backpressure);
-        }
-        let conn = session.connection_mut().ok_or(SendError::Closed)?;
-        send(conn).map_err(|e| match e {
-            UsageError::Closed => SendError::Closed,
-            other => SendError::Usage(other),
+        let slot = self.session(id).ok_or(SendError::UnknownSession)?;
+        slot.session.send(max_out_queue, send).map_err(|e| match e {
+            SendRefusal::Closed => SendError::Closed,
+            SendRefusal::Backpressure => SendError::Backpressure,
+            SendRefusal::Usage(e) => SendError::Usage(e),
         })?;
-        session.take_output();
-        if !session.flush_pending {
-            session.flush_pending = true;
+        if !slot.flush_pending {
+            slot.flush_pending = true;
             self.touched.push(id.key);
         }
         Ok(())

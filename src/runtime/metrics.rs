@@ -194,7 +194,8 @@ impl Metrics {
         self.shared.counters.draining.load(Ordering::Acquire)
     }
 
-    /// Appends every metric, in the Prometheus text format.
+    /// Appends every metric, in the Prometheus text format, the uplink's last
+    /// ([`Uplink::render_metrics`](super::Uplink::render_metrics)).
     pub fn render(&self, out: &mut String) {
         let counters = &self.shared.counters;
         let mut text = TextEncoder::new(out);
@@ -281,48 +282,8 @@ impl Metrics {
             ),
         ];
         atomic_counters(&mut text, &pubsub);
-        #[cfg(feature = "redis")]
-        if let Some(cluster) = &self.shared.cluster {
-            text.single(
-                "ferrows_cluster_up",
-                Kind::Gauge,
-                "1 while both connections of the cluster bridge to Redis are up, else 0.",
-                u64::from(cluster.is_up()),
-            );
-            let counters: [(&str, &str, &AtomicU64); 7] = [
-                (
-                    "ferrows_cluster_reconnects_total",
-                    "Connections to Redis made again after a loss.",
-                    &cluster.reconnects,
-                ),
-                (
-                    "ferrows_cluster_published_total",
-                    "Local publishes and broadcasts sent to Redis.",
-                    &cluster.published,
-                ),
-                ("ferrows_cluster_received_total", "Messages from other nodes delivered here.", &cluster.received),
-                (
-                    "ferrows_cluster_lost_total",
-                    "Local publishes not sent to Redis: it was unreachable or the bridge's queue was full.",
-                    &cluster.lost,
-                ),
-                (
-                    "ferrows_cluster_gaps_total",
-                    "Messages from other nodes known missing (gaps in their sequence numbers).",
-                    &cluster.gaps,
-                ),
-                (
-                    "ferrows_cluster_duplicates_total",
-                    "Messages from other nodes seen twice, dropped.",
-                    &cluster.duplicates,
-                ),
-                (
-                    "ferrows_cluster_invalid_total",
-                    "Messages on the cluster's channels that were not ours, dropped.",
-                    &cluster.invalid,
-                ),
-            ];
-            atomic_counters(&mut text, &counters);
+        if let Some(uplink) = &self.shared.bus.uplink {
+            uplink.render_metrics(out);
         }
     }
 }

@@ -169,19 +169,23 @@
 //! what publishes dropped. The metrics and their meaning are listed in
 //! `docs/metrics.md`.
 
+mod admission;
+mod dispatch;
 mod event_loop;
 mod handler;
 mod http;
+mod inbox;
 mod listener;
 mod metrics;
 mod origin;
-mod out_queue;
 pub(crate) mod pubsub;
-mod session;
+mod shutdown;
+mod slot;
 mod stream;
 mod timer;
 #[cfg(feature = "tls")]
 mod tls;
+mod uplink;
 
 use std::io;
 use std::net::SocketAddr;
@@ -192,6 +196,7 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 
+pub use crate::session::SlowConsumerPolicy;
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
 pub use http::{HttpRequest, HttpResponse};
 pub use metrics::Metrics;
@@ -199,6 +204,7 @@ pub use origin::{OriginPatternError, OriginPolicy};
 pub use pubsub::{PubSubStats, Topic, Topics};
 #[cfg(feature = "tls")]
 pub use tls::{TlsAcceptor, TlsError};
+pub use uplink::{DeliverError, Inlet, Uplink};
 
 use crate::proto::handshake::HandshakeLimits;
 
@@ -257,6 +263,24 @@ pub struct ServerConfig {
     pub deflate: crate::proto::deflate::DeflateConfig,
 }
 
+impl ServerConfig {
+    /// What the session machines of a loop share.
+    pub(crate) fn session_settings(&self) -> crate::session::Settings {
+        crate::session::Settings {
+            protocol: Arc::new(self.protocol.clone()),
+            handshake_limits: self.handshake_limits,
+            handshake_timeout: self.handshake_timeout,
+            max_out_queue: self.max_out_queue,
+            linger_timeout: self.linger_timeout,
+            max_http_body: self.max_http_body,
+            slow_consumer: self.slow_consumer,
+            subprotocols: self.subprotocols.clone(),
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate.clone(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -282,25 +306,12 @@ impl Default for ServerConfig {
     }
 }
 
-/// What happens to a subscriber too slow for what is published to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlowConsumerPolicy {
-    /// Drop the message for that subscriber (counted).
-    #[default]
-    Drop,
-    /// Close the subscriber with 1008 and a reason (counted).
-    Close,
-}
-
 /// State shared by a server's loops: the shutdown flag and the pub/sub bus.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) bus: Arc<pubsub::Bus>,
     pub(crate) counters: metrics::Counters,
-    /// The cluster bridge's state, when there is one.
-    #[cfg(feature = "redis")]
-    pub(crate) cluster: Option<Arc<crate::cluster::ClusterStats>>,
 }
 
 /// The entry point: `Server::builder()`.
@@ -317,8 +328,7 @@ impl Server {
             config: ServerConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
-            #[cfg(feature = "redis")]
-            cluster: None,
+            uplink: None,
         }
     }
 }
@@ -332,8 +342,7 @@ pub struct ServerBuilder {
     config: ServerConfig,
     #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
-    #[cfg(feature = "redis")]
-    cluster: Option<crate::cluster::ClusterConfig>,
+    uplink: Option<Arc<dyn Uplink>>,
 }
 
 impl ServerBuilder {
@@ -368,12 +377,13 @@ impl ServerBuilder {
         self
     }
 
-    /// Joins a cluster: topics are shared with every node on the same Redis
-    /// (see [`cluster`](crate::cluster)).
-    #[cfg(feature = "redis")]
+    /// A bridge that shares this node's topics with others (see [`Uplink`]):
+    /// it gets every local publish and broadcast, hears which topics have
+    /// subscribers here, and delivers what comes from elsewhere. One server
+    /// starts it once.
     #[must_use]
-    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
-        self.cluster = Some(config);
+    pub fn uplink(mut self, uplink: Arc<dyn Uplink>) -> Self {
+        self.uplink = Some(uplink);
         self
     }
 
@@ -427,19 +437,12 @@ impl ServerBuilder {
             wakers.push(Arc::new(waker));
             polls.push(poll);
         }
-        let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1));
-        #[cfg(feature = "redis")]
-        let bridge = match self.cluster {
-            Some(cluster) => Some(start_bridge(cluster, &bus)?),
-            None => None,
-        };
-        let shared = Arc::new(Shared {
-            shutdown: AtomicBool::new(false),
-            bus,
-            counters: metrics::Counters::new(loops),
-            #[cfg(feature = "redis")]
-            cluster: bridge.as_ref().map(|b| b.stats.clone()),
-        });
+        let (bus, inboxes) = pubsub::Bus::new(&wakers, config.bus_capacity.max(1), self.uplink.clone());
+        if let Some(uplink) = &self.uplink {
+            uplink.attach(Inlet::new(bus.clone())).map_err(context("cannot start the uplink"))?;
+        }
+        let shared =
+            Arc::new(Shared { shutdown: AtomicBool::new(false), bus, counters: metrics::Counters::new(loops) });
         let mut threads = Vec::with_capacity(loops);
         for (index, ((listeners, poll), inbox)) in per_loop.into_iter().zip(polls).zip(inboxes).enumerate() {
             let (config, shared, factory) = (config.clone(), shared.clone(), factory.clone());
@@ -459,13 +462,7 @@ impl ServerBuilder {
             let thread = thread.map_err(context("cannot start an event loop's thread"))?;
             threads.push(thread);
         }
-        Ok(ServerHandle {
-            local_addrs,
-            shutdown: ShutdownHandle { shared },
-            threads,
-            #[cfg(feature = "redis")]
-            bridge,
-        })
+        Ok(ServerHandle { local_addrs, shutdown: ShutdownHandle { shared }, threads })
     }
 }
 
@@ -474,46 +471,12 @@ fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// The cluster bridge's thread and how to stop it.
-#[cfg(feature = "redis")]
-#[derive(Debug)]
-struct BridgeThread {
-    thread: JoinHandle<()>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    stats: Arc<crate::cluster::ClusterStats>,
-}
-
-/// Connects a cluster bridge to the bus and starts its thread.
-#[cfg(feature = "redis")]
-fn start_bridge(config: crate::cluster::ClusterConfig, bus: &Arc<pubsub::Bus>) -> io::Result<BridgeThread> {
-    config.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), crate::cluster::BRIDGE_WAKER)?);
-    let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue.max(1));
-    let stats = Arc::new(crate::cluster::ClusterStats::default());
-    bus.attach_cluster(pubsub::ClusterLink {
-        outgoing: sender,
-        changes: std::sync::Mutex::new(Vec::new()),
-        waker: waker.clone(),
-        woken: AtomicBool::new(false),
-        stats: stats.clone(),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let bridge = crate::cluster::Bridge::new(poll, config, bus.clone(), stats.clone(), receiver, stop.clone())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let thread = std::thread::Builder::new().name("ferrows-cluster".into()).spawn(move || bridge.run())?;
-    Ok(BridgeThread { thread, stop, waker, stats })
-}
-
 /// A running server.
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
-    #[cfg(feature = "redis")]
-    bridge: Option<BridgeThread>,
 }
 
 impl ServerHandle {
@@ -556,15 +519,8 @@ impl ServerHandle {
         self.shutdown.shutdown();
     }
 
-    /// The cluster bridge's state and counters, if the server joined a cluster.
-    #[cfg(feature = "redis")]
-    #[must_use]
-    pub fn cluster_stats(&self) -> Option<&crate::cluster::ClusterStats> {
-        self.bridge.as_ref().map(|b| &*b.stats)
-    }
-
-    /// Waits for every loop to finish (then stops the cluster bridge, which
-    /// carried their last publishes).
+    /// Waits for every loop to finish, then detaches the uplink, which
+    /// carries their last publishes ([`Uplink::detach`]).
     ///
     /// # Errors
     ///
@@ -577,11 +533,8 @@ impl ServerHandle {
                 result = outcome;
             }
         }
-        #[cfg(feature = "redis")]
-        if let Some(bridge) = self.bridge {
-            bridge.stop.store(true, Ordering::Release);
-            let _ = bridge.waker.wake();
-            let _ = bridge.thread.join();
+        if let Some(uplink) = &self.shutdown.shared.bus.uplink {
+            uplink.detach();
         }
         result
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use mio::Waker;
 
 use super::handler::SessionId;
+use super::uplink::Uplink;
 
 /// A topic name, shared between the tables that mention it.
 pub type Topic = Arc<str>;
@@ -163,29 +164,6 @@ struct Inbox {
     woken: AtomicBool,
 }
 
-/// The cluster bridge's side of the bus (feature `redis`): what loops publish
-/// goes to it, and it hears of topics gaining or losing all their local subscribers.
-#[cfg(feature = "redis")]
-pub(crate) struct ClusterLink {
-    pub(crate) outgoing: SyncSender<crate::cluster::Outgoing>,
-    /// Topics whose local subscribers appeared or all left since the bridge last looked.
-    pub(crate) changes: std::sync::Mutex<Vec<Topic>>,
-    pub(crate) waker: Arc<Waker>,
-    pub(crate) woken: AtomicBool,
-    pub(crate) stats: Arc<crate::cluster::ClusterStats>,
-}
-
-#[cfg(feature = "redis")]
-impl ClusterLink {
-    fn wake(&self) {
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.waker.wake() {
-                log::warn!("cannot wake the cluster bridge: {e}");
-            }
-        }
-    }
-}
-
 /// A topic's entry in the directory.
 #[derive(Debug, Default)]
 struct Subscribed {
@@ -211,8 +189,8 @@ pub(crate) struct Bus {
     /// Per topic with subscribers on some loop: which loops, and how many subscribers.
     directory: RwLock<HashMap<Topic, Subscribed>>,
     pub(crate) stats: PubSubStats,
-    #[cfg(feature = "redis")]
-    cluster: std::sync::OnceLock<ClusterLink>,
+    /// The bridge to elsewhere, if the server has one.
+    pub(crate) uplink: Option<Arc<dyn Uplink>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -222,8 +200,13 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    /// A bus for loops with these wakers; returns it and each loop's receiver.
-    pub(crate) fn new(wakers: &[Arc<Waker>], capacity: usize) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
+    /// A bus for loops with these wakers, and the uplink if there is one;
+    /// returns it and each loop's receiver.
+    pub(crate) fn new(
+        wakers: &[Arc<Waker>],
+        capacity: usize,
+        uplink: Option<Arc<dyn Uplink>>,
+    ) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
         let mut inboxes = Vec::with_capacity(wakers.len());
         let mut receivers = Vec::with_capacity(wakers.len());
         for waker in wakers {
@@ -231,13 +214,7 @@ impl Bus {
             inboxes.push(Inbox { sender, waker: waker.clone(), woken: AtomicBool::new(false) });
             receivers.push(receiver);
         }
-        let bus = Self {
-            inboxes,
-            directory: RwLock::new(HashMap::new()),
-            stats: PubSubStats::default(),
-            #[cfg(feature = "redis")]
-            cluster: std::sync::OnceLock::new(),
-        };
+        let bus = Self { inboxes, directory: RwLock::new(HashMap::new()), stats: PubSubStats::default(), uplink };
         (Arc::new(bus), receivers)
     }
 
@@ -277,62 +254,28 @@ impl Bus {
         if !now_subscribed {
             directory.remove(topic);
         }
-        #[cfg(feature = "redis")]
+        // Under the write lock, so that the uplink hears two loops' changes in their order.
         if known != now_subscribed {
-            if let Some(link) = self.cluster.get() {
-                link.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(topic.clone());
-                link.wake();
+            if let Some(uplink) = &self.uplink {
+                uplink.interest(topic, now_subscribed);
             }
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = known;
     }
 
     /// Whether any loop of this node has subscribers of `topic`.
-    #[cfg(feature = "redis")]
     pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
         self.directory.read().is_ok_and(|d| d.contains_key(topic))
     }
 
-    /// Connects the cluster bridge; once only.
-    #[cfg(feature = "redis")]
-    pub(crate) fn attach_cluster(&self, link: ClusterLink) {
-        let _ = self.cluster.set(link);
-    }
-
-    /// Hands a local publish (`topic`) or broadcast (`None`) to the cluster
-    /// bridge, if there is one. A full queue loses it, counted.
-    pub(crate) fn to_cluster(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
-        #[cfg(feature = "redis")]
-        if let Some(link) = self.cluster.get() {
-            let outgoing = crate::cluster::Outgoing { topic: topic.cloned(), frame: frame.clone() };
-            match link.outgoing.try_send(outgoing) {
-                Ok(()) => link.wake(),
-                Err(_) => crate::cluster::ClusterStats::add(&link.stats.lost, 1),
-            }
+    /// Hands a local publish (`topic`) or broadcast (`None`) to the uplink, if there is one.
+    pub(crate) fn send_to_uplink(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+        if let Some(uplink) = &self.uplink {
+            uplink.publish(topic, frame);
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = (topic, frame);
-    }
-
-    /// The bridge is awake: later changes and publishes wake it again.
-    #[cfg(feature = "redis")]
-    pub(crate) fn cluster_woken(&self) {
-        if let Some(link) = self.cluster.get() {
-            link.woken.store(false, Ordering::Release);
-        }
-    }
-
-    /// The topics whose local subscription state changed since the last call.
-    #[cfg(feature = "redis")]
-    pub(crate) fn take_cluster_changes(&self) -> Vec<Topic> {
-        self.cluster.get().map_or_else(Vec::new, |link| {
-            std::mem::take(&mut *link.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-        })
     }
 
     /// Sends `delivery` to every other loop that may have receivers for it
-    /// (`from_loop` past the last loop: to every loop, as the cluster bridge does).
+    /// (`from_loop` past the last loop: to every loop, as the uplink's deliveries go).
     /// Returns the subscribers of `topic` on all loops, as the directory counts them.
     pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) -> usize {
         let (mask, subscribers) = match topic {

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use mio::net::TcpStream;
 
-use super::out_queue::OutQueue;
+use crate::session::OutQueue;
 
 /// What a session reads its plaintext from and writes it to.
 ///

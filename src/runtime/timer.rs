@@ -42,8 +42,10 @@ impl TimerWheel {
         Self { start, next_tick: 0, slots: (0..SLOTS).map(|_| Vec::new()).collect(), later: Vec::new(), len: 0 }
     }
 
-    /// Arms a timer for `token` at `deadline` (rounded up to the next tick).
-    pub fn insert(&mut self, token: usize, deadline: Instant) {
+    /// Arms a timer for `token` at `deadline` (rounded up to the next tick);
+    /// returns the tick it fires at, in 32 bits (50 ms ticks: six years),
+    /// which is what an owner keeps to compare a later deadline with.
+    pub fn insert(&mut self, token: usize, deadline: Instant) -> u32 {
         let tick = self.tick_at(deadline).max(self.next_tick);
         if tick < self.next_tick + SLOTS as u64 {
             self.slots[slot_of(tick)].push(token);
@@ -51,6 +53,12 @@ impl TimerWheel {
             self.later.push(Entry { token, at_tick: tick });
         }
         self.len += 1;
+        u32::try_from(tick).unwrap_or(u32::MAX)
+    }
+
+    /// The tick `deadline` would be armed at: see [`insert`](Self::insert).
+    pub fn tick_of(&self, deadline: Instant) -> u32 {
+        u32::try_from(self.tick_at(deadline).max(self.next_tick)).unwrap_or(u32::MAX)
     }
 
     /// How long until the next tick that may fire something, if anything is armed.

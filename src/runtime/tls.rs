@@ -19,7 +19,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConnection;
 
-use super::out_queue::OutQueue;
+use crate::session::OutQueue;
 
 /// What a server needs to accept `wss://`: the certificate chain and key,
 /// shared by every loop and replaceable while the server runs.

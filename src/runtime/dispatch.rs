@@ -1,0 +1,161 @@
+//! What a session asks of the application, handed to the loop's [`Handler`]:
+//! the decision on an upgrade, the answer to a plain request, each message,
+//! and the end of a session.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::event_loop::EventLoop;
+use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
+use super::http::{HttpRequest, HttpResponse};
+use super::metrics::Rejection;
+use super::pubsub::Membership;
+use crate::proto::handshake::{Request, StatusCode};
+use crate::proto::Event;
+use crate::session::{Input, UpgradeInput};
+
+impl<H: Handler> EventLoop<H> {
+    /// Acts on what a read brought, then hands the session's messages to the handler.
+    pub(super) fn dispatch(&mut self, key: usize, input: Option<Input>, now: Instant) {
+        let Some(slot) = self.sessions.get(key) else { return };
+        let peer = slot.session.peer();
+        match input {
+            None => {}
+            Some(Input::Upgrade(upgrade)) => self.decide_upgrade(key, upgrade, now),
+            Some(Input::Http { request, body }) => self.answer_http(key, &request, &body, now),
+            Some(Input::BadRequest(reason)) => {
+                log::debug!("{peer}: bad request: {reason}");
+                self.shared.counters.reject(Rejection::BadRequest);
+            }
+            Some(Input::Violation(violation)) => {
+                log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
+            }
+        }
+        self.deliver_messages(key, now);
+    }
+
+    /// Refuses an upgrade the server or the handler turned down: counted, answered with `status`.
+    fn refuse(&mut self, key: usize, why: Rejection, status: StatusCode, reason: &str, now: Instant) {
+        self.shared.counters.reject(why);
+        if let Some(slot) = self.sessions.get_mut(key) {
+            slot.session.refuse(status, reason, &self.settings, now);
+        }
+    }
+
+    fn decide_upgrade(&mut self, key: usize, mut input: UpgradeInput, now: Instant) {
+        let Some(slot) = self.sessions.get(key) else { return };
+        let peer = SocketAddr::from(slot.session.peer());
+        let request: &Request = &input.request;
+        if self.drain_deadline.is_some() {
+            log::debug!("{peer}: upgrade refused with 503: shutting down");
+            return self.refuse(key, Rejection::Draining, StatusCode::SERVICE_UNAVAILABLE, "shutting down", now);
+        }
+        if !self.config.allowed_origins.allows(request.origin()) {
+            log::info!("{peer}: upgrade refused with 403: origin {:?} not allowed", request.origin().unwrap_or(""));
+            return self.refuse(key, Rejection::Origin, StatusCode::FORBIDDEN, "origin not allowed", now);
+        }
+        let (protocol, state) = match self.handler.upgrade(&Upgrade { request, upgrade: &input.upgrade, peer }) {
+            Decision::Accept { protocol, state } => (protocol, state),
+            Decision::Reject { status, reason } => {
+                log::debug!("{peer}: upgrade rejected with {}: {reason}", status.as_u16());
+                return self.refuse(key, Rejection::Handler, status, &reason, now);
+            }
+        };
+        let Some(slot) = self.sessions.get_mut(key) else { return };
+        if let Err(e) = slot.session.accept(&input, protocol, state, &self.settings, now) {
+            log::warn!("{peer}: handler's answer to the upgrade is invalid: {e}");
+            return;
+        }
+        let id = SessionId { key, generation: slot.generation };
+        self.upgraded += 1;
+        let counters = self.counters();
+        counters.upgrades.add(1);
+        counters.sessions.add(1);
+        log::debug!("{peer}: upgraded ({})", input.request.path());
+        self.with_context(now, Some(id), |handler, ctx| handler.on_open(ctx, id));
+        // Frames that came right behind the request.
+        if !input.rest.is_empty() {
+            let Some(slot) = self.sessions.get_mut(key) else { return };
+            if let Some(crate::session::Input::Violation(violation)) =
+                slot.session.handle_read(&mut input.rest, &self.settings, now)
+            {
+                log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
+            }
+        }
+    }
+
+    /// A plain HTTP request with its whole body: the handler answers, then the connection ends.
+    fn answer_http(&mut self, key: usize, request: &Request, body: &[u8], now: Instant) {
+        let Some(slot) = self.sessions.get(key) else { return };
+        let peer = SocketAddr::from(slot.session.peer());
+        let mut response = None;
+        self.with_context(now, None, |h, ctx| {
+            response = Some(h.on_http(ctx, &HttpRequest { request, body, peer }));
+        });
+        log::debug!("{peer}: {} {}", request.method(), request.path());
+        self.counters().http_requests.add(1);
+        if let Some(slot) = self.sessions.get_mut(key) {
+            slot.session.answer(response.map(HttpResponse::into_bytes).unwrap_or_default(), &self.settings, now);
+        }
+    }
+
+    /// Hands the session's messages to the handler.
+    fn deliver_messages(&mut self, key: usize, now: Instant) {
+        loop {
+            let Some(slot) = self.sessions.get_mut(key) else { return };
+            let id = SessionId { key, generation: slot.generation };
+            let Some(event) = slot.session.poll_message() else { break };
+            self.counters().messages_in.add(1);
+            match event {
+                Event::Text(text) => {
+                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
+                }
+                Event::Binary(data) => {
+                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Binary(&data)));
+                }
+                Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
+            }
+        }
+    }
+
+    /// Tells the handler an opened session ended, once; its state goes with it.
+    pub(super) fn notify_closed(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.sessions.get_mut(key) else { return };
+        let Some(status) = slot.session.take_close_status(now) else { return };
+        let id = SessionId { key, generation: slot.generation };
+        log::debug!("{}: closed ({})", slot.session.peer(), status.code);
+        let counters = self.counters();
+        counters.sessions.sub(1);
+        counters.count_close(status.code);
+        self.with_context(now, None, |h, ctx| h.on_close(ctx, id, status.code, &status.reason));
+        if let Some(slot) = self.sessions.get_mut(key) {
+            slot.session.drop_state();
+        }
+        // A closing session leaves all its topics.
+        for (topic, last) in self.topics.remove_session(id) {
+            self.shared.bus.count_subscriber(self.index, &topic, Membership::Left { last });
+        }
+        self.counters().subscriptions.set(self.topics.counts().1 as u64);
+    }
+
+    /// Runs a handler callback; `current` is the session whose event it handles.
+    pub(super) fn with_context(
+        &mut self,
+        now: Instant,
+        current: Option<SessionId>,
+        f: impl FnOnce(&mut H, &mut Context<'_, H::State>),
+    ) {
+        let mut ctx = Context {
+            sessions: &mut self.sessions,
+            touched: &mut self.touched,
+            settings: &self.settings,
+            current,
+            now,
+            loop_index: self.index,
+            topics: &mut self.topics,
+            bus: &self.shared.bus,
+            shared: &self.shared,
+        };
+        f(&mut self.handler, &mut ctx);
+    }
+}

@@ -1,0 +1,41 @@
+//! Publishes from other loops (and from a bridge to other nodes), delivered
+//! to this loop's subscribers, or to all its sessions for a broadcast.
+
+use std::time::Instant;
+
+use super::event_loop::EventLoop;
+use super::handler::{Handler, SessionId};
+use super::pubsub::Delivery;
+
+impl<H: Handler> EventLoop<H> {
+    /// Delivers what other loops published to this loop's sessions.
+    pub(super) fn drain_inbox(&mut self, now: Instant) {
+        self.shared.bus.clear_woken(self.index);
+        while let Ok(delivery) = self.inbox.try_recv() {
+            let (targets, frame): (Vec<SessionId>, _) = match delivery {
+                Delivery::Topic { topic, frame } => (self.topics.subscribers(&topic).collect(), frame),
+                Delivery::All { frame } => (
+                    self.sessions
+                        .iter()
+                        .filter(|(_, s)| s.session.is_open())
+                        .map(|(key, s)| SessionId { key, generation: s.generation })
+                        .collect(),
+                    frame,
+                ),
+            };
+            let stats = &self.shared.bus.stats;
+            let mut delivered = 0;
+            for id in targets {
+                let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
+                    continue;
+                };
+                delivered += u64::from(slot.deliver_shared(&frame, &self.settings, now, stats));
+                if !slot.flush_pending {
+                    slot.flush_pending = true;
+                    self.touched.push(id.key);
+                }
+            }
+            self.shared.counters.loops[self.index].messages_out.add(delivered);
+        }
+    }
+}

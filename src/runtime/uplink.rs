@@ -1,0 +1,171 @@
+//! The uplink: how a bridge to other nodes attaches to the bus from above.
+//!
+//! The runtime knows topics only as names on this node. A bridge that shares
+//! them with other processes implements [`Uplink`] and is handed to
+//! [`ServerBuilder::uplink`](super::ServerBuilder::uplink); the runtime then
+//!
+//! - gives it an [`Inlet`] once, at start: the way in, which delivers a frame
+//!   to this node's subscribers of a topic (or to every session) on every
+//!   loop, as a publish from another loop would be;
+//! - hands it every local publish and broadcast, with the frame already
+//!   encoded (the same `Arc` bytes every local subscriber got);
+//! - tells it when a topic gains its first or loses its last subscriber on
+//!   this node, so that it follows only the topics someone here reads;
+//! - lets it add its metrics to [`Metrics::render`](super::Metrics::render)
+//!   and a line to the application's health answer, and stops it after the
+//!   loops have finished.
+//!
+//! What comes in through the inlet never goes back out to the uplink.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use super::pubsub::{Bus, Topic};
+use crate::proto::frame::{decode_header, Decoded, HeaderRules};
+use crate::proto::{OpCode, Role};
+
+/// A bridge from this node's topics to elsewhere (other nodes, a broker).
+///
+/// Every method but [`attach`](Self::attach) and [`detach`](Self::detach) is
+/// called on an event loop's thread, on the path of a publish or a
+/// subscription: queue the work and return, never block.
+pub trait Uplink: fmt::Debug + Send + Sync + 'static {
+    /// Called once as the server starts, before any loop runs, with the way
+    /// in. A bridge starts its own thread here, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// Whatever keeps the bridge from starting; the server does not start.
+    fn attach(&self, inlet: Inlet) -> io::Result<()>;
+
+    /// A publish to `topic` (`None`: a broadcast to every session) made on
+    /// this node, after its local delivery. `frame` is the encoded
+    /// server-to-client frame: one whole, final, unmasked text or binary frame.
+    fn publish(&self, topic: Option<&Topic>, frame: &Arc<[u8]>);
+
+    /// `topic` gained its first subscriber on this node (`subscribed`), or
+    /// lost its last one. Calls come in the order of the changes, with the
+    /// topic directory locked so that two loops' changes cannot cross: note
+    /// the change and return, without calling back into the server (an
+    /// [`Inlet`] call from here would wait on the lock this call holds).
+    fn interest(&self, topic: &Topic, subscribed: bool);
+
+    /// Called once the loops have finished ([`ServerHandle::join`](super::ServerHandle::join)):
+    /// send what the loops queued last, and stop. Nothing by default.
+    fn detach(&self) {}
+
+    /// Appends the uplink's own metrics, in the Prometheus text format, to
+    /// what [`Metrics::render`](super::Metrics::render) writes. None by default.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+
+    /// A line for the application's health answer, such as `peers: up`
+    /// (see [`Context::uplink_health`](super::Context::uplink_health)). None by default.
+    fn health(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The uplink's way in: delivers frames from elsewhere to this node's
+/// sessions. Cheap to clone and `Send`.
+#[derive(Clone)]
+pub struct Inlet {
+    bus: Arc<Bus>,
+}
+
+impl fmt::Debug for Inlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inlet").finish_non_exhaustive()
+    }
+}
+
+impl Inlet {
+    pub(crate) fn new(bus: Arc<Bus>) -> Self {
+        Self { bus }
+    }
+
+    /// Delivers `frame` to this node's subscribers of `topic` on every loop
+    /// (`None`: to every open session), through each loop's channel, as a
+    /// publish from another loop is; each subscriber's output queue and the
+    /// slow-consumer policy decide there. Returns the subscribers of `topic`
+    /// on this node (0 for a broadcast).
+    ///
+    /// # Errors
+    ///
+    /// `frame` is not one whole, final, unmasked text or binary frame: it
+    /// would corrupt every stream it was written to, so it goes nowhere.
+    pub fn deliver(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) -> Result<usize, DeliverError> {
+        if !is_whole_data_frame(frame) {
+            return Err(DeliverError::NotADataFrame);
+        }
+        // No loop publishes from here: every loop gets a copy.
+        Ok(self.bus.send_to_others(usize::MAX, topic, frame))
+    }
+
+    /// Whether any loop of this node has subscribers of `topic`.
+    #[must_use]
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.bus.has_subscribers(topic)
+    }
+}
+
+/// Why [`Inlet::deliver`] refused a frame.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverError {
+    /// Not one whole, final, unmasked text or binary frame.
+    NotADataFrame,
+}
+
+impl fmt::Display for DeliverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotADataFrame => f.write_str("not one whole, final, unmasked text or binary frame"),
+        }
+    }
+}
+
+impl std::error::Error for DeliverError {}
+
+/// Whether `frame` is what a publish writes: one whole frame, final, unmasked,
+/// text or binary, without RSV bits (published frames are never compressed).
+fn is_whole_data_frame(frame: &[u8]) -> bool {
+    // Read as a client reads the server's frames.
+    let rules = HeaderRules { role: Role::Client, allowed_rsv: 0 };
+    matches!(
+        decode_header(frame, &rules),
+        Ok(Decoded::Complete(header, header_len))
+            if header.fin
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                && u64::try_from(frame.len() - header_len).ok() == Some(header.payload_len)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::encode_frame;
+
+    #[test]
+    fn only_whole_data_frames_are_delivered() {
+        let mut text = Vec::new();
+        encode_frame(true, 0, OpCode::Text, b"hello", None, &mut text);
+        assert!(is_whole_data_frame(&text));
+        assert!(!is_whole_data_frame(&text[..text.len() - 1]), "cut short");
+        let mut two = text.clone();
+        two.extend_from_slice(&text);
+        assert!(!is_whole_data_frame(&two), "two frames");
+        let mut masked = Vec::new();
+        encode_frame(true, 0, OpCode::Binary, b"x", Some([1, 2, 3, 4]), &mut masked);
+        assert!(!is_whole_data_frame(&masked), "masked");
+        let mut ping = Vec::new();
+        encode_frame(true, 0, OpCode::Ping, b"x", None, &mut ping);
+        assert!(!is_whole_data_frame(&ping), "a control frame");
+        let mut first = Vec::new();
+        encode_frame(false, 0, OpCode::Text, b"x", None, &mut first);
+        assert!(!is_whole_data_frame(&first), "a fragment");
+        assert!(!is_whole_data_frame(&[]));
+    }
+}
