@@ -28,7 +28,7 @@ impl Handler for Chat {
 
     fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Member> {
         if request.path() != "/" {
-            return Decision::reject(StatusCode::NOT_FOUND, "no such room");
+            return Decision::refuse(StatusCode::NOT_FOUND, "no such room");
         }
         let name = request
             .query()

@@ -8,7 +8,8 @@
 //! loops; backpressure; sends across sessions; and graceful shutdown. Each
 //! test runs its own server on port 0 and stops it at the end.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Shutdown, TcpStream};
@@ -21,7 +22,7 @@ use ferrows::proto::frame::OpCode;
 use ferrows::proto::handshake::StatusCode;
 use ferrows::proto::{CloseCode, Keepalive};
 use ferrows::runtime::{Context, Decision, Handler, Message, SendError, ServerConfig, SessionId, Upgrade};
-use support::*;
+use socket::*;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tungstenite::protocol::CloseFrame as WsCloseFrame;
@@ -483,7 +484,7 @@ impl Handler for Gate {
 
     fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<()> {
         match request.path() {
-            "/private" => Decision::reject(StatusCode::FORBIDDEN, "private area"),
+            "/private" => Decision::refuse(StatusCode::FORBIDDEN, "private area"),
             "/wrong-protocol" => Decision::Accept { protocol: Some("never-offered".into()), state: () },
             _ => {
                 let protocol = request.protocols().iter().find(|p| ["chat.v2", "chat.v1"].contains(&p.as_str()));

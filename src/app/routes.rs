@@ -275,7 +275,7 @@ impl Handler for App {
             }
             Route::PubSub => Decision::accept(Member::PubSub),
             Route::Demo | Route::Publish(_) | Route::Metrics | Route::Health | Route::NotFound => {
-                Decision::reject(StatusCode::NOT_FOUND, "no WebSocket service at this path")
+                Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path")
             }
         }
     }

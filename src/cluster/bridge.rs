@@ -619,7 +619,7 @@ mod tests {
     use super::*;
     use crate::proto::frame::encode_frame;
     use crate::proto::OpCode;
-    use crate::runtime::pubsub::{Bus, Delivery, Membership};
+    use crate::runtime::pubsub::{Bus, Membership, Publication};
 
     fn frame(text: &str) -> Vec<u8> {
         let mut frame = Vec::new();
@@ -628,7 +628,7 @@ mod tests {
     }
 
     /// A bridge on a one-loop bus, not connected; returns the loop's inbox.
-    fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Delivery>) {
+    fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Publication>) {
         let loop_poll = Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(loop_poll.registry(), Token(9)).unwrap());
         let (bus, mut inboxes) = Bus::new(&[waker], 64, None);
@@ -644,11 +644,11 @@ mod tests {
         (bridge, inboxes.remove(0))
     }
 
-    fn delivered(inbox: &std::sync::mpsc::Receiver<Delivery>) -> Vec<Vec<u8>> {
+    fn delivered(inbox: &std::sync::mpsc::Receiver<Publication>) -> Vec<Vec<u8>> {
         inbox
             .try_iter()
             .map(|d| match d {
-                Delivery::Topic { frame, .. } | Delivery::All { frame } => frame.to_vec(),
+                Publication::Topic { frame, .. } | Publication::All { frame } => frame.to_vec(),
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use mio::Interest;
 
 use super::event_loop::{session_token, EventLoop};
 use super::handler::Handler;
-use super::metrics::Rejection;
+use super::metrics::Refusal;
 use super::slot::Slot;
 use super::stream::Stream;
 use crate::proto::handshake::StatusCode;
@@ -93,7 +93,7 @@ impl<H: Handler> EventLoop<H> {
             self.warn_refused(peer, why, now);
             if self.refused_at_limit >= MAX_REFUSED_AT_ONCE {
                 // Dropping the socket closes it unanswered.
-                self.shared.counters.reject(why);
+                self.shared.counters.count_refusal(why);
                 return;
             }
         }
@@ -113,7 +113,7 @@ impl<H: Handler> EventLoop<H> {
         let session = match admission {
             Ok(()) => Session::new(peer, &self.settings, now),
             Err(why) => {
-                self.shared.counters.reject(why);
+                self.shared.counters.count_refusal(why);
                 self.refused_at_limit += 1;
                 // RFC 9110 §15.6.4: 503, the server cannot take the connection now.
                 Session::refused(peer, StatusCode::SERVICE_UNAVAILABLE, "too many connections", &self.settings, now)
@@ -122,7 +122,7 @@ impl<H: Handler> EventLoop<H> {
         entry.insert(Slot::new(stream, session, generation, admission.is_ok()));
         self.counters().connections.set(self.sessions.len() as u64);
         if admission.is_err() {
-            self.settle(key, now);
+            self.sync(key, now);
             return;
         }
         log::debug!("{peer}: connected");
@@ -132,15 +132,15 @@ impl<H: Handler> EventLoop<H> {
         if !cfg!(any(target_os = "linux", target_os = "android")) {
             self.read(key, now, true);
         }
-        self.touch(key);
+        self.mark_for_flush(key);
     }
 
     /// Counts a connection against the limits, or says which one it is over.
-    fn admit(&self, ip: IpAddr) -> Result<(), Rejection> {
+    fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         let counters = &self.shared.counters;
         if counters.admitted.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
             counters.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(Rejection::MaxConnections);
+            return Err(Refusal::MaxConnections);
         }
         if let Some(limit) = self.config.max_connections_per_ip {
             let mut per_ip = counters.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -148,7 +148,7 @@ impl<H: Handler> EventLoop<H> {
             if *count >= limit {
                 drop(per_ip);
                 counters.admitted.fetch_sub(1, Ordering::AcqRel);
-                return Err(Rejection::MaxConnectionsPerIp);
+                return Err(Refusal::MaxConnectionsPerIp);
             }
             *count += 1;
         }
@@ -171,9 +171,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Logs a refused connection: at debug each time, as a warning at most every few seconds.
-    fn warn_refused(&mut self, peer: SocketAddr, why: Rejection, now: Instant) {
+    fn warn_refused(&mut self, peer: SocketAddr, why: Refusal, now: Instant) {
         let limit = match why {
-            Rejection::MaxConnectionsPerIp => {
+            Refusal::MaxConnectionsPerIp => {
                 format!("max_connections_per_ip ({})", self.config.max_connections_per_ip.unwrap_or_default())
             }
             _ => format!("max_connections ({})", self.config.max_connections),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::event_loop::EventLoop;
 use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
 use super::http::{HttpRequest, HttpResponse};
-use super::metrics::Rejection;
+use super::metrics::Refusal;
 use super::pubsub::Membership;
 use crate::proto::handshake::{Request, StatusCode};
 use crate::proto::Event;
@@ -25,18 +25,18 @@ impl<H: Handler> EventLoop<H> {
             Some(Input::Http { request, body }) => self.answer_http(key, &request, &body, now),
             Some(Input::BadRequest(reason)) => {
                 log::debug!("{peer}: bad request: {reason}");
-                self.shared.counters.reject(Rejection::BadRequest);
+                self.shared.counters.count_refusal(Refusal::BadRequest);
             }
             Some(Input::Violation(violation)) => {
                 log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
             }
         }
-        self.deliver_messages(key, now);
+        self.dispatch_messages(key, now);
     }
 
     /// Refuses an upgrade the server or the handler turned down: counted, answered with `status`.
-    fn refuse(&mut self, key: usize, why: Rejection, status: StatusCode, reason: &str, now: Instant) {
-        self.shared.counters.reject(why);
+    fn refuse(&mut self, key: usize, why: Refusal, status: StatusCode, reason: &str, now: Instant) {
+        self.shared.counters.count_refusal(why);
         if let Some(slot) = self.sessions.get_mut(key) {
             slot.session.refuse(status, reason, &self.settings, now);
         }
@@ -48,17 +48,17 @@ impl<H: Handler> EventLoop<H> {
         let request: &Request = &input.request;
         if self.drain_deadline.is_some() {
             log::debug!("{peer}: upgrade refused with 503: shutting down");
-            return self.refuse(key, Rejection::Draining, StatusCode::SERVICE_UNAVAILABLE, "shutting down", now);
+            return self.refuse(key, Refusal::Draining, StatusCode::SERVICE_UNAVAILABLE, "shutting down", now);
         }
         if !self.config.allowed_origins.allows(request.origin()) {
             log::info!("{peer}: upgrade refused with 403: origin {:?} not allowed", request.origin().unwrap_or(""));
-            return self.refuse(key, Rejection::Origin, StatusCode::FORBIDDEN, "origin not allowed", now);
+            return self.refuse(key, Refusal::Origin, StatusCode::FORBIDDEN, "origin not allowed", now);
         }
         let (protocol, state) = match self.handler.upgrade(&Upgrade { request, upgrade: &input.upgrade, peer }) {
             Decision::Accept { protocol, state } => (protocol, state),
-            Decision::Reject { status, reason } => {
-                log::debug!("{peer}: upgrade rejected with {}: {reason}", status.as_u16());
-                return self.refuse(key, Rejection::Handler, status, &reason, now);
+            Decision::Refuse { status, reason } => {
+                log::debug!("{peer}: upgrade refused by the handler with {}: {reason}", status.as_u16());
+                return self.refuse(key, Refusal::Handler, status, &reason, now);
             }
         };
         let Some(slot) = self.sessions.get_mut(key) else { return };
@@ -100,7 +100,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Hands the session's messages to the handler.
-    fn deliver_messages(&mut self, key: usize, now: Instant) {
+    fn dispatch_messages(&mut self, key: usize, now: Instant) {
         loop {
             let Some(slot) = self.sessions.get_mut(key) else { return };
             let id = SessionId { key, generation: slot.generation };
@@ -147,7 +147,7 @@ impl<H: Handler> EventLoop<H> {
     ) {
         let mut ctx = Context {
             sessions: &mut self.sessions,
-            touched: &mut self.touched,
+            to_flush: &mut self.to_flush,
             settings: &self.settings,
             current,
             now,

@@ -17,8 +17,8 @@ use slab::Slab;
 
 use super::handler::Handler;
 use super::listener::Listener;
-use super::metrics::{LoopCounters, Rejection};
-use super::pubsub::{Delivery, Topics};
+use super::metrics::{LoopCounters, Refusal};
+use super::pubsub::{Publication, Topics};
 use super::slot::Slot;
 use super::timer::TimerWheel;
 use super::{ServerConfig, Shared};
@@ -64,11 +64,11 @@ pub(crate) struct EventLoop<H: Handler> {
     pub(super) settings: Settings,
     pub(super) shared: Arc<Shared>,
     /// Publishes from other loops.
-    pub(super) inbox: std::sync::mpsc::Receiver<Delivery>,
+    pub(super) inbox: std::sync::mpsc::Receiver<Publication>,
     pub(super) topics: Topics,
     /// Sessions given output from outside their own I/O (handler callbacks,
     /// publishes), written once at the end of the loop iteration.
-    pub(super) touched: Vec<usize>,
+    pub(super) to_flush: Vec<usize>,
     /// Sessions that stopped reading before `WouldBlock` and must be read again.
     unfinished_reads: Vec<usize>,
     fired: Vec<usize>,
@@ -89,7 +89,7 @@ impl<H: Handler> EventLoop<H> {
         index: usize,
         poll: Poll,
         listeners: Vec<Listener>,
-        inbox: std::sync::mpsc::Receiver<Delivery>,
+        inbox: std::sync::mpsc::Receiver<Publication>,
         handler: H,
         config: Arc<ServerConfig>,
         shared: Arc<Shared>,
@@ -113,7 +113,7 @@ impl<H: Handler> EventLoop<H> {
             shared,
             inbox,
             topics: Topics::default(),
-            touched: Vec::new(),
+            to_flush: Vec::new(),
             unfinished_reads: Vec::new(),
             fired: Vec::new(),
             queued_since_flush: 0,
@@ -154,18 +154,18 @@ impl<H: Handler> EventLoop<H> {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key, now, event.is_read_closed() || event.is_error());
                         }
-                        self.touch(key);
+                        self.mark_for_flush(key);
                         let queued = self.sessions.get(key).map_or(0, |s| s.session.queued());
                         self.queued_since_flush += queued.saturating_sub(queued_before);
                         if self.queued_since_flush >= FLUSH_AFTER {
-                            self.flush_touched(now);
+                            self.flush_marked(now);
                         }
                     }
                 }
             }
             self.retry_reads(now);
             self.expire_timers(now);
-            self.flush_touched(now);
+            self.flush_marked(now);
             self.resume_accepting(now);
             if self.shared.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
                 self.begin_shutdown(now);
@@ -244,7 +244,7 @@ impl<H: Handler> EventLoop<H> {
                     #[cfg(not(feature = "tls"))]
                     let tls = false;
                     if tls && slot.session.is_reading_request() {
-                        self.shared.counters.reject(Rejection::Tls);
+                        self.shared.counters.count_refusal(Refusal::Tls);
                     }
                     let what = if tls { "closing" } else { "read failed" };
                     log::debug!("{}: {what}: {e}", slot.session.peer());
@@ -260,30 +260,30 @@ impl<H: Handler> EventLoop<H> {
         let keys = std::mem::take(&mut self.unfinished_reads);
         for key in keys {
             self.read(key, now, true);
-            self.touch(key);
+            self.mark_for_flush(key);
         }
     }
 
-    /// Marks a session for [`flush_touched`](Self::flush_touched) at the end of the iteration.
-    pub(super) fn touch(&mut self, key: usize) {
+    /// Marks a session for [`flush_marked`](Self::flush_marked) at the end of the iteration.
+    pub(super) fn mark_for_flush(&mut self, key: usize) {
         if let Some(slot) = self.sessions.get_mut(key) {
             if !slot.flush_pending {
                 slot.flush_pending = true;
-                self.touched.push(key);
+                self.to_flush.push(key);
             }
         }
     }
 
-    /// Writes and settles every session that had I/O, handler output or
+    /// Syncs every session that had I/O, handler output or
     /// publishes during the iteration: one write per session per iteration
     /// (or per [`FLUSH_AFTER`] bytes queued), however many messages it was given.
-    fn flush_touched(&mut self, now: Instant) {
+    fn flush_marked(&mut self, now: Instant) {
         self.queued_since_flush = 0;
-        while let Some(key) = self.touched.pop() {
+        while let Some(key) = self.to_flush.pop() {
             if let Some(slot) = self.sessions.get_mut(key) {
                 slot.flush_pending = false;
             }
-            self.settle(key, now);
+            self.sync(key, now);
         }
     }
 
@@ -303,7 +303,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// After any activity: end if finished, otherwise update interest and timers.
-    pub(super) fn settle(&mut self, key: usize, now: Instant) {
+    pub(super) fn sync(&mut self, key: usize, now: Instant) {
         self.write(key, now);
         if self.sessions.get(key).is_some_and(Slot::is_finished) {
             self.finish(key, now);
@@ -348,7 +348,7 @@ impl<H: Handler> EventLoop<H> {
                 Expiry::Pending | Expiry::Ran => {}
                 Expiry::RequestTimedOut => {
                     log::debug!("{}: request timed out", slot.session.peer());
-                    self.shared.counters.reject(Rejection::Timeout);
+                    self.shared.counters.count_refusal(Refusal::Timeout);
                     self.end_session(key, now);
                     continue;
                 }
@@ -367,7 +367,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
             }
-            self.settle(key, now);
+            self.sync(key, now);
         }
         self.fired = fired;
     }

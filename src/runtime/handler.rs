@@ -93,7 +93,7 @@ pub enum Decision<S> {
         state: S,
     },
     /// Refuse with an HTTP status and a short reason.
-    Reject {
+    Refuse {
         /// The status (4xx or 5xx).
         status: StatusCode,
         /// A short reason, sent as the body.
@@ -108,8 +108,8 @@ impl<S> Decision<S> {
     }
 
     /// Refuses with `status` and `reason`.
-    pub fn reject(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self::Reject { status, reason: reason.into() }
+    pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self::Refuse { status, reason: reason.into() }
     }
 }
 
@@ -187,7 +187,7 @@ impl std::error::Error for SendError {}
 pub struct Context<'a, S> {
     pub(crate) sessions: &'a mut Slab<Slot<S>>,
     /// Sessions given output during the callback, to be written after it.
-    pub(crate) touched: &'a mut Vec<usize>,
+    pub(crate) to_flush: &'a mut Vec<usize>,
     /// The sessions' settings: the output limit and the slow-consumer policy among them.
     pub(crate) settings: &'a Settings,
     /// The session whose event is being handled: sends to it are never
@@ -324,12 +324,12 @@ impl<S> Context<'_, S> {
             let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                 continue;
             };
-            if slot.deliver_shared(frame, self.settings, self.now, &self.bus.stats) {
+            if slot.deliver(frame, self.settings, self.now, &self.bus.stats) {
                 delivered += 1;
             }
             if !slot.flush_pending {
                 slot.flush_pending = true;
-                self.touched.push(id.key);
+                self.to_flush.push(id.key);
             }
         }
         self.counters().messages_out.add(delivered as u64);
@@ -412,7 +412,7 @@ impl<S> Context<'_, S> {
         })?;
         if !slot.flush_pending {
             slot.flush_pending = true;
-            self.touched.push(id.key);
+            self.to_flush.push(id.key);
         }
         Ok(())
     }

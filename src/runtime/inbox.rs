@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::event_loop::EventLoop;
 use super::handler::{Handler, SessionId};
-use super::pubsub::Delivery;
+use super::pubsub::Publication;
 
 impl<H: Handler> EventLoop<H> {
     /// Delivers what other loops published to this loop's sessions.
@@ -13,8 +13,8 @@ impl<H: Handler> EventLoop<H> {
         self.shared.bus.clear_woken(self.index);
         while let Ok(delivery) = self.inbox.try_recv() {
             let (targets, frame): (Vec<SessionId>, _) = match delivery {
-                Delivery::Topic { topic, frame } => (self.topics.subscribers(&topic).collect(), frame),
-                Delivery::All { frame } => (
+                Publication::Topic { topic, frame } => (self.topics.subscribers(&topic).collect(), frame),
+                Publication::All { frame } => (
                     self.sessions
                         .iter()
                         .filter(|(_, s)| s.session.is_open())
@@ -29,10 +29,10 @@ impl<H: Handler> EventLoop<H> {
                 let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                     continue;
                 };
-                delivered += u64::from(slot.deliver_shared(&frame, &self.settings, now, stats));
+                delivered += u64::from(slot.deliver(&frame, &self.settings, now, stats));
                 if !slot.flush_pending {
                     slot.flush_pending = true;
-                    self.touched.push(id.key);
+                    self.to_flush.push(id.key);
                 }
             }
             self.shared.counters.loops[self.index].messages_out.add(delivered);

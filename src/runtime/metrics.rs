@@ -2,7 +2,7 @@
 //!
 //! Each loop writes its own block of counters (on its own cache lines), with a
 //! plain load and store rather than a locked add: one writer per counter, any
-//! number of readers. Rare events (rejections) share atomics across loops.
+//! number of readers. Rare events (refusals) share atomics across loops.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,7 +70,7 @@ impl LoopCounters {
 
 /// Why an upgrade (or a connection) was refused before a session opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rejection {
+pub(crate) enum Refusal {
     /// Not a valid HTTP request or WebSocket upgrade.
     BadRequest,
     /// The `Origin` is not allowed (403).
@@ -90,8 +90,8 @@ pub(crate) enum Rejection {
     Tls,
 }
 
-impl Rejection {
-    const ALL: [Rejection; 8] = [
+impl Refusal {
+    const ALL: [Refusal; 8] = [
         Self::BadRequest,
         Self::Origin,
         Self::MaxConnections,
@@ -120,7 +120,7 @@ impl Rejection {
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) loops: Box<[LoopCounters]>,
-    rejections: [AtomicU64; Rejection::ALL.len()],
+    refusals: [AtomicU64; Refusal::ALL.len()],
     /// Connections admitted (not refused for a limit) and not yet freed, over all loops.
     pub(crate) admitted: AtomicUsize,
     /// Admitted connections per peer IP, kept only with a per-IP limit.
@@ -132,15 +132,15 @@ impl Counters {
     pub(crate) fn new(loops: usize) -> Self {
         Self {
             loops: (0..loops).map(|_| LoopCounters::default()).collect(),
-            rejections: Default::default(),
+            refusals: Default::default(),
             admitted: AtomicUsize::new(0),
             per_ip: Mutex::default(),
             draining: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn reject(&self, why: Rejection) {
-        self.rejections[why as usize].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_refusal(&self, why: Refusal) {
+        self.refusals[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -243,8 +243,8 @@ impl Metrics {
             Kind::Counter,
             "Connections refused before a session opened, by reason.",
         );
-        for why in Rejection::ALL {
-            let n = counters.rejections[why as usize].load(Ordering::Relaxed);
+        for why in Refusal::ALL {
+            let n = counters.refusals[why as usize].load(Ordering::Relaxed);
             text.sample("ferrows_handshake_rejections_total", &[("reason", why.label())], n);
         }
         let mut closes = BTreeMap::<u16, u64>::new();

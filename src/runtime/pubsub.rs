@@ -139,7 +139,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
 
 /// A publish on its way to another loop.
 #[derive(Debug)]
-pub(crate) enum Delivery {
+pub(crate) enum Publication {
     /// To the loop's subscribers of a topic.
     Topic { topic: Topic, frame: Arc<[u8]> },
     /// To every session of the loop.
@@ -158,7 +158,7 @@ pub struct PubSubStats {
 }
 
 struct Inbox {
-    sender: SyncSender<Delivery>,
+    sender: SyncSender<Publication>,
     waker: Arc<Waker>,
     /// Set when a wake is pending, so that a burst of publishes wakes the loop once.
     woken: AtomicBool,
@@ -206,7 +206,7 @@ impl Bus {
         wakers: &[Arc<Waker>],
         capacity: usize,
         uplink: Option<Arc<dyn Uplink>>,
-    ) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
+    ) -> (Arc<Self>, Vec<Receiver<Publication>>) {
         let mut inboxes = Vec::with_capacity(wakers.len());
         let mut receivers = Vec::with_capacity(wakers.len());
         for waker in wakers {
@@ -293,8 +293,8 @@ impl Bus {
                 continue;
             }
             let delivery = match topic {
-                Some(topic) => Delivery::Topic { topic: topic.clone(), frame: frame.clone() },
-                None => Delivery::All { frame: frame.clone() },
+                Some(topic) => Publication::Topic { topic: topic.clone(), frame: frame.clone() },
+                None => Publication::All { frame: frame.clone() },
             };
             match inbox.sender.try_send(delivery) {
                 Ok(()) => {

@@ -21,7 +21,7 @@ impl<H: Handler> EventLoop<H> {
             let Some(slot) = self.sessions.get_mut(key) else { continue };
             // Queued after the output already waiting, so that goes first.
             let _ = slot.session.close(CloseCode::GOING_AWAY, "server shutting down", now);
-            self.settle(key, now);
+            self.sync(key, now);
         }
     }
 

@@ -9,7 +9,7 @@ use mio::Interest;
 
 use super::pubsub::PubSubStats;
 use super::stream::Stream;
-use crate::session::{Delivery, Session, Settings};
+use crate::session::{Delivered, Session, Settings};
 
 /// A slab entry of the event loop.
 #[derive(Debug)]
@@ -45,20 +45,20 @@ impl<S> Slot<S> {
     }
 
     /// Offers a publish to the session, counting what its policy did; returns whether it was queued.
-    pub(crate) fn deliver_shared(
+    pub(crate) fn deliver(
         &mut self,
         frame: &Arc<[u8]>,
         settings: &Settings,
         now: Instant,
         stats: &PubSubStats,
     ) -> bool {
-        match self.session.deliver_shared(frame, settings, now) {
-            Delivery::Queued => return true,
-            Delivery::NotOpen => {}
-            Delivery::Dropped => {
+        match self.session.deliver(frame, settings, now) {
+            Delivered::Queued => return true,
+            Delivered::NotOpen => {}
+            Delivered::Dropped => {
                 stats.dropped_backpressure.fetch_add(1, Ordering::Relaxed);
             }
-            Delivery::ClosedSlowConsumer => {
+            Delivered::ClosedSlowConsumer => {
                 stats.slow_consumers_closed.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -147,9 +147,9 @@ pub enum SendRefusal {
     Usage(UsageError),
 }
 
-/// What became of a frame offered to a session by [`Session::deliver_shared`].
+/// What became of a frame offered to a session by [`Session::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Delivered {
     /// Queued.
     Queued,
     /// Not open (not yet upgraded, or closing): nothing to count.
@@ -417,23 +417,23 @@ impl<S> Session<S> {
     /// Offers a frame shared with other sessions (a publish): queued unless
     /// the session is not open or its output would go over
     /// [`Settings::max_out_queue`], where the slow-consumer policy applies.
-    pub fn deliver_shared(&mut self, frame: &Arc<[u8]>, settings: &Settings, now: Instant) -> Delivery {
+    pub fn deliver(&mut self, frame: &Arc<[u8]>, settings: &Settings, now: Instant) -> Delivered {
         if !self.is_open() {
-            return Delivery::NotOpen;
+            return Delivered::NotOpen;
         }
         // What the connection queued (Pongs, replies) goes first.
         self.take_output();
         if self.out.len() + frame.len() <= settings.max_out_queue {
             self.out.push_shared(frame.clone());
-            return Delivery::Queued;
+            return Delivered::Queued;
         }
         match settings.slow_consumer {
-            SlowConsumerPolicy::Drop => Delivery::Dropped,
+            SlowConsumerPolicy::Drop => Delivered::Dropped,
             SlowConsumerPolicy::Close => {
                 log::info!("{}: closing a slow consumer (output queue full)", self.peer);
                 let _ = self.close(CloseCode::POLICY_VIOLATION, "slow consumer: output queue full", now);
                 self.set_close_status(CloseCode::POLICY_VIOLATION, "slow consumer");
-                Delivery::ClosedSlowConsumer
+                Delivered::ClosedSlowConsumer
             }
         }
     }

@@ -248,24 +248,24 @@ fn messages_reach_the_application_and_close_frames_do_not() {
 fn publishes_to_a_slow_consumer_are_dropped_or_close_it() {
     let frame: Arc<[u8]> = vec![0x81, 100].into_iter().chain([b'x'; 100]).collect();
     for (policy, expected) in
-        [(SlowConsumerPolicy::Drop, Delivery::Dropped), (SlowConsumerPolicy::Close, Delivery::ClosedSlowConsumer)]
+        [(SlowConsumerPolicy::Drop, Delivered::Dropped), (SlowConsumerPolicy::Close, Delivered::ClosedSlowConsumer)]
     {
         let settings = Settings { max_out_queue: 250, slow_consumer: policy, ..Settings::default() };
         let (mut session, now) = open(&settings);
-        assert_eq!(session.deliver_shared(&frame, &settings, now), Delivery::Queued);
-        assert_eq!(session.deliver_shared(&frame, &settings, now), Delivery::Queued);
+        assert_eq!(session.deliver(&frame, &settings, now), Delivered::Queued);
+        assert_eq!(session.deliver(&frame, &settings, now), Delivered::Queued);
         assert_eq!(session.queued(), 204);
-        assert_eq!(session.deliver_shared(&frame, &settings, now), expected, "{policy:?}");
+        assert_eq!(session.deliver(&frame, &settings, now), expected, "{policy:?}");
         if policy == SlowConsumerPolicy::Close {
             // The Close goes out behind what was queued, whatever the limit.
             let out = written(&mut session);
             assert_eq!(out.len(), 204 + 2 + 2 + "slow consumer: output queue full".len());
             assert!(!session.is_open());
-            assert_eq!(session.deliver_shared(&frame, &settings, now), Delivery::NotOpen);
+            assert_eq!(session.deliver(&frame, &settings, now), Delivered::NotOpen);
             assert_eq!(session.take_close_status(now).map(|s| s.code), Some(CloseCode::POLICY_VIOLATION));
         } else {
             assert_eq!(written(&mut session).len(), 204, "the dropped one never went in");
-            assert_eq!(session.deliver_shared(&frame, &settings, now), Delivery::Queued);
+            assert_eq!(session.deliver(&frame, &settings, now), Delivered::Queued);
         }
     }
 }
