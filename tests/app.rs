@@ -1,14 +1,15 @@
 //! The binary's application over real sockets: routes, rooms, the JSON
 //! pub/sub protocol and the HTTP publish API.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::net::TcpStream;
 use std::time::Duration;
 
 use ferrows::app::{App, AppConfig};
 use serde_json::{json, Value};
-use support::*;
+use socket::*;
 use tungstenite::Message as WsMessage;
 
 type Ws = tungstenite::WebSocket<TcpStream>;

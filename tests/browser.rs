@@ -13,6 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/process.rs"]
 mod process;
 
 use process::ServerProcess;

@@ -2,7 +2,8 @@
 //! against tungstenite's server side, and against a bare server on a plain
 //! socket that shows the frames as they were sent.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,7 +17,7 @@ use ferrows::proto::handshake::{Accept, HandshakeLimits, ServerHandshake, Status
 use ferrows::proto::{CloseCode, Config, Keepalive, ProtocolError};
 use ferrows::runtime::OriginPolicy;
 use mio::{Events, Poll, Token};
-use support::*;
+use socket::*;
 
 fn echo_server() -> TestServer {
     TestServer::start(quick_config(), 1, |_| App::default())

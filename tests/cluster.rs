@@ -3,6 +3,7 @@
 //! on a free port.
 #![cfg(feature = "redis")]
 
+#[path = "support/process.rs"]
 mod process;
 
 use std::io::{Read, Write};

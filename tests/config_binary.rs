@@ -3,6 +3,7 @@
 //! every `FERROWS_*` variable of the test's own environment removed, so only
 //! what a test sets counts.
 
+#[path = "support/process.rs"]
 mod process;
 
 use std::path::PathBuf;

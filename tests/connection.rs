@@ -1,13 +1,14 @@
 //! The connection state machine, driven in memory with a virtual clock.
 //! Each test names the RFC 6455 section whose rule it checks.
 
-mod common;
+#[path = "support/memory.rs"]
+mod memory;
 
 use std::time::Duration;
 
-use common::*;
 use ferrows::proto::frame::OpCode;
 use ferrows::proto::{CloseCode, CloseFrame, Config, Connection, ControlPayload, Event, ProtocolError, UsageError};
+use memory::*;
 
 fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();

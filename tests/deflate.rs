@@ -3,13 +3,14 @@
 //! bounded inflation, corrupt data, and the RSV1 rules.
 #![cfg(feature = "deflate")]
 
-mod common;
+#[path = "support/memory.rs"]
+mod memory;
 
-use common::*;
 use ferrows::proto::deflate::{DeflateConfig, DeflateParams};
 use ferrows::proto::frame::{encode_frame, OpCode, RSV1};
 use ferrows::proto::{CloseCode, Config, Connection, Event, ProtocolError};
 use flate2::{Compress, Compression, FlushCompress};
+use memory::*;
 
 fn params(server_bits: u8, client_bits: u8, server_nct: bool, client_nct: bool) -> DeflateParams {
     DeflateParams {

@@ -24,6 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
+#[path = "support/process.rs"]
 mod process;
 
 use process::{ServerProcess, START_WITHIN};

@@ -5,7 +5,8 @@
 //! out the sender), `all TEXT` (every connection). Each command is
 //! acknowledged with `ok` (or `ok N` with the local recipients of a publish).
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use ferrows::runtime::{
     Context, Decision, DeliverError, Handler, Inlet, Message, Server, ServerConfig, SessionId, SlowConsumerPolicy,
     Topic, Upgrade, Uplink,
 };
-use support::*;
+use socket::*;
 use tungstenite::Message as WsMessage;
 
 type Ws = tungstenite::WebSocket<TcpStream>;

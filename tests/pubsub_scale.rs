@@ -3,12 +3,14 @@
 //! per-process limit): one publish through the HTTP API reaches all of them.
 #![cfg(target_os = "linux")]
 
+#[path = "support/process.rs"]
 mod process;
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use ferrows::proto::frame::OpCode;
 use process::ServerProcess;
-use support::*;
+use socket::*;
 
 const SUBSCRIBERS: usize = 10_000;
 

@@ -2,12 +2,13 @@
 //! offset → decode, in both roles; the incremental UTF-8 validator agrees
 //! with `std::str::from_utf8` for every split of arbitrary bytes.
 
-mod common;
+#[path = "support/memory.rs"]
+mod memory;
 
-use common::*;
 use ferrows::proto::frame::{encode_frame, OpCode};
 use ferrows::proto::utf8::Utf8Validator;
 use ferrows::proto::{Config, Connection, ControlPayload, Event, Role};
+use memory::*;
 use proptest::prelude::*;
 
 /// One item of a test conversation.

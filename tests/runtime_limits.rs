@@ -2,7 +2,8 @@
 //! (403), subprotocol choice, the idle timeout, draining, and the counters
 //! that record each.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferrows::app::{App, AppConfig};
 use ferrows::proto::frame::OpCode;
 use ferrows::runtime::{Metrics, OriginPolicy, ServerConfig};
-use support::{header, quick_config, status, upgrade_request, RawClient, ReportingEcho, TestServer, IO_TIMEOUT};
+use socket::{header, quick_config, status, upgrade_request, RawClient, ReportingEcho, TestServer, IO_TIMEOUT};
 
 fn echo_server(config: ServerConfig, loops: usize) -> TestServer {
     let (factory, _reports) = ReportingEcho::factory();

@@ -6,7 +6,8 @@
 //! A missing `python3` or `websockets` fails the test with instructions: it is
 //! never skipped.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::io::Read;
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrows::app::Echo;
-use support::{quick_config, TestServer};
+use socket::{quick_config, TestServer};
 
 /// Longer than the script's own timeouts add up to: only against a hang.
 const SCRIPT_WITHIN: Duration = Duration::from_secs(60);

@@ -6,7 +6,8 @@
 //! configured timeouts and are asserted within bounds several times larger.
 //! Each test runs its own server on port 0 and stops it at the end.
 
-mod support;
+#[path = "support/socket.rs"]
+mod socket;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use ferrows::app::Echo;
 use ferrows::proto::frame::{encode_frame, OpCode};
 use ferrows::proto::CloseCode;
 use ferrows::runtime::ServerConfig;
-use support::*;
+use socket::*;
 
 /// How long the handler's reports may take to arrive: generous, only against hangs.
 const REPORT_WITHIN: Duration = Duration::from_secs(5);

@@ -3,6 +3,7 @@
 //! server, with a certificate authority made by the test (no committed keys).
 #![cfg(feature = "tls")]
 
+#[path = "support/process.rs"]
 mod process;
 
 use std::io::{Read, Write};

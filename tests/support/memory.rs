@@ -1,4 +1,4 @@
-//! Shared helpers for driving connections in memory with a virtual clock.
+//! Test tier "memory": helpers that drive connections in memory with a virtual clock, no socket.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Helpers for the real-socket tests of the runtime: a server on a free port
+//! Test tier "socket": helpers for the real-socket tests of the runtime, in-process: a server on a free port
 //! that stops when dropped, a client driven by hand over a plain `TcpStream`
 //! (for the bytes no well-behaved client library would send), and a handler
 //! that reports what it sees over a channel.

@@ -1,4 +1,4 @@
-//! The `ferrows` binary as a child process for the tests that run it whole: on
+//! Test tier "process": the `ferrows` binary as a child process, for the tests that run it whole: on
 //! a free loopback port, its log in a file, killed when dropped so that a
 //! failed assertion leaves nothing running.
 #![allow(dead_code)]
