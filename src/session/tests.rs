@@ -302,3 +302,21 @@ fn a_refused_connection_answers_then_ends() {
     assert!(session.is_finished());
     assert_eq!(session.handle_timeout(now + settings.linger_timeout), Expiry::Over);
 }
+
+#[test]
+fn a_drain_closes_with_1001_after_what_was_queued() {
+    let settings = Settings::default();
+    let (mut session, t0) = open(&settings);
+    let frame: Arc<[u8]> = vec![0x81, 0x04, b'l', b'a', b's', b't'].into();
+    assert_eq!(session.deliver(&frame, &settings, t0), Delivered::Queued);
+    session.close(CloseCode::GOING_AWAY, "server shutting down", t0).unwrap();
+    let out = written(&mut session);
+    assert_eq!(&out[..6], &frame[..], "the publication first");
+    let (opcode, payload) = server_frame(&out[6..]);
+    assert_eq!((opcode, &payload[..2]), (0x8, &1001u16.to_be_bytes()[..]));
+    // The peer answers within the close timeout: a clean end, no linger.
+    let later = t0 + Duration::from_secs(1);
+    assert_eq!(read(&mut session, client_close(1001), &settings, later), []);
+    assert!(session.is_finished() && session.closed_cleanly());
+    assert_eq!(session.take_close_status(later).map(|s| s.code), Some(CloseCode::GOING_AWAY));
+}

@@ -346,3 +346,6 @@ impl Response {
         self.headers.get(name)
     }
 }
+
+#[cfg(test)]
+mod tests;

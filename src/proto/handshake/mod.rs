@@ -109,8 +109,3 @@ pub enum Status<T> {
         rest: Vec<u8>,
     },
 }
-
-#[cfg(test)]
-mod client_tests;
-#[cfg(test)]
-mod server_tests;

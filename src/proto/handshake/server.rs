@@ -242,3 +242,6 @@ impl Accept {
         self
     }
 }
+
+#[cfg(test)]
+mod tests;

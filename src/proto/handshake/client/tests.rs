@@ -1,6 +1,7 @@
 //! Table tests for the client side, one per rule of RFC 6455 §4.1.
 
 use super::*;
+use crate::proto::handshake::*;
 
 const NONCE: &[u8; 16] = b"the sample nonce";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";

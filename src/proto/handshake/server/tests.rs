@@ -1,6 +1,7 @@
 //! Table tests for the server side, one per rule of RFC 6455 §4.2.
 
 use super::*;
+use crate::proto::handshake::*;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
