@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
                 let set = model.entry(topic).or_default();
                 let was_empty = set.is_empty();
                 let added = set.insert(session);
-                assert_eq!(first.is_some(), was_empty && added, "first subscriber of {topic:?}");
+                assert_eq!(first.is_some(), added, "a new subscription of {topic:?}");
+                assert_eq!(first.is_some_and(|(_, first)| first), was_empty && added, "first subscriber of {topic:?}");
             }
             1 => {
                 let last = table.unsubscribe(session, topic);
@@ -32,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
                 if now_empty {
                     model.remove(topic);
                 }
-                assert_eq!(last.is_some(), removed && now_empty, "last subscriber of {topic:?}");
+                assert_eq!(last.is_some(), removed, "an ended subscription of {topic:?}");
+                assert_eq!(last.is_some_and(|(_, last)| last), removed && now_empty, "last subscriber of {topic:?}");
             }
             2 => {
                 // A publish reaches exactly the current subscribers.
@@ -40,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(got, model.get(topic).cloned().unwrap_or_default());
             }
             _ => {
-                let emptied: BTreeSet<String> = table.remove_session(session).iter().map(|t| t.to_string()).collect();
+                let left = table.remove_session(session);
+                let emptied: BTreeSet<String> =
+                    left.iter().filter(|(_, last)| *last).map(|(t, _)| t.to_string()).collect();
                 let mut expected = BTreeSet::new();
                 model.retain(|t, set| {
                     set.remove(&session);
