@@ -76,11 +76,8 @@ impl<H: Handler> EventLoop<H> {
         // Frames that came right behind the request.
         if !input.rest.is_empty() {
             let Some(slot) = self.sessions.get_mut(key) else { return };
-            if let Some(crate::session::Input::Violation(violation)) =
-                slot.session.handle_read(&mut input.rest, &self.settings, now)
-            {
-                log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
-            }
+            let more = slot.session.handle_read(&mut input.rest, &self.settings, now);
+            self.dispatch(key, more, now);
         }
     }
 
