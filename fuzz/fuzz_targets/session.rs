@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrows::proto::handshake::StatusCode;
-use ferrows::proto::{Config, Event};
-use ferrows::session::{Expiry, Input, Session, Settings};
+use ferrows::proto::{Config, Event, Received};
+use ferrows::session::{Expiry, Input, Pool, Session, Settings};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_MESSAGE: usize = 16 << 10;
@@ -57,6 +57,8 @@ fuzz_target!(|data: &[u8]| {
     settings.subprotocols = vec!["chat".into()];
     let mut now = Instant::now();
     let mut session: Session<u8> = Session::new("192.0.2.1:1".parse().unwrap(), &settings, now);
+    // The working memory comes from a pool, as in the runtime, on fuzz-chosen steps.
+    let mut pool = Pool::default();
     let mut stream = stream.to_vec();
     let (mut pos, mut step) = (0usize, 0usize);
     loop {
@@ -67,8 +69,12 @@ fuzz_target!(|data: &[u8]| {
             n => n * (1 + step % 5),
         }
         .min(rest);
+        if byte(1) & 0x40 != 0 {
+            session.lend(&mut pool);
+        }
         if size > 0 {
-            let input = session.handle_read(&mut stream[pos..pos + size], &settings, now);
+            let read = &mut stream[pos..pos + size];
+            let input = session.handle_read(read, &settings, now);
             pos += size;
             match input {
                 Some(Input::Upgrade(mut upgrade)) => {
@@ -78,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
                         let protocol = (byte(1) & 4 != 0).then(|| "chat".to_owned());
                         if session.accept(&upgrade, protocol, 0, &settings, now).is_ok() {
                             let _ = session.handle_read(&mut upgrade.rest, &settings, now);
+                            echo(&mut session, &upgrade.rest);
                         }
                     }
                 }
@@ -87,23 +94,14 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Some(Input::BadRequest(_) | Input::Violation(_)) | None => {}
             }
-        }
-        // The application echoes every message, within the output limit.
-        while let Some(event) = session.poll_message() {
-            if let Some(count) = session.state_mut() {
-                *count = count.wrapping_add(1);
-            }
-            let _ = match event {
-                Event::Text(text) => session.send(MAX_OUT, |c| c.send_text(&text)),
-                Event::Binary(data) => session.send(MAX_OUT, |c| c.send_binary(&data)),
-                _ => Ok(()),
-            };
+            echo(&mut session, read);
         }
         let _ = session.check_backpressure(&settings);
         // One echo may land on a queue just under the limit; nothing more.
         assert!(session.queued() <= MAX_OUT + MAX_MESSAGE + 4096, "queued {}", session.queued());
         let mut socket = Socket { budget: usize::from(byte(2)) * 64 };
         let _ = session.output().write_to(&mut socket);
+        session.give_back(&mut pool);
         if byte(3) & 0x80 != 0 {
             now += Duration::from_millis(u64::from(byte(3) & 0x7f) * 500);
             match session.handle_timeout(now) {
@@ -128,3 +126,19 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The application: echoes every message the last read brought, within the output limit.
+fn echo(session: &mut Session<u8>, read: &[u8]) {
+    while let Some(message) = session.poll_message(read) {
+        if let Some(count) = session.state_mut() {
+            *count = count.wrapping_add(1);
+        }
+        let _ = match message {
+            Received::Text(text) => session.send(MAX_OUT, |c| c.send_text(text)),
+            Received::Binary(data) => session.send(MAX_OUT, |c| c.send_binary(data)),
+            Received::Event(Event::Text(text)) => session.send(MAX_OUT, |c| c.send_text(&text)),
+            Received::Event(Event::Binary(data)) => session.send(MAX_OUT, |c| c.send_binary(&data)),
+            Received::Event(_) => Ok(()),
+        };
+    }
+}

@@ -37,7 +37,7 @@ use std::time::Instant;
 use super::close::{self, CloseCode};
 use super::config::Config;
 use super::error::{ProtocolError, UsageError};
-use super::event::Event;
+use super::event::{Event, Received};
 use super::frame::{self, HeaderRules, OpCode, MAX_CONTROL_PAYLOAD};
 use super::Role;
 
@@ -45,6 +45,8 @@ mod burst;
 mod reader;
 
 use burst::Burst;
+pub use burst::BurstPool;
+use reader::Item;
 
 /// Where the closing handshake stands.
 #[derive(Debug)]
@@ -207,6 +209,25 @@ impl Connection {
     /// with the code the violation earns is queued and the connection is
     /// [closed](Self::is_closed).
     pub fn handle_read(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
+        self.read(data, now, false)
+    }
+
+    /// Like [`handle_read`](Self::handle_read), but a message that came
+    /// whole within `data` (one frame, uncompressed: the common case) is left
+    /// there, unmasked and checked, and lent by
+    /// [`poll_event_in`](Self::poll_event_in) rather than copied.
+    ///
+    /// Every event must be polled with `poll_event_in`, given these same
+    /// bytes, before `data` is reused for another read.
+    ///
+    /// # Errors
+    ///
+    /// As for [`handle_read`](Self::handle_read).
+    pub fn handle_read_in_place(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
+        self.read(data, now, true)
+    }
+
+    fn read(&mut self, data: &mut [u8], now: Instant, in_place: bool) -> Result<(), ProtocolError> {
         if !self.wants_read() || data.is_empty() {
             return Ok(());
         }
@@ -215,7 +236,7 @@ impl Connection {
             *since = now;
             *pinged = false;
         }
-        let result = self.decode(data, now);
+        let result = self.decode(data, now, in_place);
         if let Err(error) = &result {
             log::debug!("protocol violation: {error}");
             self.reset_reader();
@@ -228,7 +249,7 @@ impl Connection {
         result
     }
 
-    fn decode(&mut self, data: &mut [u8], now: Instant) -> Result<(), ProtocolError> {
+    fn decode(&mut self, data: &mut [u8], now: Instant, in_place: bool) -> Result<(), ProtocolError> {
         let mut pos = 0;
         while pos < data.len() && self.wants_read() {
             #[cfg(feature = "deflate")]
@@ -236,10 +257,25 @@ impl Connection {
             #[cfg(not(feature = "deflate"))]
             let inflater = None;
             let burst = self.burst.get_or_insert_with(Box::default);
-            let (used, event) = burst.reader.read(&mut data[pos..], &self.config, &self.rules, inflater)?;
+            let (used, item) = burst.reader.read(&mut data[pos..], &self.config, &self.rules, inflater)?;
+            let item = match item {
+                Some(Item::Lent { text, start, end }) if in_place => {
+                    Some(Item::Lent { text, start: pos + start, end: pos + end })
+                }
+                // Copied out for a caller whose buffer is not lent.
+                Some(Item::Lent { text, start, end }) => {
+                    let payload = &data[pos + start..pos + end];
+                    Some(Item::Event(if text {
+                        Event::Text(String::from_utf8_lossy(payload).into_owned())
+                    } else {
+                        Event::Binary(payload.to_vec())
+                    }))
+                }
+                other => other,
+            };
             pos += used;
-            if let Some(event) = event {
-                self.receive(event, now);
+            if let Some(item) = item {
+                self.receive(item, now);
             }
         }
         Ok(())
@@ -257,7 +293,17 @@ impl Connection {
     }
 
     /// Acts on what a frame completed, and queues it for [`poll_event`](Self::poll_event).
-    fn receive(&mut self, event: Event, now: Instant) {
+    fn receive(&mut self, item: Item, now: Instant) {
+        let event = match item {
+            Item::Event(event) => event,
+            lent @ Item::Lent { .. } => {
+                if let State::Open { last_message, .. } = &mut self.state {
+                    *last_message = now;
+                }
+                self.burst.get_or_insert_with(Box::default).events.push_back(lent);
+                return;
+            }
+        };
         match &event {
             Event::Text(_) | Event::Binary(_) => {
                 if let State::Open { last_message, .. } = &mut self.state {
@@ -291,7 +337,7 @@ impl Connection {
                 self.reset_reader();
             }
         }
-        self.burst.get_or_insert_with(Box::default).events.push_back(event);
+        self.burst.get_or_insert_with(Box::default).events.push_back(Item::Event(event));
     }
 
     /// Answers the peer's Close (RFC 6455 §5.5.1), echoing its code; an empty
@@ -327,16 +373,44 @@ impl Connection {
     /// Returns the next event, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.burst.as_mut().and_then(|b| b.events.pop_front());
-        match event {
+        loop {
+            match self.poll_item()? {
+                Item::Event(event) => return Some(event),
+                // Only `handle_read_in_place` lends, and its events are polled with their bytes.
+                Item::Lent { .. } => log::error!("a message read in place was polled without its bytes; dropped"),
+            }
+        }
+    }
+
+    /// Returns the next event, oldest first, lending a message that
+    /// [`handle_read_in_place`](Self::handle_read_in_place) left in `data`.
+    #[must_use]
+    pub fn poll_event_in<'a>(&mut self, data: &'a [u8]) -> Option<Received<'a>> {
+        Some(match self.poll_item()? {
+            Item::Event(event) => Received::Event(event),
+            Item::Lent { text, start, end } => {
+                let payload = data.get(start..end).unwrap_or_default();
+                if text {
+                    // Checked as it was read: this finds the same bytes valid.
+                    Received::Text(std::str::from_utf8(payload).unwrap_or_default())
+                } else {
+                    Received::Binary(payload)
+                }
+            }
+        })
+    }
+
+    fn poll_item(&mut self) -> Option<Item> {
+        let item = self.burst.as_mut().and_then(|b| b.events.pop_front());
+        match item {
             None => {
                 self.apply_failure();
                 self.release_if_idle();
             }
-            Some(Event::Close(_)) => self.answer_close(),
+            Some(Item::Event(Event::Close(_))) => self.answer_close(),
             Some(_) => {}
         }
-        event
+        item
     }
 
     /// Moves the bytes waiting to be sent to the end of `out`; returns whether there were any.
@@ -363,10 +437,29 @@ impl Connection {
         any
     }
 
-    /// Frees the burst state once it holds nothing.
+    /// Frees the burst state once it holds nothing, unless it was lent by a pool.
     fn release_if_idle(&mut self) {
-        if self.burst.as_ref().is_some_and(|b| b.is_idle()) {
+        if self.burst.as_ref().is_some_and(|b| b.is_idle() && !b.pooled) {
             self.burst = None;
+        }
+    }
+
+    /// Lends the connection working memory from `pool` for the traffic about
+    /// to come (a read, a send), so that it allocates none of its own. It
+    /// keeps it until [`give_back`](Self::give_back).
+    pub fn lend(&mut self, pool: &mut BurstPool) {
+        if self.burst.is_none() {
+            self.burst = Some(pool.take());
+        }
+    }
+
+    /// Gives the working memory back to `pool` once every event was polled
+    /// and the output taken: an idle connection is a few words again.
+    pub fn give_back(&mut self, pool: &mut BurstPool) {
+        if self.burst.as_ref().is_some_and(|b| b.is_idle()) {
+            if let Some(burst) = self.burst.take() {
+                pool.put(burst);
+            }
         }
     }
 

@@ -67,3 +67,28 @@ pub enum Event {
     /// messages that came before it.
     Close(Option<CloseFrame>),
 }
+
+/// An event from [`Connection::poll_event_in`](super::Connection::poll_event_in):
+/// a message lent from the read buffer, or any other event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// A whole text message (valid UTF-8), lent from the bytes read.
+    Text(&'a str),
+    /// A whole binary message, lent from the bytes read.
+    Binary(&'a [u8]),
+    /// Any other event, a message among them when it was reassembled from
+    /// fragments or reads, or inflated.
+    Event(Event),
+}
+
+impl Received<'_> {
+    /// The event, with a lent message copied out.
+    #[must_use]
+    pub fn into_event(self) -> Event {
+        match self {
+            Self::Text(text) => Event::Text(text.to_owned()),
+            Self::Binary(data) => Event::Binary(data.to_vec()),
+            Self::Event(event) => event,
+        }
+    }
+}

@@ -143,9 +143,9 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Keepalive};
-pub use connection::Connection;
+pub use connection::{BurstPool, Connection};
 pub use error::{ProtocolError, UsageError};
-pub use event::{ControlPayload, Event};
+pub use event::{ControlPayload, Event, Received};
 pub use frame::{FrameHeader, OpCode};
 
 /// Which end of the connection this endpoint is.

@@ -11,12 +11,13 @@ use super::http::{HttpRequest, HttpResponse};
 use super::metrics::Refusal;
 use super::pubsub::Membership;
 use crate::proto::handshake::{Request, StatusCode};
-use crate::proto::Event;
+use crate::proto::{Event, Received};
 use crate::session::{Input, UpgradeInput};
 
 impl<H: Handler> EventLoop<H> {
-    /// Acts on what a read brought, then hands the session's messages to the handler.
-    pub(super) fn dispatch(&mut self, key: usize, input: Option<Input>, now: Instant) {
+    /// Acts on what a read of `bytes` brought, then hands the session's
+    /// messages to the handler (lent from `bytes` where they came whole).
+    pub(super) fn dispatch(&mut self, key: usize, input: Option<Input>, bytes: &[u8], now: Instant) {
         let Some(slot) = self.sessions.get(key) else { return };
         let peer = slot.session.peer();
         match input {
@@ -31,7 +32,7 @@ impl<H: Handler> EventLoop<H> {
                 log::warn!("{peer}: closing with {}: {violation}", violation.close_code());
             }
         }
-        self.dispatch_messages(key, now);
+        self.dispatch_messages(key, bytes, now);
     }
 
     /// Refuses an upgrade the server or the handler turned down: counted, answered with `status`.
@@ -76,8 +77,9 @@ impl<H: Handler> EventLoop<H> {
         // Frames that came right behind the request.
         if !input.rest.is_empty() {
             let Some(slot) = self.sessions.get_mut(key) else { return };
+            slot.session.lend(&mut self.pool);
             let more = slot.session.handle_read(&mut input.rest, &self.settings, now);
-            self.dispatch(key, more, now);
+            self.dispatch(key, more, &input.rest, now);
         }
     }
 
@@ -97,21 +99,20 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Hands the session's messages to the handler.
-    fn dispatch_messages(&mut self, key: usize, now: Instant) {
+    fn dispatch_messages(&mut self, key: usize, bytes: &[u8], now: Instant) {
         loop {
             let Some(slot) = self.sessions.get_mut(key) else { return };
             let id = SessionId { key, generation: slot.generation };
-            let Some(event) = slot.session.poll_message() else { break };
+            let Some(received) = slot.session.poll_message(bytes) else { break };
             self.counters().messages_in.add(1);
-            match event {
-                Event::Text(text) => {
-                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Text(&text)));
-                }
-                Event::Binary(data) => {
-                    self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, Message::Binary(&data)));
-                }
-                Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
-            }
+            let message = match &received {
+                Received::Text(text) => Message::Text(text),
+                Received::Binary(data) => Message::Binary(data),
+                Received::Event(Event::Text(text)) => Message::Text(text),
+                Received::Event(Event::Binary(data)) => Message::Binary(data),
+                Received::Event(_) => continue,
+            };
+            self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, message));
         }
     }
 
@@ -150,6 +151,8 @@ impl<H: Handler> EventLoop<H> {
             now,
             loop_index: self.index,
             topics: &mut self.topics,
+            pool: &mut self.pool,
+            scratch: &mut self.scratch,
             bus: &self.shared.bus,
             shared: &self.shared,
         };

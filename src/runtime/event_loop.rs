@@ -16,13 +16,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::handler::Handler;
+use super::handler::Scratch;
 use super::listener::Listener;
 use super::metrics::{LoopCounters, Refusal};
 use super::pubsub::{Publication, Topics};
 use super::slot::Slot;
 use super::timer::TimerWheel;
 use super::{ServerConfig, Shared};
-use crate::session::{Expiry, Settings};
+use crate::session::{Expiry, Pool, Settings};
 
 /// Bits of a token that hold the session's generation.
 const GENERATION_BITS: u32 = 16;
@@ -58,7 +59,12 @@ pub(crate) struct EventLoop<H: Handler> {
     pub(super) next_generation: u16,
     pub(super) handler: H,
     wheel: TimerWheel,
-    scratch: Vec<u8>,
+    /// The one read buffer: messages that come whole in a read are handed to the handler from here.
+    read_buf: Vec<u8>,
+    /// Working memory the sessions lend each other.
+    pub(super) pool: Pool,
+    /// Buffers for publishes, kept between them.
+    pub(super) scratch: Scratch,
     pub(super) config: Arc<ServerConfig>,
     /// What the session machines share: limits, deadlines, offers.
     pub(super) settings: Settings,
@@ -107,7 +113,9 @@ impl<H: Handler> EventLoop<H> {
             next_generation: 0,
             handler,
             wheel: TimerWheel::new(now),
-            scratch: vec![0; config.read_buffer_size.max(4096)],
+            read_buf: vec![0; config.read_buffer_size.max(4096)],
+            pool: Pool::default(),
+            scratch: Scratch::default(),
             settings: config.session_settings(),
             config,
             shared,
@@ -212,31 +220,41 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
             let short_read_drains = SHORT_READ_DRAINS && slot.stream.short_read_drains();
-            match slot.stream.read(&mut self.scratch) {
+            // Taken out while the handler runs, which the messages it lends outlive.
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let read = slot.stream.read(&mut buf);
+            if let Ok(n @ 1..) = read {
+                self.counters().bytes_in.add(n as u64);
+                if let Some(slot) = self.sessions.get_mut(key) {
+                    slot.session.lend(&mut self.pool);
+                    let input = slot.session.handle_read(&mut buf[..n], &self.settings, now);
+                    self.dispatch(key, input, &buf[..n], now);
+                }
+            }
+            let full = matches!(read, Ok(n) if n == buf.len());
+            self.read_buf = buf;
+            match read {
                 Ok(0) => {
+                    let Some(slot) = self.sessions.get(key) else { return };
                     if !slot.session.is_lingering() {
                         log::debug!("{}: connection closed by peer", slot.session.peer());
                     }
                     self.end_session(key, now);
                     return;
                 }
-                Ok(n) => {
-                    self.counters().bytes_in.add(n as u64);
-                    if let Some(slot) = self.sessions.get_mut(key) {
-                        let input = slot.session.handle_read(&mut self.scratch[..n], &self.settings, now);
-                        self.dispatch(key, input, now);
-                    }
+                Ok(_) => {
                     // Stop as soon as the output backs up, not at the end of the turn.
                     if let Some(slot) = self.sessions.get_mut(key) {
                         slot.session.check_backpressure(&self.settings);
                     }
-                    if short_read_drains && !until_blocked && n < self.scratch.len() {
+                    if short_read_drains && !until_blocked && !full {
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    let Some(slot) = self.sessions.get(key) else { return };
                     // A TLS failure (scanners, plaintext clients on a wss:// port)
                     // is logged as such, at debug: not worth a warning each.
                     #[cfg(feature = "tls")]
@@ -309,6 +327,7 @@ impl<H: Handler> EventLoop<H> {
             self.finish(key, now);
         }
         let Some(slot) = self.sessions.get_mut(key) else { return };
+        slot.session.give_back(&mut self.pool);
         if slot.session.check_backpressure(&self.settings).1 {
             // Readiness was consumed while paused; look again.
             self.unfinished_reads.push(key);

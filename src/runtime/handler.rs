@@ -16,7 +16,7 @@ use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
-use crate::session::{SendRefusal, Settings};
+use crate::session::{Pool, SendRefusal, Settings};
 
 /// A session of one event loop: its slab key and a generation, so that an id
 /// kept after its session ended never reaches a newer session in the same slot.
@@ -196,6 +196,10 @@ pub struct Context<'a, S> {
     pub(crate) now: Instant,
     pub(crate) loop_index: usize,
     pub(crate) topics: &'a mut Topics,
+    /// Working memory lent to the sessions a callback sends to.
+    pub(crate) pool: &'a mut Pool,
+    /// The loop's buffers for publishes, kept between them.
+    pub(crate) scratch: &'a mut Scratch,
     pub(crate) bus: &'a Bus,
     pub(crate) shared: &'a Arc<Shared>,
 }
@@ -293,9 +297,12 @@ impl<S> Context<'_, S> {
     /// loop whose queue took it, and all of the other loops' (their queues
     /// decide there). Subscribers on other nodes are not counted.
     pub fn publish(&mut self, topic: &str, message: Message<'_>, exclude: Option<SessionId>) -> usize {
-        let frame = encode_shared(message);
-        let local: Vec<SessionId> = self.topics.subscribers(topic).filter(|s| Some(*s) != exclude).collect();
+        let frame = self.encode_shared(message);
+        let mut local = std::mem::take(&mut self.scratch.targets);
+        local.clear();
+        local.extend(self.topics.subscribers(topic).filter(|s| Some(*s) != exclude));
         let delivered = self.deliver(&local, &frame);
+        self.scratch.targets = local;
         let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
         let on_node = self.bus.send_to_others(self.loop_index, Some(&key), &frame);
         self.bus.send_to_uplink(Some(&key), &frame);
@@ -307,9 +314,12 @@ impl<S> Context<'_, S> {
     /// `exclude`. Returns the number of this node's sessions it was sent to,
     /// counted as [`publish`](Self::publish) counts.
     pub fn broadcast(&mut self, message: Message<'_>, exclude: Option<SessionId>) -> usize {
-        let frame = encode_shared(message);
-        let local: Vec<SessionId> = self.sessions().filter(|s| Some(*s) != exclude).collect();
+        let frame = self.encode_shared(message);
+        let mut local = std::mem::take(&mut self.scratch.targets);
+        local.clear();
+        local.extend(self.sessions().filter(|s| Some(*s) != exclude));
         let delivered = self.deliver(&local, &frame);
+        self.scratch.targets = local;
         self.bus.send_to_others(self.loop_index, None, &frame);
         self.bus.send_to_uplink(None, &frame);
         let loops = &self.shared.counters.loops;
@@ -324,6 +334,7 @@ impl<S> Context<'_, S> {
             let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                 continue;
             };
+            slot.session.lend(self.pool);
             if slot.deliver(frame, self.settings, self.now, &self.bus.stats) {
                 delivered += 1;
             }
@@ -404,7 +415,9 @@ impl<S> Context<'_, S> {
         max_out_queue: usize,
         send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
     ) -> Result<(), SendError> {
-        let slot = self.session(id).ok_or(SendError::UnknownSession)?;
+        let slot = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation);
+        let slot = slot.ok_or(SendError::UnknownSession)?;
+        slot.session.lend(self.pool);
         slot.session.send(max_out_queue, send).map_err(|e| match e {
             SendRefusal::Closed => SendError::Closed,
             SendRefusal::Backpressure => SendError::Backpressure,
@@ -418,13 +431,33 @@ impl<S> Context<'_, S> {
     }
 }
 
-/// A server frame (unmasked, uncompressed: legal on any connection) for `message`, to share.
-pub(crate) fn encode_shared(message: Message<'_>) -> Arc<[u8]> {
-    let (opcode, payload) = match message {
-        Message::Text(text) => (OpCode::Text, text.as_bytes()),
-        Message::Binary(data) => (OpCode::Binary, data),
-    };
-    let mut frame = Vec::with_capacity(payload.len() + 10);
-    encode_frame(true, 0, opcode, payload, None, &mut frame);
-    frame.into()
+/// An event loop's buffers for publishes, kept between them so that a
+/// publish allocates only its shared frame.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// A publish's local subscribers.
+    pub(crate) targets: Vec<SessionId>,
+    /// A frame being encoded, before it is shared.
+    frame: Vec<u8>,
+}
+
+/// The largest encoding buffer kept between publishes.
+const KEPT_FRAME: usize = 64 << 10;
+
+impl<S> Context<'_, S> {
+    /// A server frame (unmasked, uncompressed: legal on any connection) for `message`, to share.
+    fn encode_shared(&mut self, message: Message<'_>) -> Arc<[u8]> {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
+        };
+        let buf = &mut self.scratch.frame;
+        buf.clear();
+        encode_frame(true, 0, opcode, payload, None, buf);
+        let frame = Arc::from(&buf[..]);
+        if buf.capacity() > KEPT_FRAME {
+            *buf = Vec::new();
+        }
+        frame
+    }
 }

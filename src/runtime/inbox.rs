@@ -11,24 +11,27 @@ impl<H: Handler> EventLoop<H> {
     /// Delivers what other loops published to this loop's sessions.
     pub(super) fn drain_inbox(&mut self, now: Instant) {
         self.shared.bus.clear_woken(self.index);
+        let mut targets = std::mem::take(&mut self.scratch.targets);
         while let Ok(delivery) = self.inbox.try_recv() {
-            let (targets, frame): (Vec<SessionId>, _) = match delivery {
-                Publication::Topic { topic, frame } => (self.topics.subscribers(&topic).collect(), frame),
-                Publication::All { frame } => (
-                    self.sessions
-                        .iter()
-                        .filter(|(_, s)| s.session.is_open())
-                        .map(|(key, s)| SessionId { key, generation: s.generation })
-                        .collect(),
-                    frame,
-                ),
+            targets.clear();
+            let frame = match delivery {
+                Publication::Topic { topic, frame } => {
+                    targets.extend(self.topics.subscribers(&topic));
+                    frame
+                }
+                Publication::All { frame } => {
+                    let open = self.sessions.iter().filter(|(_, s)| s.session.is_open());
+                    targets.extend(open.map(|(key, s)| SessionId { key, generation: s.generation }));
+                    frame
+                }
             };
             let stats = &self.shared.bus.stats;
             let mut delivered = 0;
-            for id in targets {
+            for &id in &targets {
                 let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
                     continue;
                 };
+                slot.session.lend(&mut self.pool);
                 delivered += u64::from(slot.deliver(&frame, &self.settings, now, stats));
                 if !slot.flush_pending {
                     slot.flush_pending = true;
@@ -37,5 +40,6 @@ impl<H: Handler> EventLoop<H> {
             }
             self.shared.counters.loops[self.index].messages_out.add(delivered);
         }
+        self.scratch.targets = targets;
     }
 }

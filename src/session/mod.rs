@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use out_queue::{OutQueue, MAX_IOVECS};
+pub use out_queue::{OutQueue, QueuePool, MAX_IOVECS};
 pub use peer::PeerAddr;
 pub use settings::{Settings, SlowConsumerPolicy};
 
@@ -56,7 +56,7 @@ use crate::proto::handshake::{
     write_error_response, Accept, HandshakeError, HandshakeUsageError, Request, ServerHandshake, Status, StatusCode,
     UpgradeRequest,
 };
-use crate::proto::{CloseCode, Connection, Event, ProtocolError, UsageError};
+use crate::proto::{BurstPool, CloseCode, Connection, Event, ProtocolError, Received, UsageError};
 
 /// Where a session is in its life.
 // Open is the phase sessions spend their life in; boxing it instead would
@@ -161,6 +161,19 @@ pub enum Delivered {
     ClosedSlowConsumer,
 }
 
+/// Working memory that the sessions of one driver lend each other: a
+/// session holds buffers only while it has traffic in progress
+/// ([`Session::lend`]) and gives them back once it is idle
+/// ([`Session::give_back`]), so that steady traffic allocates nothing and
+/// an idle session is a few words.
+#[derive(Debug, Default)]
+pub struct Pool {
+    /// The protocol's working memory: the frame being read, events, output being encoded.
+    pub bursts: BurstPool,
+    /// Output queues.
+    pub queues: QueuePool,
+}
+
 /// One connection's session machine, with the application's state `S` once upgraded.
 #[derive(Debug)]
 pub struct Session<S> {
@@ -208,7 +221,9 @@ impl<S> Session<S> {
     /// Takes bytes read from the peer (unmasked in place for frames).
     ///
     /// Returns what the driver must act on, if anything; data messages of an
-    /// open session wait in [`poll_message`](Self::poll_message).
+    /// open session wait in [`poll_message`](Self::poll_message), which must
+    /// be given the same bytes: a message that came whole in them is lent
+    /// from there, not copied. Poll every message before reusing `bytes`.
     pub fn handle_read(&mut self, bytes: &mut [u8], settings: &Settings, now: Instant) -> Option<Input> {
         match &mut self.phase {
             Phase::Request { handshake, deadline } => match handshake.feed(bytes) {
@@ -237,7 +252,7 @@ impl<S> Session<S> {
                 };
                 Some(Input::Http { request, body })
             }
-            Phase::Open(conn) => match conn.handle_read(bytes, now) {
+            Phase::Open(conn) => match conn.handle_read_in_place(bytes, now) {
                 Ok(()) => None,
                 Err(violation) => {
                     self.set_close_status(violation.close_code(), &violation.to_string());
@@ -367,18 +382,42 @@ impl<S> Session<S> {
         self.phase = Phase::Answered { deadline: now + settings.linger_timeout };
     }
 
-    /// The next data message of an open session; a Close is recorded as the
-    /// session's close status, Pings and Pongs are the protocol's own.
-    pub fn poll_message(&mut self) -> Option<Event> {
+    /// The next data message of an open session, lent from `bytes` (what
+    /// the last [`handle_read`](Self::handle_read) was given) when it came
+    /// whole in them: `Received::Text`, `Received::Binary`, or an owned
+    /// `Event::Text` or `Event::Binary`. A Close is recorded as the session's
+    /// close status; Pings and Pongs are the protocol's own.
+    pub fn poll_message<'a>(&mut self, bytes: &'a [u8]) -> Option<Received<'a>> {
         loop {
             let Phase::Open(conn) = &mut self.phase else { return None };
-            match conn.poll_event()? {
-                event @ (Event::Text(_) | Event::Binary(_)) => return Some(event),
-                Event::Ping(_) | Event::Pong(_) => {}
-                Event::Close(Some(frame)) => self.set_close_status(frame.code, &frame.reason),
-                Event::Close(None) => self.set_close_status(CloseCode::NO_STATUS, ""),
+            match conn.poll_event_in(bytes)? {
+                Received::Event(Event::Ping(_) | Event::Pong(_)) => {}
+                Received::Event(Event::Close(Some(frame))) => self.set_close_status(frame.code, &frame.reason),
+                Received::Event(Event::Close(None)) => self.set_close_status(CloseCode::NO_STATUS, ""),
+                message => return Some(message),
             }
         }
+    }
+
+    /// Lends the session working memory from `pool` for traffic about to
+    /// come: a read, a send, a publish.
+    pub fn lend(&mut self, pool: &mut Pool) {
+        if let Phase::Open(conn) = &mut self.phase {
+            conn.lend(&mut pool.bursts);
+        }
+        self.out.lend(&mut pool.queues);
+    }
+
+    /// Gives back to `pool` the working memory the session no longer needs:
+    /// all of it once its messages are polled and its output written.
+    pub fn give_back(&mut self, pool: &mut Pool) {
+        if let Phase::Open(conn) = &mut self.phase {
+            self.out.push_with(|bytes| {
+                conn.poll_transmit(bytes);
+            });
+            conn.give_back(&mut pool.bursts);
+        }
+        self.out.give_back(&mut pool.queues);
     }
 
     /// Sends through the open connection, unless its output is over `limit`
@@ -452,9 +491,10 @@ impl<S> Session<S> {
     /// Moves the protocol's pending output (replies, queued messages) to the output queue.
     fn take_output(&mut self) {
         if let Phase::Open(conn) = &mut self.phase {
-            let mut bytes = Vec::new();
-            if conn.poll_transmit(&mut bytes) {
-                self.out.push(bytes);
+            if conn.wants_write() {
+                self.out.push_with(|bytes| {
+                    conn.poll_transmit(bytes);
+                });
             }
         }
     }

@@ -52,7 +52,7 @@ fn client_close(code: u16) -> Vec<u8> {
 /// Reads as a driver does: the bytes, then every message they held.
 fn read<S>(session: &mut Session<S>, mut bytes: Vec<u8>, settings: &Settings, now: Instant) -> Vec<Event> {
     assert!(session.handle_read(&mut bytes, settings, now).is_none());
-    std::iter::from_fn(|| session.poll_message()).collect()
+    std::iter::from_fn(|| session.poll_message(&bytes).map(Received::into_event)).collect()
 }
 
 /// The opcode and payload of the one server frame in `bytes`.

@@ -2,9 +2,9 @@
 
 use std::collections::VecDeque;
 
-use super::reader::Reader;
+use super::reader::{Item, Reader};
 use crate::proto::error::ProtocolError;
-use crate::proto::event::{ControlPayload, Event};
+use crate::proto::event::ControlPayload;
 
 /// The state of the traffic in progress: a frame or message being read,
 /// events and output not yet polled, a Pong owed, a violation waiting for
@@ -25,6 +25,8 @@ pub(super) struct Burst {
     /// A violation found by the reader, acted on once the events decoded
     /// before it have been polled (so that replies to them go out first).
     pub(super) failure_pending: Option<ProtocolError>,
+    /// Lent from a [`BurstPool`]: kept while idle, until given back.
+    pub(super) pooled: bool,
 }
 
 impl Burst {
@@ -37,14 +39,77 @@ impl Burst {
     }
 }
 
+/// Burst states that idle connections gave back, lent to the next
+/// connection with traffic: with one pool per event loop, steady traffic
+/// allocates no working memory. It keeps at most 1 MiB.
+#[derive(Debug, Default)]
+pub struct BurstPool {
+    // Boxed: a spare moves to a connection and back as the box it lives in, never reallocated.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Burst>>,
+    /// What the spares hold, counted as they were put back.
+    bytes: usize,
+}
+
+/// What a pool keeps, over all its spares.
+const POOL_BYTES: usize = 1 << 20;
+/// The largest output buffer a spare keeps; a larger one is freed.
+const KEPT_OUTPUT: usize = 64 << 10;
+
+impl BurstPool {
+    /// A spare burst state, or a new one; marked as lent.
+    pub(super) fn take(&mut self) -> Box<Burst> {
+        let mut burst = match self.spare.pop() {
+            Some(burst) => {
+                self.bytes -= burst.held_bytes();
+                burst
+            }
+            None => Box::default(),
+        };
+        burst.pooled = true;
+        burst
+    }
+
+    /// Takes back an idle burst state, unless the pool is full.
+    pub(super) fn put(&mut self, mut burst: Box<Burst>) {
+        if burst.out.capacity() > KEPT_OUTPUT {
+            burst.out = Vec::new();
+        }
+        let held = burst.held_bytes();
+        if self.bytes + held <= POOL_BYTES {
+            self.bytes += held;
+            self.spare.push(burst);
+        }
+    }
+
+    /// Spare burst states held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.spare.len()
+    }
+
+    /// Whether it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spare.is_empty()
+    }
+}
+
+impl Burst {
+    /// Its size with the buffers it keeps.
+    fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.out.capacity() + self.events.rest.capacity() * std::mem::size_of::<Item>()
+    }
+}
+
 /// Events not yet polled, oldest first. The oldest is kept apart from the
 /// rest, so that a burst of one event (most reads) needs no allocation of
 /// its own.
 #[derive(Debug, Default)]
 pub(super) struct EventQueue {
     /// When `None`, `rest` is empty too.
-    first: Option<Event>,
-    rest: VecDeque<Event>,
+    first: Option<Item>,
+    rest: VecDeque<Item>,
 }
 
 impl EventQueue {
@@ -52,7 +117,7 @@ impl EventQueue {
         self.first.is_none()
     }
 
-    pub(super) fn push_back(&mut self, event: Event) {
+    pub(super) fn push_back(&mut self, event: Item) {
         if self.first.is_none() {
             self.first = Some(event);
         } else {
@@ -60,7 +125,7 @@ impl EventQueue {
         }
     }
 
-    pub(super) fn pop_front(&mut self) -> Option<Event> {
+    pub(super) fn pop_front(&mut self) -> Option<Item> {
         let event = self.first.take();
         self.first = self.rest.pop_front();
         event

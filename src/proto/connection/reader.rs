@@ -82,6 +82,16 @@ impl Message {
     }
 }
 
+/// What a completed frame gives the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Item {
+    /// A control frame, or a message reassembled in the reader.
+    Event(Event),
+    /// A whole message that came in one frame within one read: unmasked (and
+    /// checked, for text) in place, at `start..end` of the input.
+    Lent { text: bool, start: usize, end: usize },
+}
+
 /// The frame decoder and the message being reassembled.
 #[derive(Debug)]
 pub(super) struct Reader {
@@ -99,8 +109,8 @@ impl Default for Reader {
 
 impl Reader {
     /// Consumes bytes of `input` up to the end of the next frame; returns how
-    /// many, and the event that frame completed, if any (a fragment of a
-    /// message completes none).
+    /// many, and what that frame completed, if anything (a fragment of a
+    /// message completes nothing).
     ///
     /// `input` is unmasked in place.
     pub(super) fn read(
@@ -109,10 +119,14 @@ impl Reader {
         config: &Config,
         rules: &HeaderRules,
         mut inflater: Option<&mut Inflater>,
-    ) -> Result<(usize, Option<Event>), ProtocolError> {
+    ) -> Result<(usize, Option<Item>), ProtocolError> {
         let mut used = 0;
         if let ReadState::Header { .. } = self.read {
             used = self.read_header(input, config, rules)?;
+            if let Some((len, mask)) = self.whole_message(input.len() - used) {
+                let end = used + len;
+                return self.lend(&mut input[..end], used, mask).map(|item| (end, Some(item)));
+            }
         }
         // The payload often came with its header: read on in the same call.
         if matches!(self.read, ReadState::Payload { .. }) && used < input.len() {
@@ -120,9 +134,43 @@ impl Reader {
         }
         // A frame is complete once its payload is all in (at once, for an empty payload).
         if matches!(self.read, ReadState::Payload { remaining: 0, .. }) {
-            return Ok((used, self.finish_frame(config, inflater)?));
+            return Ok((used, self.finish_frame(config, inflater)?.map(Item::Event)));
         }
         Ok((used, None))
+    }
+
+    /// The payload's length and mask, when the frame just started is a whole
+    /// message (final, uncompressed, not a continuation) and all of it is
+    /// among the `available` bytes: the common case, read with no copy.
+    fn whole_message(&self, available: usize) -> Option<(usize, Option<[u8; 4]>)> {
+        let ReadState::Payload { opcode: OpCode::Text | OpCode::Binary, fin: true, remaining, offset: 0, mask } =
+            self.read
+        else {
+            return None;
+        };
+        let whole = matches!(
+            self.message,
+            Message::Text { compressed: false, fragments: 1, .. }
+                | Message::Binary { compressed: false, fragments: 1, .. }
+        );
+        usize::try_from(remaining).ok().filter(|&len| whole && len <= available).map(|len| (len, mask))
+    }
+
+    /// Unmasks and checks the payload at `start..` of `input`, leaving it there.
+    fn lend(&mut self, input: &mut [u8], start: usize, mask: Option<[u8; 4]>) -> Result<Item, ProtocolError> {
+        let end = input.len();
+        let payload = &mut input[start..];
+        if let Some(mask) = mask {
+            apply_mask(payload, mask, 0);
+        }
+        let text = matches!(self.message, Message::Text { .. });
+        // RFC 6455 §8.1: a text message is UTF-8, checked before it is handed on.
+        if text && std::str::from_utf8(payload).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.read = NEW_HEADER;
+        self.message = Message::None;
+        Ok(Item::Lent { text, start, end })
     }
 
     /// Whether the reader is between frames and between messages: it holds nothing.

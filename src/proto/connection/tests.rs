@@ -1,4 +1,4 @@
-//! What the burst state costs, when it goes, and its event queue.
+//! What the burst state costs, when it goes, its event queue, and messages read in place.
 
 use super::*;
 
@@ -45,7 +45,7 @@ fn the_burst_state_lives_until_everything_is_polled() {
 #[test]
 fn the_event_queue_keeps_its_order() {
     let mut queue = burst::EventQueue::default();
-    let text = |s: &str| Event::Text(s.into());
+    let text = |s: &str| Item::Event(Event::Text(s.into()));
     queue.push_back(text("a"));
     queue.push_back(text("b"));
     assert_eq!(queue.pop_front(), Some(text("a")));
@@ -54,4 +54,76 @@ fn the_event_queue_keeps_its_order() {
     assert_eq!(queue.pop_front(), Some(text("c")));
     assert!(queue.is_empty());
     assert_eq!(queue.pop_front(), None);
+}
+
+#[test]
+fn whole_messages_are_lent_from_the_read_others_copied() {
+    let now = crate::test_clock();
+    let mut conn = Connection::server(Config::default(), now);
+    let mut data = client_frame(true, OpCode::Text, b"whole");
+    data.extend(client_frame(true, OpCode::Ping, b"p"));
+    data.extend(client_frame(true, OpCode::Binary, &[1, 2, 3]));
+    data.extend(client_frame(false, OpCode::Text, b"frag"));
+    data.extend(client_frame(true, OpCode::Continuation, b"ment"));
+    // A whole frame cut short by the end of the read is reassembled.
+    let tail = client_frame(true, OpCode::Text, b"cut short");
+    data.extend(&tail[..8]);
+    conn.handle_read_in_place(&mut data, now).unwrap();
+    let range = data.as_ptr_range();
+    let Some(Received::Text(text)) = conn.poll_event_in(&data) else { panic!() };
+    assert_eq!(text, "whole");
+    assert!(range.contains(&text.as_ptr()), "lent, not copied");
+    assert!(matches!(conn.poll_event_in(&data), Some(Received::Event(Event::Ping(_)))));
+    assert_eq!(conn.poll_event_in(&data), Some(Received::Binary(&[1, 2, 3][..])));
+    assert_eq!(conn.poll_event_in(&data), Some(Received::Event(Event::Text("fragment".into()))));
+    assert_eq!(conn.poll_event_in(&data), None);
+    let mut rest = tail[8..].to_vec();
+    conn.handle_read_in_place(&mut rest, now).unwrap();
+    assert_eq!(conn.poll_event_in(&rest), Some(Received::Event(Event::Text("cut short".into()))));
+    // The plain read copies what it would have lent.
+    let mut data = client_frame(true, OpCode::Text, b"copied");
+    conn.handle_read(&mut data, now).unwrap();
+    assert_eq!(conn.poll_event(), Some(Event::Text("copied".into())));
+}
+
+#[test]
+fn invalid_utf8_in_a_whole_frame_fails_after_the_messages_before_it() {
+    let now = crate::test_clock();
+    let mut conn = Connection::server(Config::default(), now);
+    let mut data = client_frame(true, OpCode::Text, b"fine");
+    data.extend(client_frame(true, OpCode::Text, b"\xff"));
+    data.extend(client_frame(true, OpCode::Text, b"never seen"));
+    assert_eq!(conn.handle_read_in_place(&mut data, now), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(conn.poll_event_in(&data), Some(Received::Text("fine")));
+    assert_eq!(conn.poll_event_in(&data), None);
+    let mut out = Vec::new();
+    assert!(conn.poll_transmit(&mut out));
+    assert_eq!([out[0], out[2], out[3]], [0x88, 0x03, 0xef], "a Close with 1007: {out:?}");
+}
+
+#[test]
+fn a_pool_lends_the_burst_state_and_takes_it_back() {
+    let now = crate::test_clock();
+    let mut pool = BurstPool::default();
+    let mut a = Connection::server(Config::default(), now);
+    let mut b = Connection::server(Config::default(), now);
+    a.lend(&mut pool);
+    let mut data = client_frame(true, OpCode::Text, b"hi");
+    a.handle_read_in_place(&mut data, now).unwrap();
+    assert_eq!(a.poll_event_in(&data), Some(Received::Text("hi")));
+    a.send_text("hi").unwrap();
+    assert_eq!(a.poll_event_in(&data), None);
+    assert!(a.burst.is_some(), "a lent state stays until given back");
+    a.give_back(&mut pool);
+    assert!(a.burst.is_some(), "not while output waits");
+    // The driver's buffer takes the output and leaves its own (empty) in its place.
+    let mut out = Vec::with_capacity(64);
+    assert!(a.poll_transmit(&mut out));
+    a.give_back(&mut pool);
+    assert!(a.burst.is_none());
+    assert_eq!(pool.len(), 1);
+    // The next connection gets it, output buffer and all.
+    b.lend(&mut pool);
+    assert!(pool.is_empty());
+    assert!(b.burst.as_ref().is_some_and(|burst| burst.out.capacity() > 0));
 }
