@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use ferrows::proto::frame::{encode_frame, OpCode};
 use ferrows::runtime::{
-    Context, Decision, DeliverError, Handler, Inlet, Message, Server, ServerConfig, SessionId, SlowConsumerPolicy,
-    Topic, Upgrade, Uplink,
+    Context, Decision, DeliverError, Handler, Inlet, Message, Server, ServerConfig, SessionId, SharedFrame,
+    SlowConsumerPolicy, Topic, Upgrade, Uplink,
 };
 use socket::*;
 use tungstenite::Message as WsMessage;
@@ -272,7 +272,7 @@ impl Uplink for RecordingUplink {
         Ok(())
     }
 
-    fn publish(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+    fn publish(&self, topic: Option<&Topic>, frame: &SharedFrame) {
         let payload = String::from_utf8_lossy(&frame[2..]);
         self.record(format!("publish {} {payload}", topic.map_or("*", |t| &**t)));
     }
@@ -290,7 +290,7 @@ impl Uplink for RecordingUplink {
     }
 }
 
-fn text_frame(text: &str) -> Arc<[u8]> {
+fn text_frame(text: &str) -> SharedFrame {
     let mut frame = Vec::new();
     encode_frame(true, 0, OpCode::Text, text.as_bytes(), None, &mut frame);
     frame.into()
@@ -333,7 +333,7 @@ fn an_uplink_sees_publishes_and_interest_and_delivers_to_every_loop() {
         assert_eq!(text(ws), "from afar");
         assert_eq!(text(ws), "to all");
     }
-    let half: Arc<[u8]> = text_frame("cut")[..4].into();
+    let half: SharedFrame = text_frame("cut")[..4].into();
     assert_eq!(inlet.deliver(None, &half), Err(DeliverError::NotADataFrame));
 
     assert_eq!(command(&mut a, "unsub news"), "ok true");

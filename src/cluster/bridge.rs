@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::resp::{encode_command, encode_command_parts, Reader, Value};
 use super::{envelope, ClusterConfig, ClusterStats, RedisUrl};
 use crate::runtime::{Inlet, Topic};
+use crate::session::SharedFrame;
 
 /// The links, by index (and poll token): the subscribed connection and the publishing one.
 const SUBSCRIBER: usize = 0;
@@ -34,7 +35,7 @@ const MAX_SEQUENCES: usize = 1 << 16;
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) topic: Option<Topic>,
-    pub(crate) frame: Arc<[u8]>,
+    pub(crate) frame: SharedFrame,
 }
 
 /// What the loops' threads (through the uplink) and the bridge's thread share.
@@ -468,7 +469,7 @@ impl Bridge {
             );
         }
         *last = message.seq;
-        let frame: Arc<[u8]> = Arc::from(message.frame);
+        let frame = SharedFrame::from(message.frame);
         // The envelope's check is the inlet's: a refusal here is one more invalid message.
         match self.inlet.deliver(topic.as_ref(), &frame) {
             Ok(_) => ClusterStats::add(&self.stats.received, 1),

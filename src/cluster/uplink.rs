@@ -14,6 +14,7 @@ use super::bridge::{Bridge, Outgoing, Signals, BRIDGE_WAKER};
 use super::{ClusterConfig, ClusterError, ClusterStats};
 use crate::prometheus::{Kind, TextEncoder};
 use crate::runtime::{Inlet, Topic, Uplink};
+use crate::session::SharedFrame;
 
 /// A node's place in a cluster: the Redis bridge, ready to plug into
 /// [`ServerBuilder::uplink`](crate::runtime::ServerBuilder::uplink). Its
@@ -104,7 +105,7 @@ impl Uplink for Cluster {
     }
 
     /// Queued for the bridge; a full queue loses it, counted.
-    fn publish(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+    fn publish(&self, topic: Option<&Topic>, frame: &SharedFrame) {
         let outgoing = Outgoing { topic: topic.cloned(), frame: frame.clone() };
         match self.outgoing.try_send(outgoing) {
             Ok(()) => self.signals.wake(),
@@ -198,7 +199,7 @@ mod tests {
         let mut config = ClusterConfig::new("redis://127.0.0.1:1");
         config.queue = 1;
         let cluster = Cluster::new(config).unwrap();
-        let frame: Arc<[u8]> = Arc::from(&[0x81, 0x01, b'x'][..]);
+        let frame = SharedFrame::from(&[0x81, 0x01, b'x'][..]);
         cluster.publish(None, &frame);
         cluster.publish(Some(&Topic::from("news")), &frame);
         assert_eq!(cluster.stats().lost.load(Ordering::Relaxed), 1);

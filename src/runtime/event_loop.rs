@@ -303,6 +303,8 @@ impl<H: Handler> EventLoop<H> {
             }
             self.sync(key, now);
         }
+        // Shared frames every queue has written go back to the pool.
+        self.pool.frames.reclaim();
     }
 
     pub(super) fn write(&mut self, key: usize, now: Instant) {

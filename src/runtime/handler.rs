@@ -16,7 +16,7 @@ use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
-use crate::session::{Pool, SendRefusal, Settings};
+use crate::session::{Pool, SendRefusal, Settings, SharedFrame};
 
 /// A session of one event loop: its slab key and a generation, so that an id
 /// kept after its session ended never reaches a newer session in the same slot.
@@ -198,7 +198,7 @@ pub struct Context<'a, S> {
     pub(crate) topics: &'a mut Topics,
     /// Working memory lent to the sessions a callback sends to.
     pub(crate) pool: &'a mut Pool,
-    /// The loop's buffers for publishes, kept between them.
+    /// The loop's list for a publish's local subscribers, kept between publishes.
     pub(crate) scratch: &'a mut Scratch,
     pub(crate) bus: &'a Bus,
     pub(crate) shared: &'a Arc<Shared>,
@@ -328,7 +328,7 @@ impl<S> Context<'_, S> {
         delivered + usize::try_from(others).unwrap_or(usize::MAX)
     }
 
-    fn deliver(&mut self, targets: &[SessionId], frame: &Arc<[u8]>) -> usize {
+    fn deliver(&mut self, targets: &[SessionId], frame: &SharedFrame) -> usize {
         let mut delivered = 0;
         for &id in targets {
             let Some(slot) = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation) else {
@@ -431,33 +431,20 @@ impl<S> Context<'_, S> {
     }
 }
 
-/// An event loop's buffers for publishes, kept between them so that a
-/// publish allocates only its shared frame.
+/// An event loop's list of a publish's local subscribers, kept between publishes.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    /// A publish's local subscribers.
     pub(crate) targets: Vec<SessionId>,
-    /// A frame being encoded, before it is shared.
-    frame: Vec<u8>,
 }
 
-/// The largest encoding buffer kept between publishes.
-const KEPT_FRAME: usize = 64 << 10;
-
 impl<S> Context<'_, S> {
-    /// A server frame (unmasked, uncompressed: legal on any connection) for `message`, to share.
-    fn encode_shared(&mut self, message: Message<'_>) -> Arc<[u8]> {
+    /// A server frame (unmasked, uncompressed: legal on any connection) for
+    /// `message`, to share, in a buffer from the loop's pool.
+    fn encode_shared(&mut self, message: Message<'_>) -> SharedFrame {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(data) => (OpCode::Binary, data),
         };
-        let buf = &mut self.scratch.frame;
-        buf.clear();
-        encode_frame(true, 0, opcode, payload, None, buf);
-        let frame = Arc::from(&buf[..]);
-        if buf.capacity() > KEPT_FRAME {
-            *buf = Vec::new();
-        }
-        frame
+        self.pool.frames.frame(|buf| encode_frame(true, 0, opcode, payload, None, buf))
     }
 }

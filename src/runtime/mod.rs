@@ -213,7 +213,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::session::SlowConsumerPolicy;
+pub use crate::session::{SharedFrame, SlowConsumerPolicy};
 pub use handler::{Context, Decision, Handler, Message, SendError, SessionId, Upgrade};
 pub use http::{HttpRequest, HttpResponse};
 pub use metrics::Metrics;

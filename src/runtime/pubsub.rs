@@ -18,6 +18,7 @@ use mio::Waker;
 
 use super::handler::SessionId;
 use super::uplink::Uplink;
+use crate::session::SharedFrame;
 
 /// A topic name, shared between the tables that mention it.
 pub type Topic = Arc<str>;
@@ -141,9 +142,9 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
 #[derive(Debug)]
 pub(crate) enum Publication {
     /// To the loop's subscribers of a topic.
-    Topic { topic: Topic, frame: Arc<[u8]> },
+    Topic { topic: Topic, frame: SharedFrame },
     /// To every session of the loop.
-    All { frame: Arc<[u8]> },
+    All { frame: SharedFrame },
 }
 
 /// Counters of what the bus and the subscribers' queues could not take.
@@ -268,7 +269,7 @@ impl Bus {
     }
 
     /// Hands a local publish (`topic`) or broadcast (`None`) to the uplink, if there is one.
-    pub(crate) fn send_to_uplink(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) {
+    pub(crate) fn send_to_uplink(&self, topic: Option<&Topic>, frame: &SharedFrame) {
         if let Some(uplink) = &self.uplink {
             uplink.publish(topic, frame);
         }
@@ -277,7 +278,7 @@ impl Bus {
     /// Sends `delivery` to every other loop that may have receivers for it
     /// (`from_loop` past the last loop: to every loop, as the uplink's deliveries go).
     /// Returns the subscribers of `topic` on all loops, as the directory counts them.
-    pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &Arc<[u8]>) -> usize {
+    pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &SharedFrame) -> usize {
         let (mask, subscribers) = match topic {
             Some(topic) => self
                 .directory

@@ -2,13 +2,13 @@
 //! what the driver keeps for it (poll interest, the armed timer).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mio::Interest;
 
 use super::pubsub::PubSubStats;
 use super::stream::Stream;
+use crate::session::SharedFrame;
 use crate::session::{Delivered, Session, Settings};
 
 /// A slab entry of the event loop.
@@ -47,7 +47,7 @@ impl<S> Slot<S> {
     /// Offers a publish to the session, counting what its policy did; returns whether it was queued.
     pub(crate) fn deliver(
         &mut self,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
         settings: &Settings,
         now: Instant,
         stats: &PubSubStats,

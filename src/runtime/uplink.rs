@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::pubsub::{Bus, Topic};
 use crate::proto::frame::{decode_header, Decoded, HeaderRules};
 use crate::proto::{OpCode, Role};
+use crate::session::SharedFrame;
 
 /// A bridge from this node's topics to elsewhere (other nodes, a broker).
 ///
@@ -42,7 +43,7 @@ pub trait Uplink: fmt::Debug + Send + Sync + 'static {
     /// A publish to `topic` (`None`: a broadcast to every session) made on
     /// this node, after its local delivery. `frame` is the encoded
     /// server-to-client frame: one whole, final, unmasked text or binary frame.
-    fn publish(&self, topic: Option<&Topic>, frame: &Arc<[u8]>);
+    fn publish(&self, topic: Option<&Topic>, frame: &SharedFrame);
 
     /// `topic` gained its first subscriber on this node (`subscribed`), or
     /// lost its last one. Calls come in the order of the changes, with the
@@ -96,7 +97,7 @@ impl Inlet {
     ///
     /// `frame` is not one whole, final, unmasked text or binary frame: it
     /// would corrupt every stream it was written to, so it goes nowhere.
-    pub fn deliver(&self, topic: Option<&Topic>, frame: &Arc<[u8]>) -> Result<usize, DeliverError> {
+    pub fn deliver(&self, topic: Option<&Topic>, frame: &SharedFrame) -> Result<usize, DeliverError> {
         if !is_whole_data_frame(frame) {
             return Err(DeliverError::NotADataFrame);
         }

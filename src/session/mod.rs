@@ -40,14 +40,15 @@
 //! assert_eq!(session.poll_timeout(), Some(now + Duration::from_secs(30)));
 //! ```
 
+mod frame;
 mod out_queue;
 mod peer;
 mod settings;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
+pub use frame::{FramePool, SharedFrame};
 pub use out_queue::{OutQueue, QueuePool, MAX_IOVECS};
 pub use peer::PeerAddr;
 pub use settings::{Settings, SlowConsumerPolicy};
@@ -172,6 +173,8 @@ pub struct Pool {
     pub bursts: BurstPool,
     /// Output queues.
     pub queues: QueuePool,
+    /// Frames shared by many queues.
+    pub frames: FramePool,
 }
 
 /// One connection's session machine, with the application's state `S` once upgraded.
@@ -412,9 +415,6 @@ impl<S> Session<S> {
     /// all of it once its messages are polled and its output written.
     pub fn give_back(&mut self, pool: &mut Pool) {
         if let Phase::Open(conn) = &mut self.phase {
-            self.out.push_with(|bytes| {
-                conn.poll_transmit(bytes);
-            });
             conn.give_back(&mut pool.bursts);
         }
         self.out.give_back(&mut pool.queues);
@@ -456,7 +456,7 @@ impl<S> Session<S> {
     /// Offers a frame shared with other sessions (a publish): queued unless
     /// the session is not open or its output would go over
     /// [`Settings::max_out_queue`], where the slow-consumer policy applies.
-    pub fn deliver(&mut self, frame: &Arc<[u8]>, settings: &Settings, now: Instant) -> Delivered {
+    pub fn deliver(&mut self, frame: &SharedFrame, settings: &Settings, now: Instant) -> Delivered {
         if !self.is_open() {
             return Delivered::NotOpen;
         }

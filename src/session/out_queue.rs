@@ -4,7 +4,7 @@
 //! chunk so that a burst of small messages becomes one write. A write hands
 //! the socket up to [`MAX_IOVECS`] chunks at once (vectored), and a partial
 //! write keeps its place inside the front chunk. A chunk may be shared
-//! (`Arc`): one frame published to a topic sits in every subscriber's queue
+//! ([`SharedFrame`]): one frame published to a topic sits in every subscriber's queue
 //! without a copy.
 //!
 //! The queue's memory (its chunk list and a spare buffer) is lent by a
@@ -14,7 +14,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::sync::Arc;
+
+use super::SharedFrame;
 
 /// The most chunks handed to one vectored write.
 pub const MAX_IOVECS: usize = 64;
@@ -29,7 +30,7 @@ const POOL_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    Shared(SharedFrame),
 }
 
 impl Chunk {
@@ -121,7 +122,7 @@ impl OutQueue {
     }
 
     /// Appends bytes shared with other queues.
-    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
+    pub fn push_shared(&mut self, bytes: SharedFrame) {
         if bytes.is_empty() {
             return;
         }

@@ -1,6 +1,7 @@
 //! The session machine on a virtual clock: every deadline and every
 //! backpressure policy, driven with bytes and instants only.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -246,7 +247,7 @@ fn messages_reach_the_application_and_close_frames_do_not() {
 
 #[test]
 fn publishes_to_a_slow_consumer_are_dropped_or_close_it() {
-    let frame: Arc<[u8]> = vec![0x81, 100].into_iter().chain([b'x'; 100]).collect();
+    let frame: SharedFrame = vec![0x81, 100].into_iter().chain([b'x'; 100]).collect::<Vec<u8>>().into();
     for (policy, expected) in
         [(SlowConsumerPolicy::Drop, Delivered::Dropped), (SlowConsumerPolicy::Close, Delivered::ClosedSlowConsumer)]
     {
@@ -307,7 +308,7 @@ fn a_refused_connection_answers_then_ends() {
 fn a_drain_closes_with_1001_after_what_was_queued() {
     let settings = Settings::default();
     let (mut session, t0) = open(&settings);
-    let frame: Arc<[u8]> = vec![0x81, 0x04, b'l', b'a', b's', b't'].into();
+    let frame: SharedFrame = vec![0x81, 0x04, b'l', b'a', b's', b't'].into();
     assert_eq!(session.deliver(&frame, &settings, t0), Delivered::Queued);
     session.close(CloseCode::GOING_AWAY, "server shutting down", t0).unwrap();
     let out = written(&mut session);
