@@ -20,7 +20,6 @@
 #![forbid(unsafe_code)]
 
 #[path = "../tests/support/socket.rs"]
-#[allow(dead_code)]
 mod socket;
 
 use std::alloc::System;
