@@ -454,10 +454,12 @@ impl Connection {
     }
 
     /// Gives the working memory back to `pool` once every event was polled
-    /// and the output taken: an idle connection is a few words again.
+    /// and the output taken: an idle connection is a few words again. Only
+    /// what a pool lent goes to the pool.
     pub fn give_back(&mut self, pool: &mut BurstPool) {
         if self.burst.as_ref().is_some_and(|b| b.is_idle()) {
-            if let Some(burst) = self.burst.take() {
+            // What the connection allocated itself is freed, not pooled.
+            if let Some(burst) = self.burst.take().filter(|b| b.pooled) {
                 pool.put(burst);
             }
         }

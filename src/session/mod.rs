@@ -405,10 +405,11 @@ impl<S> Session<S> {
     /// Lends the session working memory from `pool` for traffic about to
     /// come: a read, a send, a publish.
     pub fn lend(&mut self, pool: &mut Pool) {
+        // Only an open session's traffic is steady; a request is answered once.
         if let Phase::Open(conn) = &mut self.phase {
             conn.lend(&mut pool.bursts);
+            self.out.lend(&mut pool.queues);
         }
-        self.out.lend(&mut pool.queues);
     }
 
     /// Gives back to `pool` the working memory the session no longer needs:

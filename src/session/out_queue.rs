@@ -49,23 +49,115 @@ pub struct OutQueue {
     pending: Option<Box<Pending>>,
 }
 
-/// The queue's memory.
-#[derive(Debug, Default)]
+/// The queue's memory. The front chunk is kept apart from the rest, so that
+/// a queue of one chunk (most writes) needs no second allocation.
+#[derive(Debug)]
 struct Pending {
-    /// Never an empty chunk, except an owned one at the back while it is filled.
-    chunks: VecDeque<Chunk>,
+    /// Empty only when the whole queue is: then an owned buffer kept for reuse.
+    front: Chunk,
     /// Bytes of the front chunk already written.
     written: usize,
+    /// Never an empty chunk, except an owned one at the back while it is filled.
+    rest: VecDeque<Chunk>,
     /// Bytes waiting, over all chunks.
     len: usize,
     /// A written owned buffer, kept empty for the next owned chunk.
     spare: Vec<u8>,
+    /// Lent by a pool, and so given back to one rather than freed.
+    pooled: bool,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            front: Chunk::Owned(Vec::new()),
+            written: 0,
+            rest: VecDeque::new(),
+            len: 0,
+            spare: Vec::new(),
+            pooled: false,
+        }
+    }
 }
 
 impl Pending {
     /// Its size with the buffers it keeps.
     fn held_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.chunks.capacity() * std::mem::size_of::<Chunk>() + self.spare.capacity()
+        let front = match &self.front {
+            Chunk::Owned(bytes) => bytes.capacity(),
+            Chunk::Shared(_) => 0,
+        };
+        std::mem::size_of::<Self>()
+            + front
+            + self.rest.capacity() * std::mem::size_of::<Chunk>()
+            + self.spare.capacity()
+    }
+
+    /// Keeps a written owned buffer as the spare when it is the larger.
+    fn recycle(&mut self, chunk: Chunk) {
+        if let Chunk::Owned(mut bytes) = chunk {
+            if bytes.capacity() > self.spare.capacity() && bytes.capacity() <= KEPT_BUFFER {
+                bytes.clear();
+                self.spare = bytes;
+            }
+        }
+    }
+
+    /// Puts `chunk` first in an empty queue, or last.
+    fn append(&mut self, chunk: Chunk) {
+        if self.len == 0 {
+            let old = std::mem::replace(&mut self.front, chunk);
+            self.written = 0;
+            self.recycle(old);
+        } else {
+            self.rest.push_back(chunk);
+        }
+    }
+
+    /// The owned chunk at the end to append to: the last one while it is
+    /// small, else a new one made from the spare buffer.
+    fn tail(&mut self) -> Option<&mut Vec<u8>> {
+        if self.len == 0 {
+            if !matches!(self.front, Chunk::Owned(_)) {
+                let spare = std::mem::take(&mut self.spare);
+                self.append(Chunk::Owned(spare));
+            }
+        } else if !matches!(self.rest.back().unwrap_or(&self.front), Chunk::Owned(last) if last.len() < PACK_LIMIT) {
+            self.rest.push_back(Chunk::Owned(std::mem::take(&mut self.spare)));
+        }
+        match self.rest.back_mut().unwrap_or(&mut self.front) {
+            Chunk::Owned(last) => Some(last),
+            Chunk::Shared(_) => None,
+        }
+    }
+
+    /// Drops `n` written bytes from the front, keeping a written owned buffer as the spare.
+    fn consume(&mut self, mut n: usize) {
+        // n never exceeds what the queue held.
+        self.len -= n;
+        loop {
+            let left = self.front.as_slice().len() - self.written;
+            if n < left {
+                self.written += n;
+                return;
+            }
+            n -= left;
+            self.written = 0;
+            match self.rest.pop_front() {
+                Some(next) => {
+                    let old = std::mem::replace(&mut self.front, next);
+                    self.recycle(old);
+                }
+                None => {
+                    // All written: the front stays, empty, as an owned buffer.
+                    match &mut self.front {
+                        Chunk::Owned(bytes) => bytes.clear(),
+                        Chunk::Shared(_) => self.front = Chunk::Owned(std::mem::take(&mut self.spare)),
+                    }
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -90,33 +182,36 @@ impl OutQueue {
             return;
         }
         let pending = self.pending();
-        pending.len += bytes.len();
-        if let Some(Chunk::Owned(last)) = pending.chunks.back_mut() {
-            // The front chunk may be partly written; packing after it is still in order.
-            if bytes.len() < PACK_LIMIT && last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
-                last.extend_from_slice(&bytes);
-                return;
+        if pending.len > 0 && bytes.len() < PACK_LIMIT {
+            if let Chunk::Owned(last) = pending.rest.back_mut().unwrap_or(&mut pending.front) {
+                // The front chunk may be partly written; packing after it is still in order.
+                if last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
+                    last.extend_from_slice(&bytes);
+                    pending.len += bytes.len();
+                    return;
+                }
             }
         }
-        pending.chunks.push_back(Chunk::Owned(bytes));
+        let len = bytes.len();
+        pending.append(Chunk::Owned(bytes));
+        pending.len += len;
     }
 
     /// Appends what `write` adds to the queue's last owned chunk (a new one,
     /// from the spare buffer, when the last is shared or large).
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let pending = self.pending();
-        if !matches!(pending.chunks.back(), Some(Chunk::Owned(last)) if last.len() < PACK_LIMIT) {
-            let spare = std::mem::take(&mut pending.spare);
-            pending.chunks.push_back(Chunk::Owned(spare));
-        }
-        let Some(Chunk::Owned(last)) = pending.chunks.back_mut() else { return };
+        let Some(last) = pending.tail() else { return };
         let before = last.len();
         write(last);
-        pending.len += last.len() - before;
-        if last.is_empty() {
-            // Nothing written into a new chunk: it goes back to being the spare.
-            if let Some(Chunk::Owned(spare)) = pending.chunks.pop_back() {
-                pending.spare = spare;
+        let added = last.len() - before;
+        pending.len += added;
+        if added == 0 && pending.len > 0 {
+            // Nothing written into a new chunk at the back: it goes back to being the spare.
+            if pending.rest.back().is_some_and(|c| c.as_slice().is_empty()) {
+                if let Some(Chunk::Owned(spare)) = pending.rest.pop_back() {
+                    pending.spare = spare;
+                }
             }
         }
     }
@@ -127,8 +222,9 @@ impl OutQueue {
             return;
         }
         let pending = self.pending();
-        pending.len += bytes.len();
-        pending.chunks.push_back(Chunk::Shared(bytes));
+        let len = bytes.len();
+        pending.append(Chunk::Shared(bytes));
+        pending.len += len;
     }
 
     /// Writes as much as the socket takes, until it would block or the queue is empty.
@@ -138,10 +234,10 @@ impl OutQueue {
         let mut total = 0;
         while let Some(pending) = self.pending.as_mut().filter(|p| p.len > 0) {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, chunk) in pending.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let skip = if i == 0 { pending.written } else { 0 };
-                slices[i] = IoSlice::new(&chunk.as_slice()[skip..]);
+            slices[0] = IoSlice::new(&pending.front.as_slice()[pending.written..]);
+            let mut count = 1;
+            for (slice, chunk) in slices[1..].iter_mut().zip(&pending.rest) {
+                *slice = IoSlice::new(chunk.as_slice());
                 count += 1;
             }
             match socket.write_vectored(&slices[..count]) {
@@ -161,41 +257,24 @@ impl OutQueue {
     /// Lends the queue memory from `pool` for output about to come, unless it holds some.
     pub fn lend(&mut self, pool: &mut QueuePool) {
         if self.pending.is_none() {
-            if let Some(pending) = pool.spare.pop() {
-                pool.bytes -= pending.held_bytes();
-                self.pending = Some(pending);
-            }
+            let pending = match pool.spare.pop() {
+                Some(pending) => {
+                    pool.bytes -= pending.held_bytes();
+                    pending
+                }
+                None => Box::new(Pending { pooled: true, ..Pending::default() }),
+            };
+            self.pending = Some(pending);
         }
     }
 
-    /// Gives the queue's memory back to `pool` once everything is written.
+    /// Gives the queue's memory back to `pool` once everything is written
+    /// (memory the queue allocated itself is freed instead: a pool only
+    /// keeps what it lent, so that it grows with traffic, not with handshakes).
     pub fn give_back(&mut self, pool: &mut QueuePool) {
         if self.is_empty() {
-            if let Some(pending) = self.pending.take() {
+            if let Some(pending) = self.pending.take().filter(|p| p.pooled) {
                 pool.put(pending);
-            }
-        }
-    }
-}
-
-impl Pending {
-    /// Drops `n` written bytes from the front, keeping a written owned buffer as the spare.
-    fn consume(&mut self, mut n: usize) {
-        // n never exceeds what the queue held.
-        self.len -= n;
-        while let Some(front) = self.chunks.front() {
-            let left = front.as_slice().len() - self.written;
-            if n < left {
-                self.written += n;
-                return;
-            }
-            n -= left;
-            self.written = 0;
-            if let Some(Chunk::Owned(mut bytes)) = self.chunks.pop_front() {
-                if bytes.capacity() > self.spare.capacity() && bytes.capacity() <= KEPT_BUFFER {
-                    bytes.clear();
-                    self.spare = bytes;
-                }
             }
         }
     }
@@ -214,8 +293,11 @@ pub struct QueuePool {
 
 impl QueuePool {
     fn put(&mut self, mut pending: Box<Pending>) {
-        pending.chunks.clear();
+        pending.rest.clear();
         pending.written = 0;
+        if let Chunk::Shared(_) = pending.front {
+            pending.front = Chunk::Owned(Vec::new());
+        }
         let held = pending.held_bytes();
         if self.bytes + held <= POOL_BYTES {
             self.bytes += held;
@@ -300,7 +382,41 @@ mod tests {
         for _ in 0..100 {
             q.push(vec![1u8; 10]);
         }
-        assert!(q.pending.as_ref().is_some_and(|p| p.chunks.len() == 1));
+        assert!(q.pending.as_ref().is_some_and(|p| p.rest.is_empty()));
         assert_eq!(q.len(), 1000);
+    }
+
+    #[test]
+    fn a_lent_queue_keeps_its_order_and_goes_back_empty() {
+        let mut pool = QueuePool::default();
+        let mut expected = Vec::new();
+        for round in 0..3u8 {
+            let mut q = OutQueue::default();
+            q.lend(&mut pool);
+            for i in 0..20u8 {
+                let bytes = vec![round, i, i];
+                expected.extend_from_slice(&bytes);
+                match i % 3 {
+                    0 => q.push_shared(SharedFrame::from(bytes)),
+                    1 => q.push(bytes),
+                    _ => q.push_with(|buf| buf.extend_from_slice(&bytes)),
+                }
+                q.push_with(|_| {});
+            }
+            let mut sock = Trickle { taken: Vec::new(), per_call: 7, budget: usize::MAX };
+            q.write_to(&mut sock).unwrap();
+            assert!(q.is_empty());
+            assert_eq!(sock.taken, expected);
+            expected.clear();
+            q.give_back(&mut pool);
+            assert!(q.pending.is_none());
+            assert_eq!(pool.len(), 1, "round {round}: the one queue's memory is back");
+        }
+        // A queue that allocated its own memory frees it instead.
+        let mut q = OutQueue::default();
+        q.push(vec![1]);
+        q.write_to(&mut Trickle { taken: Vec::new(), per_call: 1, budget: 1 }).unwrap();
+        q.give_back(&mut pool);
+        assert_eq!(pool.len(), 1);
     }
 }
