@@ -36,7 +36,7 @@
 //!
 //! | Word | Meaning |
 //! |---|---|
-//! | loop | one thread with its own `mio::Poll`, sessions, timer wheel and read buffer |
+//! | loop | one thread with its own `mio::Poll`, sessions, timer wheel, pool and read buffer; a message that came whole in a read is handed to the handler from that buffer |
 //! | session | one accepted connection from its first byte to its end: a [`crate::session::Session`] (the sans-IO machine) and its socket |
 //! | accept, admit | take a connection from the listener; count it against the connection limits (or not: it is refused) |
 //! | refuse | answer a request with an HTTP error status and end the connection: the server does (limits, `Origin`, draining, a bad request) or the handler does ([`Decision::refuse`]) |
@@ -46,7 +46,8 @@
 //! | publish, broadcast | the application sends to a topic's subscribers, or to every session, on every loop; the frame is encoded once (a publication) |
 //! | deliver | put a publication into one subscriber's output queue, where backpressure applies: queued, dropped, or the slow consumer closed |
 //! | flush | write a session's queued output to its socket; a session marked for flush is written once per loop iteration |
-//! | sync | after a session's I/O: flush it, finish it if all is said, set its poll interest, arm its next deadline |
+//! | lend, give back | working memory (the frame being read, the output queue, a published frame's buffer) comes from the loop's [`Pool`](crate::session::Pool) while a session has traffic and goes back to it when the session is idle |
+//! | sync | after a session's I/O: flush it, give back what it no longer needs, finish it if all is said, set its poll interest, arm its next deadline |
 //! | finish, linger, end | all is said and written: tell the handler; shut our side down and read until the peer's EOF (the linger) unless the closing handshake completed; end: free the session and its socket |
 //! | drain | the graceful shutdown: Close 1001 to every session, then stop |
 //! | uplink | a bridge to other nodes ([`Uplink`]): publications out, interest out, deliveries in |
