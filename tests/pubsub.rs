@@ -225,11 +225,12 @@ fn the_close_policy_closes_a_slow_subscriber_with_1008() {
     slow.send_frame(true, ferrows::proto::frame::OpCode::Text, b"sub firehose");
     assert_eq!(slow.next_frame().payload, b"ok");
     let mut publisher = connect(&server);
-    let body = "y".repeat(1000);
-    for _ in 0..500 {
+    // 8 MiB: more than the kernel's send buffer for the slow one can grow
+    // to (tcp_wmem's 4 MiB), so its queue must pass the limit however fast
+    // the server writes.
+    let body = "y".repeat(8 << 10);
+    for _ in 0..1000 {
         publisher.send(WsMessage::text(format!("pub firehose {body}"))).unwrap();
-    }
-    for _ in 0..500 {
         assert!(text(&mut publisher).starts_with("ok "));
     }
     assert!(server.handle().pubsub_stats().slow_consumers_closed.load(Ordering::Relaxed) >= 1);
