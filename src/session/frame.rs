@@ -35,7 +35,7 @@ impl From<&[u8]> for SharedFrame {
 /// The frames a driver made, watched until every holder dropped them, and
 /// their buffers kept for the next frames: a publish to a topic allocates
 /// nothing in steady traffic. It keeps at most 1 MiB of spare buffers and
-/// watches at most [`MAX_WATCHED`] frames (past that, frames are freed as
+/// watches at most 4096 frames (past that, frames are freed as
 /// usual rather than recycled).
 #[derive(Debug, Default)]
 pub struct FramePool {
@@ -47,7 +47,7 @@ pub struct FramePool {
 }
 
 /// Frames watched for their return at most.
-pub const MAX_WATCHED: usize = 4096;
+const MAX_WATCHED: usize = 4096;
 /// What a pool keeps in spare buffers at most.
 const POOL_BYTES: usize = 1 << 20;
 /// The largest buffer kept.
