@@ -120,30 +120,9 @@ fn echo(server: &TestServer) -> Figure {
 /// `/rooms/allocs`: one member sends, all 100 (the sender too) receive.
 fn room(server: &TestServer) -> Figure {
     let members: Vec<TcpStream> = (0..100).map(|_| RawClient::open(server.addr, "/rooms/allocs").stream).collect();
-    let mut sender = members[0].try_clone().expect("a second handle on the socket");
-    let frame: Vec<u8> = (0..8).flat_map(|_| client_frame(true, OpCode::Text, b"0123456789abcdef")).collect();
+    let sender = members[0].try_clone().expect("a second handle on the socket");
     let received = count_in_threads(members);
-    let mut sent = 0;
-    let mut run = |sent: &mut u64, batches: u64| {
-        for _ in 0..batches {
-            sender.write_all(&frame).expect("send to the room");
-            *sent += 8;
-            wait_for(&received, *sent * 100);
-        }
-    };
-    run(&mut sent, 200);
-    let before = sent;
-    let region = Region::new(GLOBAL);
-    run(&mut sent, 2_000);
-    let stats = region.change();
-    let messages = sent - before;
-    Figure {
-        path: "room",
-        messages,
-        deliveries: messages * 100,
-        allocations: stats.allocations,
-        bytes: stats.bytes_allocated,
-    }
+    fan_out("room", sender, b"0123456789abcdef", &received, None)
 }
 
 /// `/pubsub`: 100 subscribers of `allocs`, one publisher whose requests are acked.
@@ -158,18 +137,35 @@ fn pubsub(server: &TestServer) -> Figure {
         })
         .collect();
     let publisher = RawClient::open(server.addr, "/pubsub").stream;
-    let mut sender = publisher.try_clone().expect("a second handle on the socket");
-    let request = br#"{"op":"publish","topic":"allocs","data":"0123456789abcdef"}"#;
-    let frame: Vec<u8> = (0..8).flat_map(|_| client_frame(true, OpCode::Text, request)).collect();
+    let sender = publisher.try_clone().expect("a second handle on the socket");
     let received = count_in_threads(subscribers);
     let acks = count_in_threads(vec![publisher]);
+    let request = br#"{"op":"publish","topic":"allocs","data":"0123456789abcdef"}"#;
+    fan_out("pubsub", sender, request, &received, Some(&acks))
+}
+
+/// Sends `text` in batches of 8 from `sender`, each batch delivered to all
+/// 100 receivers (and, with `acks`, acknowledged) before the next; counts
+/// the allocations of 2,000 batches after 200 of warm-up.
+fn fan_out(
+    path: &'static str,
+    mut sender: TcpStream,
+    text: &[u8],
+    received: &AtomicU64,
+    acks: Option<&AtomicU64>,
+) -> Figure {
+    const BATCH: u64 = 8;
+    const RECEIVERS: u64 = 100;
+    let frame: Vec<u8> = (0..BATCH).flat_map(|_| client_frame(true, OpCode::Text, text)).collect();
     let mut sent = 0;
     let mut run = |sent: &mut u64, batches: u64| {
         for _ in 0..batches {
-            sender.write_all(&frame).expect("publish");
-            *sent += 8;
-            wait_for(&received, *sent * 100);
-            wait_for(&acks, *sent);
+            sender.write_all(&frame).expect("send a batch");
+            *sent += BATCH;
+            wait_for(received, *sent * RECEIVERS);
+            if let Some(acks) = acks {
+                wait_for(acks, *sent);
+            }
         }
     };
     run(&mut sent, 200);
@@ -179,9 +175,9 @@ fn pubsub(server: &TestServer) -> Figure {
     let stats = region.change();
     let messages = sent - before;
     Figure {
-        path: "pubsub",
+        path,
         messages,
-        deliveries: messages * 100,
+        deliveries: messages * RECEIVERS,
         allocations: stats.allocations,
         bytes: stats.bytes_allocated,
     }

@@ -139,6 +139,7 @@ mod event;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+mod spares;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -147,6 +148,8 @@ pub use connection::{BurstPool, Connection};
 pub use error::{ProtocolError, UsageError};
 pub use event::{ControlPayload, Event, Received};
 pub use frame::{FrameHeader, OpCode};
+pub use spares::Spares;
+pub(crate) use spares::{Spare, POOL_BYTES};
 
 /// Which end of the connection this endpoint is.
 ///

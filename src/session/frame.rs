@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::proto::POOL_BYTES;
+
 /// An encoded frame that many sessions' queues hold at once, without a copy.
 ///
 /// Made by a [`FramePool`], its buffer goes back to the pool once every
@@ -48,8 +50,6 @@ pub struct FramePool {
 
 /// Frames watched for their return at most.
 const MAX_WATCHED: usize = 4096;
-/// What a pool keeps in spare buffers at most.
-const POOL_BYTES: usize = 1 << 20;
 /// The largest buffer kept.
 const KEPT_FRAME: usize = 64 << 10;
 

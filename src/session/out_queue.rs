@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
 use super::SharedFrame;
+use crate::proto::{Spare, Spares};
 
 /// The most chunks handed to one vectored write.
 pub const MAX_IOVECS: usize = 64;
@@ -23,8 +24,6 @@ pub const MAX_IOVECS: usize = 64;
 const PACK_LIMIT: usize = 16 << 10;
 /// The largest written buffer kept as the queue's spare; a larger one is freed.
 const KEPT_BUFFER: usize = 64 << 10;
-/// What a pool keeps, over all its spares.
-const POOL_BYTES: usize = 1 << 20;
 
 /// Bytes to send: this queue's own, or shared with other queues.
 #[derive(Debug)]
@@ -52,7 +51,7 @@ pub struct OutQueue {
 /// The queue's memory. The front chunk is kept apart from the rest, so that
 /// a queue of one chunk (most writes) needs no second allocation.
 #[derive(Debug)]
-struct Pending {
+pub struct Pending {
     /// Empty only when the whole queue is: then an owned buffer kept for reuse.
     front: Chunk,
     /// Bytes of the front chunk already written.
@@ -80,8 +79,7 @@ impl Default for Pending {
     }
 }
 
-impl Pending {
-    /// Its size with the buffers it keeps.
+impl Spare for Pending {
     fn held_bytes(&self) -> usize {
         let front = match &self.front {
             Chunk::Owned(bytes) => bytes.capacity(),
@@ -93,6 +91,16 @@ impl Pending {
             + self.spare.capacity()
     }
 
+    /// Nothing to do: an empty queue has no chunk but an empty owned front,
+    /// and keeps no buffer larger than it may.
+    fn recycle(&mut self) {}
+
+    fn mark_lent(&mut self) {
+        self.pooled = true;
+    }
+}
+
+impl Pending {
     /// Keeps a written owned buffer as the spare when it is the larger.
     fn recycle(&mut self, chunk: Chunk) {
         if let Chunk::Owned(mut bytes) = chunk {
@@ -181,17 +189,12 @@ impl OutQueue {
         if bytes.is_empty() {
             return;
         }
-        let pending = self.pending();
-        if pending.len > 0 && bytes.len() < PACK_LIMIT {
-            if let Chunk::Owned(last) = pending.rest.back_mut().unwrap_or(&mut pending.front) {
-                // The front chunk may be partly written; packing after it is still in order.
-                if last.len() + bytes.len() <= PACK_LIMIT.max(last.capacity()) {
-                    last.extend_from_slice(&bytes);
-                    pending.len += bytes.len();
-                    return;
-                }
-            }
+        if !self.is_empty() && bytes.len() < PACK_LIMIT {
+            // Packed after what waits (the front chunk may be partly written: still in order).
+            self.push_with(|last| last.extend_from_slice(&bytes));
+            return;
         }
+        let pending = self.pending();
         let len = bytes.len();
         pending.append(Chunk::Owned(bytes));
         pending.len += len;
@@ -257,14 +260,7 @@ impl OutQueue {
     /// Lends the queue memory from `pool` for output about to come, unless it holds some.
     pub fn lend(&mut self, pool: &mut QueuePool) {
         if self.pending.is_none() {
-            let pending = match pool.spare.pop() {
-                Some(pending) => {
-                    pool.bytes -= pending.held_bytes();
-                    pending
-                }
-                None => Box::new(Pending { pooled: true, ..Pending::default() }),
-            };
-            self.pending = Some(pending);
+            self.pending = Some(pool.take());
         }
     }
 
@@ -281,40 +277,8 @@ impl OutQueue {
 }
 
 /// Queue memory that idle sessions gave back, lent to the next session with
-/// output. It keeps at most 1 MiB.
-#[derive(Debug, Default)]
-pub struct QueuePool {
-    // Boxed: a spare moves to a connection and back as the box it lives in, never reallocated.
-    #[allow(clippy::vec_box)]
-    spare: Vec<Box<Pending>>,
-    /// What the spares hold, counted as they were put back.
-    bytes: usize,
-}
-
-impl QueuePool {
-    fn put(&mut self, mut pending: Box<Pending>) {
-        pending.rest.clear();
-        pending.written = 0;
-        if let Chunk::Shared(_) = pending.front {
-            pending.front = Chunk::Owned(Vec::new());
-        }
-        let held = pending.held_bytes();
-        if self.bytes + held <= POOL_BYTES {
-            self.bytes += held;
-            self.spare.push(pending);
-        }
-    }
-
-    /// Spares held.
-    pub fn len(&self) -> usize {
-        self.spare.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.spare.is_empty()
-    }
-}
+/// output.
+pub type QueuePool = Spares<Pending>;
 
 #[cfg(test)]
 mod tests {

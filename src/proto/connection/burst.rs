@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use super::reader::{Item, Reader};
 use crate::proto::error::ProtocolError;
 use crate::proto::event::ControlPayload;
+use crate::proto::spares::{Spare, Spares};
 
 /// The state of the traffic in progress: a frame or message being read,
 /// events and output not yet polled, a Pong owed, a violation waiting for
@@ -14,7 +15,7 @@ use crate::proto::event::ControlPayload;
 /// output is queued, and frees it once the polls have taken everything, so
 /// that an idle connection is a few words.
 #[derive(Debug, Default)]
-pub(super) struct Burst {
+pub struct Burst {
     pub(super) reader: Reader,
     pub(super) events: EventQueue,
     pub(super) out: Vec<u8>,
@@ -41,64 +42,25 @@ impl Burst {
 
 /// Burst states that idle connections gave back, lent to the next
 /// connection with traffic: with one pool per event loop, steady traffic
-/// allocates no working memory. It keeps at most 1 MiB.
-#[derive(Debug, Default)]
-pub struct BurstPool {
-    // Boxed: a spare moves to a connection and back as the box it lives in, never reallocated.
-    #[allow(clippy::vec_box)]
-    spare: Vec<Box<Burst>>,
-    /// What the spares hold, counted as they were put back.
-    bytes: usize,
-}
+/// allocates no working memory.
+pub type BurstPool = Spares<Burst>;
 
-/// What a pool keeps, over all its spares.
-const POOL_BYTES: usize = 1 << 20;
 /// The largest output buffer a spare keeps; a larger one is freed.
 const KEPT_OUTPUT: usize = 64 << 10;
 
-impl BurstPool {
-    /// A spare burst state, or a new one; marked as lent.
-    pub(super) fn take(&mut self) -> Box<Burst> {
-        let mut burst = match self.spare.pop() {
-            Some(burst) => {
-                self.bytes -= burst.held_bytes();
-                burst
-            }
-            None => Box::default(),
-        };
-        burst.pooled = true;
-        burst
-    }
-
-    /// Takes back an idle burst state, unless the pool is full.
-    pub(super) fn put(&mut self, mut burst: Box<Burst>) {
-        if burst.out.capacity() > KEPT_OUTPUT {
-            burst.out = Vec::new();
-        }
-        let held = burst.held_bytes();
-        if self.bytes + held <= POOL_BYTES {
-            self.bytes += held;
-            self.spare.push(burst);
-        }
-    }
-
-    /// Spare burst states held.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.spare.len()
-    }
-
-    /// Whether it holds none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.spare.is_empty()
-    }
-}
-
-impl Burst {
-    /// Its size with the buffers it keeps.
+impl Spare for Burst {
     fn held_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.out.capacity() + self.events.rest.capacity() * std::mem::size_of::<Item>()
+    }
+
+    fn recycle(&mut self) {
+        if self.out.capacity() > KEPT_OUTPUT {
+            self.out = Vec::new();
+        }
+    }
+
+    fn mark_lent(&mut self) {
+        self.pooled = true;
     }
 }
 
