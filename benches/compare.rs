@@ -1,5 +1,9 @@
 //! Side by side: ferrows and other echo servers under the same load.
 //!
+//! uWebSockets, the speed reference, is an optional peer (`--uws-dir`):
+//! nothing of it is part of this repository; benches/README.md gives the
+//! recipe to build its `EchoServer`.
+//!
 //! Run with `cargo bench --bench compare` (options after `--`, see `--help`).
 //! It builds ferrows's binaries and the peer servers of `benches/peers` (a
 //! crate of its own, built into `target/peers`), then for each round, each
@@ -22,7 +26,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const HELP: &str = "\
-compare: ferrows beside tokio-tungstenite, fastwebsockets and a raw TCP echo
+compare: ferrows beside tokio-tungstenite, fastwebsockets, a raw TCP echo and,
+optionally, uWebSockets
 
 USAGE:
     cargo bench --bench compare [-- OPTIONS]
@@ -33,8 +38,13 @@ OPTIONS:
     --warmup SECS          unmeasured time before it (default 1)
     --only TEXT            rows whose key or title contains TEXT (repeatable), e.g.
                            --only '16 in flight' --only handshakes --only idle
-    --servers A,B,...      servers to run, of ferrows, tokio-tungstenite,
-                           fastwebsockets, raw (default all)
+    --servers A,B,...      servers to run, of ferrows, uWebSockets, tokio-tungstenite,
+                           fastwebsockets, raw (default all; uWebSockets only
+                           with --uws-dir)
+    --uws-dir DIR          also run uWebSockets: DIR/EchoServer, built from its
+                           examples/EchoServer.cpp to listen on 127.0.0.1 at the
+                           port in the environment variable PORT (the recipe is
+                           in benches/README.md)
     --idle-connections N   connections of the idle row (default 10000)
     --baseline PATH        also run another ferrows binary (an earlier build, say)
                            as the server `baseline`, with ferrows's flags, taking
@@ -44,7 +54,9 @@ OPTIONS:
     -h, --help             print this help
 
 Results: a table on stdout (medians; ratios are ferrows / peer), CELL lines
-for scripts, target/compare/compare.csv and target/compare/compare.png.
+for scripts, target/compare/compare.csv and target/compare/compare.png. A
+figure marked * is load-bound: the load generator was on CPU for 90 % or more
+of the measured time, so it may be what limits the figure, not the server.
 Run logs: target/compare/logs/.
 ";
 
@@ -63,18 +75,27 @@ enum Server {
     Ferrows,
     /// Another ferrows binary, given with `--baseline`.
     Baseline,
+    /// uWebSockets's `EchoServer`, given with `--uws-dir`.
+    Uws,
     TokioTungstenite,
     Fastwebsockets,
     Raw,
 }
 
-const SERVERS: [Server; 4] = [Server::Ferrows, Server::TokioTungstenite, Server::Fastwebsockets, Server::Raw];
+/// In table order.
+const SERVERS: [Server; 5] =
+    [Server::Ferrows, Server::Uws, Server::TokioTungstenite, Server::Fastwebsockets, Server::Raw];
+
+/// The load generator's share of CPU time above which a figure is marked
+/// load-bound (the load tool's own `LOAD_BOUND`).
+const LOAD_BOUND: f64 = 0.9;
 
 impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Ferrows => "ferrows",
             Server::Baseline => "baseline",
+            Server::Uws => "uWebSockets",
             Server::TokioTungstenite => "tokio-tungstenite",
             Server::Fastwebsockets => "fastwebsockets",
             Server::Raw => "raw",
@@ -91,6 +112,11 @@ impl Server {
                 let mut command = vec![path.display().to_string(), "--listen".into(), addr.to_string()];
                 command.extend(words(FERROWS_FLAGS));
                 return command;
+            }
+            // It takes its port from the environment (see `start`).
+            Server::Uws => {
+                let dir = dirs.uws.clone().unwrap_or_default();
+                return vec![dir.join("EchoServer").display().to_string()];
             }
             Server::TokioTungstenite => (&dirs.peers_bin, "tokio_tungstenite_echo", ""),
             Server::Fastwebsockets => (&dirs.peers_bin, "fastwebsockets_echo", ""),
@@ -192,6 +218,7 @@ struct Options {
     idle_connections: usize,
     build: bool,
     baseline: Option<PathBuf>,
+    uws: Option<PathBuf>,
 }
 
 fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
@@ -204,7 +231,9 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
         idle_connections: 10_000,
         build: true,
         baseline: None,
+        uws: None,
     };
+    let mut servers_given = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -233,7 +262,9 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             }
             "--only" => opts.only.push(value.to_lowercase()),
             "--baseline" => opts.baseline = Some(PathBuf::from(value)),
+            "--uws-dir" => opts.uws = Some(PathBuf::from(value)),
             "--servers" => {
+                servers_given = true;
                 opts.servers = value
                     .split(',')
                     .map(|name| {
@@ -249,6 +280,12 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             }
             _ => return Err(format!("unknown option {flag} (see --help)")),
         }
+    }
+    if opts.uws.is_none() {
+        if opts.servers.contains(&Server::Uws) && servers_given {
+            return Err("--servers: uWebSockets needs --uws-dir (see --help)".into());
+        }
+        opts.servers.retain(|&s| s != Server::Uws);
     }
     if opts.baseline.is_some() {
         // Right after ferrows, so that the two take turns closest in time.
@@ -272,6 +309,8 @@ struct Dirs {
     out: PathBuf,
     /// The `--baseline` binary.
     baseline: Option<PathBuf>,
+    /// The `--uws-dir` directory.
+    uws: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -286,7 +325,7 @@ impl Dirs {
         let target = release.parent().map_or_else(|| manifest.join("target"), Path::to_path_buf);
         let peers_target = target.join("peers");
         let peers_bin = peers_target.join("release");
-        Ok(Dirs { manifest, release, peers_target, peers_bin, out: target.join("compare"), baseline: None })
+        Ok(Dirs { manifest, release, peers_target, peers_bin, out: target.join("compare"), baseline: None, uws: None })
     }
 }
 
@@ -401,8 +440,11 @@ fn start(server: Server, dirs: &Dirs, launch: &Launch, addr: SocketAddr, log: Pa
     let program = server.command(dirs, addr);
     let file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
-    let child = launch
-        .command(0, &program)
+    let mut command = launch.command(0, &program);
+    if server == Server::Uws {
+        command.env("PORT", addr.port().to_string());
+    }
+    let child = command
         .stdout(file)
         .stderr(err)
         .spawn()
@@ -521,6 +563,15 @@ struct Cell {
     values: Vec<f64>,
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
+    /// The load generator's share of CPU time in each run.
+    load_cpu: Vec<f64>,
+}
+
+impl Cell {
+    /// Whether the load generator was busy enough to be what limited the figure.
+    fn load_bound(&self) -> bool {
+        median(&self.load_cpu).is_some_and(|share| share >= LOAD_BOUND)
+    }
 }
 
 fn median(values: &[f64]) -> Option<f64> {
@@ -591,6 +642,7 @@ fn machine() -> String {
 fn run(opts: Options) -> Result<(), String> {
     let mut dirs = Dirs::find()?;
     dirs.baseline = opts.baseline.clone();
+    dirs.uws = opts.uws.clone();
     let rows: Vec<Row> = rows(opts.idle_connections)
         .into_iter()
         .filter(|row| {
@@ -625,7 +677,9 @@ fn run(opts: Options) -> Result<(), String> {
     for server in &opts.servers {
         let program = server.command(&dirs, "127.0.0.1:1".parse().map_err(|_| "bad address")?);
         if !Path::new(&program[0]).is_file() {
-            return Err(format!("{} is not built: {} is missing (run without --no-build)", server.name(), program[0]));
+            let how =
+                if *server == Server::Uws { "build it as benches/README.md says" } else { "run without --no-build" };
+            return Err(format!("{} is not built: {} is missing ({how})", server.name(), program[0]));
         }
     }
     let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -660,8 +714,10 @@ fn run(opts: Options) -> Result<(), String> {
                 cell.values.push(value);
                 cell.p50_us.extend(get("p50_us"));
                 cell.p99_us.extend(get("p99_us"));
+                cell.load_cpu.extend(get("load_cpu"));
+                let cpu = get("load_cpu").map_or(String::new(), |share| format!(" (load cpu {:.0} %)", share * 100.0));
                 eprintln!(
-                    "[{done:>3}/{total}] round {round}/{}  {:<40} {:<18} {} {unit}",
+                    "[{done:>3}/{total}] round {round}/{}  {:<40} {:<18} {} {unit}{cpu}",
                     ctx.opts.rounds,
                     row.title,
                     server.name(),
@@ -698,8 +754,9 @@ fn report(ctx: &Context, rows: &[Row], servers: &[Server], cells: &[Vec<Cell>]) 
     table.push('\n');
     for (r, row) in rows.iter().enumerate() {
         let _ = write!(table, "{:<title_width$}  {:<12}", row.title, row.metric().1);
-        for median in &medians[r] {
-            let _ = write!(table, "  {:>17}", median.map_or("-".into(), |v| show(row, v)));
+        for (s, median) in medians[r].iter().enumerate() {
+            let mark = if cells[r][s].load_bound() { "*" } else { " " };
+            let _ = write!(table, "  {:>16}{mark}", median.map_or("-".into(), |v| show(row, v)));
         }
         if ferrows.is_some() {
             for &s in &peers {
@@ -713,32 +770,37 @@ fn report(ctx: &Context, rows: &[Row], servers: &[Server], cells: &[Vec<Cell>]) 
         "medians of {} round(s); f/PEER = ferrows / PEER (above 1 is ferrows ahead for msg/s and",
         ctx.opts.rounds
     );
-    println!("handshakes/s, behind for KiB/conn); idle KiB/conn is the server's RSS growth per held connection");
+    println!("handshakes/s, behind for KiB/conn); idle KiB/conn is the server's RSS growth per held connection;");
+    println!("* load-bound: the load generator was on CPU {:.0} % or more of the time", LOAD_BOUND * 100.0);
     println!();
 
-    let mut csv = String::from("row,title,server,metric,unit,median,runs,p50_us,p99_us,ferrows_ratio\n");
+    let mut csv =
+        String::from("row,title,server,metric,unit,median,runs,p50_us,p99_us,ferrows_ratio,load_cpu,load_bound\n");
     for (r, row) in rows.iter().enumerate() {
         let (metric, unit) = row.metric();
         for (s, server) in servers.iter().enumerate() {
             let cell = &cells[r][s];
             let runs: Vec<String> = cell.values.iter().map(|v| format!("{v}")).collect();
-            let values = [medians[r][s], median(&cell.p50_us), median(&cell.p99_us), ratio(r, s)];
-            let [median, p50, p99, x] = values.map(|v| v.map_or(String::new(), |v| format!("{v:.4}")));
+            let values =
+                [medians[r][s], median(&cell.p50_us), median(&cell.p99_us), ratio(r, s), median(&cell.load_cpu)];
+            let [median, p50, p99, x, cpu] = values.map(|v| v.map_or(String::new(), |v| format!("{v:.4}")));
+            let bound = cell.load_bound();
             let na = |v: &str| if v.is_empty() { "na".to_owned() } else { v.to_owned() };
             println!(
                 "CELL row={} server={} metric={metric} unit={unit} median={} runs={} p50_us={} p99_us={} \
-                 ferrows_ratio={}",
+                 ferrows_ratio={} load_cpu={} load_bound={bound}",
                 row.key,
                 server.name(),
                 na(&median),
                 runs.join(";"),
                 na(&p50),
                 na(&p99),
-                na(&x)
+                na(&x),
+                na(&cpu)
             );
             let _ = writeln!(
                 csv,
-                "{},\"{}\",{},{metric},{unit},{median},{},{p50},{p99},{x}",
+                "{},\"{}\",{},{metric},{unit},{median},{},{p50},{p99},{x},{cpu},{bound}",
                 row.key,
                 row.title,
                 server.name(),
@@ -766,6 +828,7 @@ fn short(server: Server) -> &'static str {
     match server {
         Server::Ferrows => "ferrows",
         Server::Baseline => "base",
+        Server::Uws => "uws",
         Server::TokioTungstenite => "tt",
         Server::Fastwebsockets => "fws",
         Server::Raw => "raw",

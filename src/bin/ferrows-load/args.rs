@@ -76,6 +76,10 @@ pub struct Options {
     pub text: bool,
     /// What fills a message after its send time (echo).
     pub payload: Payload,
+    /// Every message built, sent, parsed and checked by the library's
+    /// client and stamped with its send time, rather than the fast path of
+    /// pre-encoded frames (echo).
+    pub every_message: bool,
     /// Offer permessage-deflate.
     pub deflate: bool,
     /// With `deflate`: both ends reset their compressor after every message.
@@ -179,7 +183,7 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
         "--connections" => &[Mode::Echo, Mode::Idle],
         "--size" => &[Mode::Echo, Mode::Idle, Mode::Fanout, Mode::Room],
         "--in-flight" => &[Mode::Echo, Mode::Fanout],
-        "--binary" | "--text" | "--payload" => &[Mode::Echo],
+        "--binary" | "--text" | "--payload" | "--every-message" => &[Mode::Echo],
         "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect, Mode::Fanout, Mode::Room],
         "--hold" | "--server-pid" | "--send-once" => &[Mode::Idle],
         "--concurrency" => &[Mode::Connect],
@@ -191,7 +195,10 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
 
 /// Whether a flag is a switch (takes no value).
 fn is_switch(flag: &str) -> bool {
-    matches!(flag, "--binary" | "--text" | "--deflate" | "--deflate-no-context-takeover" | "--send-once")
+    matches!(
+        flag,
+        "--binary" | "--text" | "--deflate" | "--deflate-no-context-takeover" | "--send-once" | "--every-message"
+    )
 }
 
 /// Parses the arguments after the program name.
@@ -219,6 +226,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         size: 16,
         text: false,
         payload: Payload::Pattern,
+        every_message: false,
         deflate: false,
         deflate_no_context_takeover: false,
         send_once: false,
@@ -281,6 +289,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
                 "--deflate" => opts.deflate = true,
                 "--deflate-no-context-takeover" => opts.deflate_no_context_takeover = true,
                 "--send-once" => opts.send_once = true,
+                "--every-message" => opts.every_message = true,
                 _ => {
                     let name = if flag == "--text" { "--text" } else { "--binary" };
                     if let Some(other) = seen_type.filter(|other| *other != name) {

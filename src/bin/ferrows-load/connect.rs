@@ -80,9 +80,11 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  measured   {}", leader.measured_words());
     println!("  handshakes {handshakes} ({rate:.1}/s), {failed} failed");
     println!("  latency    {} (connect to 101)", latency_line(&latency));
+    leader.print_cpu();
+    let cpu = leader.cpu_field();
     print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
-        "RESULT mode=connect concurrency={} handshakes={handshakes} handshakes_per_sec={rate:.1} {} failed={failed} deflate={} errors={errors}",
+        "RESULT mode=connect concurrency={} handshakes={handshakes} handshakes_per_sec={rate:.1} {} failed={failed} {cpu} deflate={} errors={errors}",
         opts.concurrency,
         latency_fields(&latency),
         shared.deflated.load(Relaxed)

@@ -1,6 +1,10 @@
-//! Echo mode: every connection keeps K timestamped messages in flight, and
-//! each echoed copy gives a round-trip time.
+//! Echo mode: every connection keeps K messages in flight. On the fast path
+//! (see [`crate::replies`]) frames are encoded once and echoes counted from
+//! their headers, round trips sampled; with `--every-message`, and on
+//! connections with permessage-deflate or TLS, the library's client builds
+//! and checks every message, which carries its send time.
 
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,6 +15,7 @@ use ferrows::client::{ClientConnection, ClientEvent};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
+use crate::replies::{Prepared, Replies, Taken};
 use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors};
 use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
@@ -36,6 +41,11 @@ pub struct Echo<'a> {
     binary: Vec<u8>,
     /// The text payload: 16 digits overwritten with the time, then the filler.
     text_payload: String,
+    /// The message as a frame, for the fast path; `None` with `--every-message`.
+    prepared: Option<Prepared>,
+    /// Per slot: the fast path's count, `None` for a connection that does
+    /// not take it (or no longer: its remaining echoes carry no send time).
+    replies: Vec<Option<Replies>>,
     /// The run's phase.
     phase: Phase,
     /// Round trips of the messages received while measuring, in ns.
@@ -51,23 +61,31 @@ pub struct Echo<'a> {
 impl<'a> Echo<'a> {
     /// A thread's part of an echo run per `opts`.
     pub fn new(opts: &Options, epoch: Instant, shared: &'a Shared) -> Self {
+        let binary = if opts.text {
+            Vec::new()
+        } else {
+            let mut binary = vec![0; BINARY_STAMP];
+            binary.extend(opts.payload.binary(opts.size - BINARY_STAMP));
+            binary
+        };
+        let text_payload = if opts.text {
+            "0".repeat(TEXT_DIGITS) + &opts.payload.text(opts.size - TEXT_DIGITS)
+        } else {
+            String::new()
+        };
+        let payload = if opts.text { text_payload.as_bytes() } else { &binary };
+        // Any key will do (see `replies`); this one differs from run to run.
+        let key = std::collections::hash_map::RandomState::new().build_hasher().finish() as u32;
+        let prepared = (!opts.every_message).then(|| Prepared::new(opts.text, payload, key.to_ne_bytes()));
         Echo {
             epoch,
             size: opts.size,
             text: opts.text,
             in_flight: opts.in_flight,
-            binary: if opts.text {
-                Vec::new()
-            } else {
-                let mut binary = vec![0; BINARY_STAMP];
-                binary.extend(opts.payload.binary(opts.size - BINARY_STAMP));
-                binary
-            },
-            text_payload: if opts.text {
-                "0".repeat(TEXT_DIGITS) + &opts.payload.text(opts.size - TEXT_DIGITS)
-            } else {
-                String::new()
-            },
+            binary,
+            text_payload,
+            prepared,
+            replies: Vec::new(),
             phase: Phase::Opening,
             latency: Histogram::default(),
             messages: 0,
@@ -133,19 +151,36 @@ impl<'a> Echo<'a> {
 }
 
 impl Handler for Echo<'_> {
-    fn on_open(&mut self, conn: &mut ClientConnection, _slot: usize, _started: Instant, now: Instant) -> Opened {
+    fn on_open(&mut self, conn: &mut ClientConnection, slot: usize, _started: Instant, now: Instant) -> Opened {
+        if self.replies.len() <= slot {
+            self.replies.resize_with(slot + 1, || None);
+        }
+        let fast = self.prepared.is_some() && !conn.endpoint().uses_deflate() && !conn.is_tls();
+        self.replies[slot] = fast.then(Replies::default);
+        if fast {
+            return Opened::Raw;
+        }
         for _ in 0..self.in_flight {
             self.send(conn, now);
         }
         Opened::Ready
     }
 
-    fn on_event(&mut self, conn: &mut ClientConnection, _slot: usize, event: ClientEvent, now: Instant) {
+    fn on_event(&mut self, conn: &mut ClientConnection, slot: usize, event: ClientEvent, now: Instant) {
         if !matches!(event, ClientEvent::Binary(_) | ClientEvent::Text(_)) {
             return;
         }
         let received = self.stamp(now);
+        // Echoes of the fast path's frames that its count did not take.
+        let unstamped = self.replies[slot].is_some();
         match self.sent_at(&event) {
+            Ok(_) if unstamped => {
+                self.counts.messages += 1;
+                self.counts.bytes += self.size as u64;
+                if self.phase == Phase::Measuring {
+                    self.messages += 1;
+                }
+            }
             Ok(sent) if sent <= received => {
                 self.counts.messages += 1;
                 self.counts.bytes += self.size as u64;
@@ -160,6 +195,30 @@ impl Handler for Echo<'_> {
         if self.phase < Phase::Closing {
             self.send(conn, now);
         }
+    }
+
+    fn on_raw(&mut self, slot: usize, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Taken {
+        let (Some(prepared), Some(Some(replies))) = (&self.prepared, self.replies.get_mut(slot)) else {
+            return Taken::Until { at: 0 };
+        };
+        let measuring = self.phase == Phase::Measuring;
+        let latency = &mut self.latency;
+        let before = replies.received;
+        let taken = replies.scan(input, prepared, now, |rtt| {
+            if measuring {
+                latency.record(rtt);
+            }
+        });
+        let got = replies.received - before;
+        self.counts.messages += got;
+        self.counts.bytes += got * self.size as u64;
+        if measuring {
+            self.messages += got;
+        }
+        if self.phase < Phase::Closing && matches!(taken, Taken::All { .. }) {
+            replies.top_up(prepared, self.in_flight, now, out);
+        }
+        taken
     }
 }
 
@@ -216,9 +275,11 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  echoes     {messages} ({msgs_per_sec:.1} msgs/s)");
     println!("  payload    {bytes} bytes echoed ({:.3} MB/s each way)", bytes_per_sec / 1e6);
     println!("  latency    {}", latency_line(&latency));
+    leader.print_cpu();
+    let cpu = leader.cpu_field();
     print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
-        "RESULT mode=echo connections={} size={} payload={payload} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} deflate={} errors={errors}",
+        "RESULT mode=echo connections={} size={} payload={payload} in_flight={} msgs_per_sec={msgs_per_sec:.1} bytes_per_sec={bytes_per_sec:.0} {} {cpu} deflate={} errors={errors}",
         opts.connections,
         opts.size,
         opts.in_flight,

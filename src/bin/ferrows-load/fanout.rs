@@ -418,9 +418,11 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
     println!("  deliveries {deliveries} ({deliveries_per_sec:.1}/s over all subscribers)");
     println!("  delay      {} (publish to receipt)", latency_line(&latency));
     println!("  dropped    {dropped} (gaps in a subscriber's sequence, whole run)");
+    leader.print_cpu();
+    let cpu = leader.cpu_field();
     print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
-        "RESULT mode=fanout subscribers={} size={} in_flight={} publishes_per_sec={publishes_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} {} dropped={dropped} deflate={} errors={errors}",
+        "RESULT mode=fanout subscribers={} size={} in_flight={} publishes_per_sec={publishes_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} {} dropped={dropped} {cpu} deflate={} errors={errors}",
         opts.connections,
         opts.size,
         opts.in_flight,

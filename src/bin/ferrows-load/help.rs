@@ -8,8 +8,9 @@ USAGE:
     ferrows-load <MODE> [OPTIONS]
 
 MODES:
-    echo       N connections each keep K messages in flight; every echoed copy
-               gives a round-trip latency (the send time travels in the payload)
+    echo       N connections each keep K messages in flight: frames encoded
+               once and copied out, echoes counted from their frame headers,
+               round trips sampled (the first message of each write)
     idle       open N connections and hold them; with --server-pid, report the
                server's resident memory per connection (Linux)
     connect    handshakes per second: open, handshake, Close, wait for the
@@ -58,6 +59,11 @@ ECHO OPTIONS:
                            (default; bytes 0..250 or digits 0..9 over and over) or
                            json (JSON-like records with varying numbers, which
                            compress the way API and chat traffic does)
+    --every-message        build, mask, parse and check every message with the
+                           library's client, its send time in its payload, for
+                           a latency per message (the default path parses only
+                           frame headers; connections with permessage-deflate
+                           or over wss:// always go this way)
     --warmup SECS          run unmeasured this long once connected (default 1)
     --duration SECS        then measure this long (default 10)
 

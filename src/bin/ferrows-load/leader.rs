@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crate::args::{Mode, Options};
-use crate::rss::vm_rss_kib;
+use crate::rss::{cpu_time, vm_rss_kib};
 use crate::shared::{Phase, Shared};
 
 /// How long after all connections are open the server's memory is read.
@@ -13,6 +13,9 @@ pub const RSS_SETTLE: Duration = Duration::from_secs(2);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long closing may take past the close grace before the rest is dropped.
 const CLOSE_SLACK: Duration = Duration::from_millis(500);
+/// The share of its threads' time above which the load generator is taken
+/// to be what limits a measurement.
+pub const LOAD_BOUND: f64 = 0.9;
 
 /// Moves the run through its phases and prints progress; what it saw is read
 /// by the summary.
@@ -24,6 +27,12 @@ pub struct Leader {
     connections: u64,
     /// Connections in progress at once (connect).
     concurrency: u64,
+    /// The load's threads.
+    threads: usize,
+    /// Our CPU time when measuring began.
+    cpu_at_start: Option<Duration>,
+    /// The share of our threads' time spent on CPU while measuring.
+    pub load_cpu: Option<f64>,
     /// Unmeasured time (echo, connect).
     warmup: Duration,
     /// Measured time (echo, connect, fanout, room) or hold time (idle).
@@ -78,6 +87,9 @@ impl Leader {
             mode: opts.mode,
             connections,
             concurrency: opts.concurrency as u64,
+            threads: opts.threads,
+            cpu_at_start: None,
+            load_cpu: None,
             warmup: opts.warmup,
             duration,
             rounds_goal: opts.rounds,
@@ -115,12 +127,18 @@ impl Leader {
         match phase {
             Phase::Measuring => {
                 self.measured = Some((now, None));
+                self.cpu_at_start = cpu_time();
                 self.open_measured = shared.open.load(Relaxed);
                 self.rounds_at_start = shared.rounds.load(Relaxed);
             }
             Phase::Closing => {
                 if let Some((_, end @ None)) = &mut self.measured {
                     *end = Some(now);
+                    let wall = self.measured_time().as_secs_f64() * self.threads as f64;
+                    self.load_cpu = match (self.cpu_at_start, cpu_time()) {
+                        (Some(start), Some(end)) if wall > 0.0 => Some((end - start).as_secs_f64() / wall),
+                        _ => None,
+                    };
                     self.open_at_end = shared.open.load(Relaxed);
                     self.rounds_measured = shared.rounds.load(Relaxed) - self.rounds_at_start;
                 }
@@ -248,6 +266,21 @@ impl Leader {
             ""
         };
         format!("{:.2} s{note}", self.measured_time().as_secs_f64())
+    }
+
+    /// The `load_cpu=` field of a RESULT line: our threads' share of CPU
+    /// time while measuring (`-` where unknown).
+    pub fn cpu_field(&self) -> String {
+        self.load_cpu.map_or_else(|| "load_cpu=-".to_owned(), |share| format!("load_cpu={share:.2}"))
+    }
+
+    /// Prints the line that says how busy the load generator was, and
+    /// whether it was what limited the figure.
+    pub fn print_cpu(&self) {
+        if let Some(share) = self.load_cpu {
+            let bound = if share >= LOAD_BOUND { ": the load generator may be what limits this figure" } else { "" };
+            println!("  load cpu   {:.0} % of {} thread(s) while measuring{bound}", share * 100.0, self.threads);
+        }
     }
 
     /// How long was measured (zero if measuring never began).

@@ -35,6 +35,7 @@ mod histogram;
 mod idle;
 mod leader;
 mod payload;
+mod replies;
 mod report;
 mod room;
 mod rss;

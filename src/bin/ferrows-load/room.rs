@@ -401,9 +401,11 @@ pub fn run(opts: &Options, target: SocketAddr, shared: &Shared) -> io::Result<i3
             round_times.count()
         );
     }
+    leader.print_cpu();
+    let cpu = leader.cpu_field();
     print_closes_and_errors(opts, shared, clean, unclean, errors);
     println!(
-        "RESULT mode=room members={} size={} rounds={rounds} rounds_per_sec={rounds_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} p50_round_us={p50} p99_round_us={p99} deflate={} errors={errors}",
+        "RESULT mode=room members={} size={} rounds={rounds} rounds_per_sec={rounds_per_sec:.1} deliveries_per_sec={deliveries_per_sec:.1} p50_round_us={p50} p99_round_us={p99} {cpu} deflate={} errors={errors}",
         opts.connections,
         opts.size,
         shared.deflated.load(Relaxed)

@@ -1,7 +1,7 @@
 //! One client connection: the library's [`ClientConnection`] (socket,
 //! handshake, protocol state, output), and what the run follows of it.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use ferrows::proto::{CloseCode, CloseFrame};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::replies::{Taken, MAX_HEADER};
 
 /// How the end of the TCP connection by the server is described.
 const SERVER_EOF: &str = "the server closed the TCP connection without a Close frame";
@@ -26,6 +28,11 @@ pub enum Opened {
     /// (an echo, an acknowledgement), and as failed if none does before the
     /// handshake's deadline.
     AwaitReply,
+    /// It is open, and the mode takes its bytes from now on: they go to
+    /// [`Handler::on_raw`] before the connection's parser, and what that
+    /// writes goes to the socket as it is (frames the mode encoded). It is
+    /// first called at once, with no bytes, to send the first messages.
+    Raw,
 }
 
 /// What a mode does with an open connection.
@@ -50,6 +57,14 @@ pub trait Handler {
     /// The mode asked to act on this connection outside its events (see
     /// [`Nudge`](crate::worker::Nudge)): to start sending, say.
     fn on_nudge(&mut self, _conn: &mut ClientConnection, _slot: usize, _now: Instant) {}
+
+    /// The bytes that came on a connection the mode took (see
+    /// [`Opened::Raw`]), with an incomplete header left over from the last
+    /// ones in front; frames to send go to `out`. What it does not take
+    /// goes to the connection's parser, and so does all that comes after.
+    fn on_raw(&mut self, _slot: usize, _input: &[u8], _out: &mut Vec<u8>, _now: Instant) -> Taken {
+        Taken::Until { at: 0 }
+    }
 }
 
 /// How a session ended.
@@ -93,6 +108,16 @@ pub struct Session {
     /// Whether the connection waits for the reply to its first message
     /// before it counts as open.
     awaiting_reply: bool,
+    /// Whether the mode takes the bytes (see [`Opened::Raw`]).
+    raw: bool,
+    /// The start of a header that [`Handler::on_raw`] left over.
+    carry: [u8; MAX_HEADER],
+    /// How many bytes of `carry` are held.
+    carried: usize,
+    /// What [`Handler::on_raw`] wrote; `raw_out[..raw_written]` is on the socket.
+    raw_out: Vec<u8>,
+    /// See `raw_out`.
+    raw_written: usize,
 }
 
 impl Session {
@@ -143,6 +168,11 @@ impl Session {
             peer_close: None,
             violation: None,
             awaiting_reply: false,
+            raw: false,
+            carry: [0; MAX_HEADER],
+            carried: 0,
+            raw_out: Vec::new(),
+            raw_written: 0,
         })
     }
 
@@ -170,7 +200,10 @@ impl Session {
     ///
     /// The poll refused the change.
     pub fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
-        let wanted = self.conn.interest();
+        let mut wanted = self.conn.interest();
+        if self.raw_written < self.raw_out.len() {
+            wanted |= Interest::WRITABLE;
+        }
         if wanted != self.interest {
             registry.reregister(self.conn.stream_mut(), self.token, wanted)?;
             self.interest = wanted;
@@ -244,21 +277,28 @@ impl Session {
         drain: bool,
     ) -> Option<End> {
         loop {
-            match self.conn.read(scratch) {
+            // The mode's leftover header goes in front of what is read.
+            let carried = if self.raw { self.carried } else { 0 };
+            scratch[..carried].copy_from_slice(&self.carry[..carried]);
+            match self.conn.read(&mut scratch[carried..]) {
                 Ok(0) => return Some(self.lost(SERVER_EOF)),
                 Ok(n) => {
                     if H::STAMP_EACH_READ {
                         now = Instant::now();
                     }
-                    match self.conn.endpoint_mut().handle_read(&mut scratch[..n], now) {
-                        Ok(()) => {}
-                        // The connection already queued the Close with the code it earns.
-                        Err(Error::Protocol(violation)) => {
-                            self.violation.get_or_insert_with(|| violation.to_string());
+                    let end = carried + n;
+                    let parse_from = if self.raw { self.give_raw(&scratch[..end], handler, now) } else { 0 };
+                    if parse_from < end {
+                        match self.conn.endpoint_mut().handle_read(&mut scratch[parse_from..end], now) {
+                            Ok(()) => {}
+                            // The connection already queued the Close with the code it earns.
+                            Err(Error::Protocol(violation)) => {
+                                self.violation.get_or_insert_with(|| violation.to_string());
+                            }
+                            Err(e) => return Some(self.failure(e)),
                         }
-                        Err(e) => return Some(self.failure(e)),
+                        self.take_events(handler, now, close_grace);
                     }
-                    self.take_events(handler, now, close_grace);
                     // Linux's epoll reports new data with a new edge once a
                     // read came short of the buffer, so the read that would
                     // only say WouldBlock can be saved: it is one system call
@@ -268,7 +308,7 @@ impl Session {
                     if cfg!(any(target_os = "linux", target_os = "android"))
                         && !drain
                         && !self.conn.is_tls()
-                        && n < scratch.len()
+                        && end < scratch.len()
                     {
                         return None;
                     }
@@ -278,6 +318,40 @@ impl Session {
                 Err(e) => return Some(self.lost(&e.to_string())),
             }
         }
+    }
+
+    /// Hands `input` to the mode, which took the connection; returns where
+    /// the bytes it leaves to the connection's parser start.
+    fn give_raw(&mut self, input: &[u8], handler: &mut impl Handler, now: Instant) -> usize {
+        self.carried = 0;
+        match handler.on_raw(self.slot, input, &mut self.raw_out, now) {
+            Taken::All { pending } => {
+                let from = input.len() - pending.min(MAX_HEADER);
+                self.carry[..input.len() - from].copy_from_slice(&input[from..]);
+                self.carried = input.len() - from;
+                input.len()
+            }
+            Taken::Until { at } => {
+                self.raw = false;
+                at
+            }
+        }
+    }
+
+    /// Writes what the mode encoded; `Ok(true)` when all of it is written.
+    fn flush_raw(&mut self) -> io::Result<bool> {
+        while self.raw_written < self.raw_out.len() {
+            match self.conn.stream_mut().write(&self.raw_out[self.raw_written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.raw_written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.raw_out.clear();
+        self.raw_written = 0;
+        Ok(true)
     }
 
     /// Lets the mode act on an open session outside its events, then writes
@@ -303,6 +377,11 @@ impl Session {
                         }
                         // The handshake's deadline now bounds the wait for the reply.
                         Opened::AwaitReply => self.awaiting_reply = true,
+                        Opened::Raw => {
+                            self.deadline = None;
+                            self.raw = true;
+                            self.give_raw(&[], handler, now);
+                        }
                     }
                     continue;
                 }
@@ -321,6 +400,12 @@ impl Session {
 
     /// Writes what is pending, then decides whether the session is over.
     fn after_io(&mut self, now: Instant, close_grace: Duration) -> Option<End> {
+        // The mode's frames go first: the connection's (a Close) come after them.
+        match self.flush_raw() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(self.lost(&e.to_string())),
+        }
         if let Err(e) = self.conn.flush(now) {
             return Some(self.failure(e));
         }
