@@ -391,6 +391,13 @@ impl<H: Handler> EventLoop<H> {
             self.sync(key, now);
         }
         self.fired = fired;
+        if self.wheel.wants_sweep(self.sessions.len()) {
+            let sessions = &self.sessions;
+            self.wheel.sweep(|token| {
+                let (key, generation) = split_token(Token(token));
+                sessions.get(key).is_some_and(|slot| slot.generation == generation)
+            });
+        }
     }
 
     /// Everything is said and written: tell the application, then shut our
@@ -423,6 +430,9 @@ impl<H: Handler> EventLoop<H> {
             // epoll or kqueue; elsewhere the poll is told explicitly.
             if !cfg!(unix) {
                 let _ = self.poll.registry().deregister(&mut slot.stream.socket);
+            }
+            if slot.armed.is_some() {
+                self.wheel.orphan();
             }
             if slot.admitted {
                 self.release(slot.session.peer().ip());
