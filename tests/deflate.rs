@@ -235,6 +235,24 @@ fn without_context_takeover_an_idle_connection_holds_no_codec_state() {
     assert!(server.buffered_bytes() > 32 << 10, "context takeover keeps the windows");
 }
 
+#[test]
+fn with_context_takeover_an_idle_inflater_holds_only_the_peers_window() {
+    let clock = Clock::new();
+    // Each message repeats much of the one before, so the client refers back across messages.
+    let messages: Vec<String> = (0..6).map(|i| json_like(40 + i)).collect();
+    for (bits, window) in [(9, 512), (10, 1 << 10), (12, 4 << 10), (15, 32 << 10)] {
+        let (mut server, mut client) = pair(&params(15, bits, true, false), Config::default(), &clock);
+        for m in &messages {
+            client.send_text(m).unwrap();
+            let (result, events) = feed(&mut server, &transmit(&mut client), clock.now());
+            result.unwrap();
+            assert_eq!(events, vec![Event::Text(m.clone())], "bits {bits}");
+            let held = server.buffered_bytes();
+            assert!(held > 0 && held <= window, "bits {bits}: {held} bytes held");
+        }
+    }
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

@@ -11,8 +11,10 @@ use ferrows::proto::{Config, Connection, Event};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_MESSAGE: usize = 64 << 10;
-/// The inflater's window and tables, which are not message data.
-const CODEC_STATE: usize = 64 << 10;
+/// The inflater's state while a message is in progress (zlib-rs's 47 KiB)
+/// and the window it keeps between messages (32 KiB at most), which are not
+/// message data.
+const CODEC_STATE: usize = 80 << 10;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&settings, rest)) = data.split_first() else {

@@ -1,14 +1,20 @@
 //! The per-message codec of permessage-deflate (RFC 7692 §7.2).
 //!
 //! Compression and decompression state (zlib's, through flate2 with the
-//! pure-Rust zlib-rs backend) is the big per-connection cost: about 256 KiB
-//! for a compressor and 40 KiB for a decompressor with a 15-bit window. A
-//! direction without context takeover needs its state only while one message
-//! is being processed, so it borrows it from a small per-thread cache and
-//! gives it back (reset) at the end of the message: an idle connection then
-//! holds none. With an event loop per thread, that is one cache per loop.
-//! A direction with context takeover keeps its state for the connection's
-//! life, sized by the negotiated window.
+//! pure-Rust zlib-rs backend) is the big per-connection cost: zlib-rs 0.6
+//! allocates about 370 KiB for a compressor with a 15-bit window (245 KiB
+//! with 9 bits) and 47 KiB for a decompressor whatever its window, since it
+//! always allocates a 32 KiB one. So no connection keeps a decompressor
+//! between messages, nor a compressor without context takeover: each borrows
+//! one from a small per-thread cache for a message and gives it back (reset)
+//! at its end. With an event loop per thread, that is one cache per loop.
+//!
+//! With context takeover, all an inflater needs to go on with the next
+//! message is the last 2^bits bytes it produced, since a message ends at a
+//! block boundary (the sender's sync flush): it keeps those and primes the
+//! borrowed decompressor with them, so the negotiated window is what a
+//! connection costs. A compressor with context takeover keeps its state for
+//! the connection's life.
 
 use std::cell::RefCell;
 
@@ -131,15 +137,19 @@ impl Deflater {
 #[derive(Debug)]
 pub(crate) struct Inflater {
     window_bits: u8,
-    no_context_takeover: bool,
+    /// Borrowed while a message is being inflated.
     state: Option<Box<Decompress>>,
+    /// The last bytes inflated, up to the window (none without context takeover).
+    history: History,
     /// The peer ended its stream with a final block inside this message.
     ended: bool,
 }
 
 impl Inflater {
     pub(crate) fn new(window_bits: u8, no_context_takeover: bool) -> Self {
-        Self { window_bits, no_context_takeover, state: None, ended: false }
+        // Without context takeover nothing carries over.
+        let limit = if no_context_takeover { 0 } else { 1 << zlib_bits(window_bits) };
+        Self { window_bits, state: None, history: History::new(limit), ended: false }
     }
 
     /// Inflates a piece of a compressed message, handing the output to `sink`
@@ -156,8 +166,18 @@ impl Inflater {
             // Nothing may follow a final block within the message.
             return if input.iter().all(|&b| b == 0) { Ok(()) } else { Err(ProtocolError::InvalidCompressedData) };
         }
-        let window_bits = self.window_bits;
-        let state = self.state.get_or_insert_with(|| take_decompressor(window_bits));
+        let state = match &mut self.state {
+            Some(state) => state,
+            slot @ None => {
+                let mut state = take_decompressor(self.window_bits);
+                if !self.history.bytes.is_empty() {
+                    // RFC 7692 §7.2.2: with context takeover the peer may refer
+                    // to data of earlier messages, up to its window back.
+                    state.set_dictionary(&self.history.bytes).map_err(|_| ProtocolError::InvalidCompressedData)?;
+                }
+                slot.insert(state)
+            }
+        };
         let mut piece = [0u8; INFLATE_PIECE];
         let mut input = input;
         loop {
@@ -176,6 +196,7 @@ impl Inflater {
                     return Err(ProtocolError::MessageTooLarge { max: limit });
                 }
                 sink(&piece[..made])?;
+                self.history.push(&piece[..made]);
             }
             if status == Status::StreamEnd {
                 self.ended = true;
@@ -187,7 +208,7 @@ impl Inflater {
         }
     }
 
-    /// Ends a message: inflates the removed tail, then releases or keeps the state.
+    /// Ends a message: inflates the removed tail, then gives the state back.
     pub(crate) fn finish(
         &mut self,
         produced: &mut usize,
@@ -202,30 +223,57 @@ impl Inflater {
 
     /// Drops what a message in progress left (after a failure, or at its end).
     pub(crate) fn end_message(&mut self) {
-        let ended = std::mem::take(&mut self.ended);
+        if std::mem::take(&mut self.ended) {
+            // A final block ended the peer's stream: the next message starts a new one.
+            self.history.bytes.clear();
+        }
         if let Some(state) = self.state.take() {
-            if self.no_context_takeover || ended {
-                give_decompressor(self.window_bits, state);
-            } else {
-                // With context takeover the window carries over to the next message.
-                self.state = Some(state);
-            }
+            give_decompressor(self.window_bits, state);
         }
     }
 
-    /// Bytes of state held between messages (an estimate of zlib's allocation).
+    /// Bytes held: the window kept between messages, and zlib's state while a
+    /// message is in progress (its allocation).
     pub(crate) fn held_bytes(&self) -> usize {
-        self.state.as_ref().map_or(0, |_| decompressor_bytes(self.window_bits))
+        self.history.bytes.capacity() + self.state.as_ref().map_or(0, |_| DECOMPRESSOR_BYTES)
     }
 }
 
-/// zlib's deflate state: window (2 × 2^bits), prev (2 × 2^bits), head (2 × 2^15 for memLevel 8), pending (4 × 2^14).
-fn compressor_bytes(bits: u8) -> usize {
-    let window = 1usize << zlib_bits(bits);
-    4 * window + (2 << 15) + (4 << 14)
+/// The last bytes of a stream, up to a limit: the LZ77 window a stream with
+/// context takeover carries over to its next message.
+#[derive(Debug)]
+struct History {
+    bytes: Vec<u8>,
+    limit: usize,
 }
 
-/// zlib's inflate state: the window plus about 7 KiB of tables.
-fn decompressor_bytes(bits: u8) -> usize {
-    (1usize << zlib_bits(bits)) + (7 << 10)
+impl History {
+    fn new(limit: usize) -> Self {
+        Self { bytes: Vec::new(), limit }
+    }
+
+    /// Appends `data`, keeping the last `limit` bytes, and never allocates past the limit.
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(self.limit)..];
+        let excess = (self.bytes.len() + data.len()).saturating_sub(self.limit);
+        self.bytes.drain(..excess);
+        let needed = self.bytes.len() + data.len();
+        if needed > self.bytes.capacity() {
+            let grown = (2 * self.bytes.capacity()).clamp(needed, self.limit.max(needed));
+            self.bytes.reserve_exact(grown - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(data);
+    }
 }
+
+/// zlib-rs's deflate allocation: window (2 × 2^bits), prev (2 × 2^bits), head
+/// (2 × 2^16), pending and symbol buffers (7 × 2^14 at memory level 8) and
+/// the state itself (measured with zlib-rs 0.6.8: 251,152 bytes with 9 bits,
+/// 380,176 with 15).
+fn compressor_bytes(bits: u8) -> usize {
+    4 * (1usize << zlib_bits(bits)) + (2 << 16) + (7 << 14) + 3_344
+}
+
+/// zlib-rs's inflate allocation, whatever the window bits: it always
+/// allocates a 32 KiB window beside its state (measured with zlib-rs 0.6.8).
+const DECOMPRESSOR_BYTES: usize = 47_704;
