@@ -351,15 +351,25 @@ fn deflate_settings_reach_the_codec_config() {
             "1",
             "--deflate-server-max-window-bits=10",
             "--deflate-no-context-takeover",
+            "--deflate-client-no-context-takeover-fallback=false",
             "--no-deflate",
         ],
         &[("FERROWS_DEFLATE_MIN_MESSAGE_SIZE", "1KiB")],
     );
     let deflate = settings.server_config().deflate;
     assert!(!deflate.enabled);
-    assert_eq!((deflate.level, deflate.server_max_window_bits, deflate.client_max_window_bits), (1, 10, 15));
+    assert_eq!((deflate.level, deflate.server_max_window_bits, deflate.client_max_window_bits), (1, 10, 13));
     assert!(deflate.server_no_context_takeover && deflate.client_no_context_takeover);
+    assert!(!deflate.client_no_context_takeover_fallback);
     assert_eq!(deflate.min_message_size, 1024);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn the_deflate_defaults_are_a_servers() {
+    let deflate = settings(&[], &[]).server_config().deflate;
+    assert_eq!(deflate, ferrows::proto::deflate::DeflateConfig::server());
+    assert_eq!(deflate, ServerConfig::default().deflate);
 }
 
 #[test]

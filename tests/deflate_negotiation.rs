@@ -58,6 +58,107 @@ fn rfc7692_5_default_config_and_defaults() {
 }
 
 #[test]
+fn a_servers_defaults_reset_its_compressor_and_bound_what_it_keeps_of_the_client() {
+    let server = DeflateConfig::server();
+    assert_eq!(
+        server,
+        config(|c| {
+            c.server_no_context_takeover = true;
+            c.client_max_window_bits = 13;
+            c.client_no_context_takeover_fallback = true;
+        })
+    );
+    check_server_table(
+        &server,
+        &[
+            // Chrome, Firefox, Safari, Node's ws, Python's websockets.
+            (
+                "permessage-deflate; client_max_window_bits",
+                Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=13"),
+            ),
+            // A smaller window offered is kept.
+            (
+                "permessage-deflate; client_max_window_bits=10",
+                Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=10"),
+            ),
+            (
+                "permessage-deflate; client_max_window_bits=15",
+                Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=13"),
+            ),
+            // No way to lower the client's window (OkHttp offers this): §7.1.1.2
+            // lets the server ask for no context takeover instead.
+            ("permessage-deflate", Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")),
+            // Gorilla's offer.
+            (
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+                Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+            ),
+            (
+                "permessage-deflate; server_max_window_bits=10",
+                Some(
+                    "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+                     server_max_window_bits=10",
+                ),
+            ),
+        ],
+    );
+    let (agreed, _) = negotiate_server(&parse("permessage-deflate; client_max_window_bits"), &server).unwrap();
+    assert_eq!(agreed, params(true, false, 15, 13));
+    let (agreed, _) = negotiate_server(&parse(PMD), &server).unwrap();
+    assert_eq!(agreed, params(true, true, 15, 15));
+}
+
+#[test]
+fn rfc7692_7_1_1_2_the_fallback_asks_no_context_takeover_only_of_an_unbounded_window() {
+    let keep = config(|c| {
+        c.client_max_window_bits = 13;
+        c.client_no_context_takeover_fallback = false;
+    });
+    let fallback = config(|c| {
+        c.client_max_window_bits = 13;
+        c.client_no_context_takeover_fallback = true;
+    });
+    let full_window = config(|c| c.client_no_context_takeover_fallback = true);
+    check_server_table(&keep, &[(PMD, Some(PMD))]);
+    check_server_table(
+        &fallback,
+        &[
+            (PMD, Some("permessage-deflate; client_no_context_takeover")),
+            ("permessage-deflate; client_max_window_bits", Some("permessage-deflate; client_max_window_bits=13")),
+        ],
+    );
+    // A server that keeps 15 bits anyway has nothing to ask.
+    check_server_table(&full_window, &[(PMD, Some(PMD))]);
+}
+
+#[test]
+fn a_server_with_its_defaults_accepts_every_offer_the_rfc_defaults_accept() {
+    let offers = [
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; client_max_window_bits=8",
+        "permessage-deflate; client_max_window_bits=15",
+        "permessage-deflate; client_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover",
+        "permessage-deflate; server_max_window_bits=8",
+        "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+        "permessage-deflate; server_max_window_bits=15; client_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits",
+        "permessage-deflate; x=1, permessage-deflate",
+        "permessage-deflate; server_max_window_bits=8, permessage-deflate; client_max_window_bits=10",
+    ];
+    let client = DeflateConfig::default();
+    for offer in offers {
+        let old = negotiate_server(&parse(offer), &DeflateConfig::default());
+        let new = negotiate_server(&parse(offer), &DeflateConfig::server());
+        assert_eq!(old.is_some(), new.is_some(), "{offer}");
+    }
+    // Our own client, offering with its defaults, accepts the answer.
+    let (params, response) = negotiate_server(&parse(&client_offer(&client)), &DeflateConfig::server()).unwrap();
+    assert_eq!(accept_server_response(&parse(&response), &client), Ok(Some(params)));
+}
+
+#[test]
 fn rfc7692_5_other_extensions_are_skipped() {
     let config = DeflateConfig::default();
     check_server_table(
@@ -594,9 +695,10 @@ fn all_configs() -> Vec<DeflateConfig> {
 #[test]
 fn rfc7692_7_round_trip_client_offer_server_response() {
     let configs = all_configs();
+    let server_defaults = DeflateConfig::server();
     for client in &configs {
         let offers = parse(&client_offer(client));
-        for server in &configs {
+        for server in configs.iter().chain([&server_defaults]) {
             let Some((server_params, response)) = negotiate_server(&offers, server) else {
                 panic!("server {server:?} declined the offer of {client:?}");
             };

@@ -69,6 +69,7 @@ impl Settings {
             client_max_window_bits: u8::try_from(self.usize("deflate.client_max_window_bits")).unwrap_or(15),
             server_no_context_takeover: self.bool("deflate.server_no_context_takeover"),
             client_no_context_takeover: self.bool("deflate.client_no_context_takeover"),
+            client_no_context_takeover_fallback: self.bool("deflate.client_no_context_takeover_fallback"),
             min_message_size: self.usize("deflate.min_message_size"),
             ..Default::default()
         }

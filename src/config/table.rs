@@ -208,20 +208,26 @@ pub(crate) static SETTINGS: &[Setting] = &[
     setting(
         "deflate.client_max_window_bits",
         Kind::Count { min: 9, max: 15 },
-        "15",
-        "largest window asked of the client's compressor, 9 to 15",
+        "13",
+        "largest window asked of the client's compressor, 9 to 15; what a connection keeps of its stream (2^N bytes)",
     ),
     setting(
         "deflate.server_no_context_takeover",
         Kind::Bool,
-        "false",
-        "reset the server's compressor after every message",
+        "true",
+        "reset the server's compressor after every message (one compressor per loop serves every connection)",
     ),
     setting(
         "deflate.client_no_context_takeover",
         Kind::Bool,
         "false",
         "ask the client to reset its compressor after every message",
+    ),
+    setting(
+        "deflate.client_no_context_takeover_fallback",
+        Kind::Bool,
+        "true",
+        "ask client_no_context_takeover of a client whose offer leaves its window at 15 bits while client_max_window_bits is lower",
     ),
     setting("deflate.min_message_size", size(0), "64", "messages shorter than this are sent uncompressed"),
     setting(

@@ -158,23 +158,25 @@
 //! # permessage-deflate
 //!
 //! With the `deflate` feature, `ServerConfig::deflate` says whether and how to
-//! negotiate it:
+//! negotiate it; its default is `DeflateConfig::server()`:
 //!
 //! | Setting (`ServerConfig::deflate`) | Default | |
 //! |---|---|---|
 //! | `enabled` | on | |
 //! | `level` | 6 | zlib level, 0–9 |
-//! | `server_max_window_bits` | 15 | our compressor's window; lower it to cap memory (announced to the client) |
-//! | `client_max_window_bits` | 15 | asked of the client when it allows it; our inflater's window |
-//! | `server_no_context_takeover` | off | reset our compressor after every message |
+//! | `server_max_window_bits` | 15 | our compressor's window (announced to the client when lower) |
+//! | `client_max_window_bits` | 13 | asked of the client when it allows it; what we keep of its stream (2^bits bytes) |
+//! | `server_no_context_takeover` | on | reset our compressor after every message |
 //! | `client_no_context_takeover` | off | ask the client to reset its compressor after every message |
+//! | `client_no_context_takeover_fallback` | on | ask it anyway of a client whose window we cannot lower |
 //! | `min_message_size` | 64 bytes | smaller messages are sent uncompressed |
 //!
-//! A direction without context takeover borrows zlib state from a small
-//! per-loop cache for one message and returns it, so its idle connections hold
-//! no codec memory. With context takeover the state stays with the connection,
-//! allocated at the first compressed message (hundreds of KiB with 15-bit
-//! windows; `docs/deflate.md`).
+//! No connection keeps zlib state between messages except a compressor with
+//! context takeover: a message borrows it from a small per-loop cache and
+//! gives it back. With the client's context takeover a connection keeps the
+//! client's last 2^bits bytes (8 KiB by default); a compressor with context
+//! takeover (`server_no_context_takeover` off) stays with the connection,
+//! about 370 KiB with a 15-bit window (`docs/deflate.md`).
 //!
 //! # TLS
 //!
@@ -276,8 +278,10 @@ pub struct ServerConfig {
     /// Publishes that may wait in each loop's inbound channel (default 65,536);
     /// past it a loop misses them, counted in [`PubSubStats`].
     pub bus_capacity: usize,
-    /// permessage-deflate: whether to negotiate it and how (default: on,
-    /// level 6, 15-bit windows, context takeover, messages from 64 bytes).
+    /// permessage-deflate: whether to negotiate it and how (default:
+    /// [`DeflateConfig::server`](crate::proto::deflate::DeflateConfig::server):
+    /// on, level 6, no context takeover for the server's compressor, a 13-bit
+    /// window asked of the client's, messages from 64 bytes).
     #[cfg(feature = "deflate")]
     pub deflate: crate::proto::deflate::DeflateConfig,
 }
@@ -320,7 +324,7 @@ impl Default for ServerConfig {
             slow_consumer: SlowConsumerPolicy::Drop,
             bus_capacity: 1 << 16,
             #[cfg(feature = "deflate")]
-            deflate: crate::proto::deflate::DeflateConfig::default(),
+            deflate: crate::proto::deflate::DeflateConfig::server(),
         }
     }
 }

@@ -54,7 +54,7 @@ impl Default for Settings {
             slow_consumer: SlowConsumerPolicy::Drop,
             subprotocols: Vec::new(),
             #[cfg(feature = "deflate")]
-            deflate: crate::proto::deflate::DeflateConfig::default(),
+            deflate: crate::proto::deflate::DeflateConfig::server(),
         }
     }
 }
