@@ -265,11 +265,11 @@ impl Connection {
                 // Copied out for a caller whose buffer is not lent.
                 Some(Item::Lent { text, start, end }) => {
                     let payload = &data[pos + start..pos + end];
-                    Some(Item::Event(if text {
+                    Some(Item::Event(Box::new(if text {
                         Event::Text(String::from_utf8_lossy(payload).into_owned())
                     } else {
                         Event::Binary(payload.to_vec())
-                    }))
+                    })))
                 }
                 other => other,
             };
@@ -295,7 +295,7 @@ impl Connection {
     /// Acts on what a frame completed, and queues it for [`poll_event`](Self::poll_event).
     fn receive(&mut self, item: Item, now: Instant) {
         let event = match item {
-            Item::Event(event) => event,
+            Item::Event(event) => *event,
             lent @ Item::Lent { .. } => {
                 if let State::Open { last_message, .. } = &mut self.state {
                     *last_message = now;
@@ -337,7 +337,7 @@ impl Connection {
                 self.reset_reader();
             }
         }
-        self.burst.get_or_insert_with(Box::default).events.push_back(Item::Event(event));
+        self.burst.get_or_insert_with(Box::default).events.push_back(Item::Event(Box::new(event)));
     }
 
     /// Answers the peer's Close (RFC 6455 §5.5.1), echoing its code; an empty
@@ -375,7 +375,7 @@ impl Connection {
     pub fn poll_event(&mut self) -> Option<Event> {
         loop {
             match self.poll_item()? {
-                Item::Event(event) => return Some(event),
+                Item::Event(event) => return Some(*event),
                 // Only `handle_read_in_place` lends, and its events are polled with their bytes.
                 Item::Lent { .. } => log::error!("a message read in place was polled without its bytes; dropped"),
             }
@@ -387,7 +387,7 @@ impl Connection {
     #[must_use]
     pub fn poll_event_in<'a>(&mut self, data: &'a [u8]) -> Option<Received<'a>> {
         Some(match self.poll_item()? {
-            Item::Event(event) => Received::Event(event),
+            Item::Event(event) => Received::Event(*event),
             Item::Lent { text, start, end } => {
                 let payload = data.get(start..end).unwrap_or_default();
                 if text {
@@ -407,7 +407,7 @@ impl Connection {
                 self.apply_failure();
                 self.release_if_idle();
             }
-            Some(Item::Event(Event::Close(_))) => self.answer_close(),
+            Some(Item::Event(ref event)) if matches!(**event, Event::Close(_)) => self.answer_close(),
             Some(_) => {}
         }
         item

@@ -85,8 +85,10 @@ impl Message {
 /// What a completed frame gives the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Item {
-    /// A control frame, or a message reassembled in the reader.
-    Event(Event),
+    /// A control frame, or a message reassembled in the reader: boxed, so
+    /// that the queue of a burst's items, lent messages above all, moves
+    /// three words per item rather than the size of a control payload.
+    Event(Box<Event>),
     /// A whole message that came in one frame within one read: unmasked (and
     /// checked, for text) in place, at `start..end` of the input.
     Lent { text: bool, start: usize, end: usize },
@@ -134,7 +136,7 @@ impl Reader {
         }
         // A frame is complete once its payload is all in (at once, for an empty payload).
         if matches!(self.read, ReadState::Payload { remaining: 0, .. }) {
-            return Ok((used, self.finish_frame(config, inflater)?.map(Item::Event)));
+            return Ok((used, self.finish_frame(config, inflater)?.map(|event| Item::Event(Box::new(event)))));
         }
         Ok((used, None))
     }

@@ -45,7 +45,7 @@ fn the_burst_state_lives_until_everything_is_polled() {
 #[test]
 fn the_event_queue_keeps_its_order() {
     let mut queue = burst::EventQueue::default();
-    let text = |s: &str| Item::Event(Event::Text(s.into()));
+    let text = |s: &str| Item::Event(Box::new(Event::Text(s.into())));
     queue.push_back(text("a"));
     queue.push_back(text("b"));
     assert_eq!(queue.pop_front(), Some(text("a")));
