@@ -41,9 +41,10 @@ COMMON OPTIONS:
                            makes no progress this long is reported and ends the run)
     --protocol NAME        offer a subprotocol (repeatable)
     --header 'NAME: VALUE' add a request header, e.g. Origin (repeatable)
-    --deflate              offer permessage-deflate (RFC 7692) with a 32 KiB window
-                           both ways; the summary says on how many connections the
-                           server accepted it
+    --deflate              offer permessage-deflate (RFC 7692) as browsers do
+                           (`permessage-deflate; client_max_window_bits`): the
+                           server chooses the windows and context takeover; the
+                           summary says on how many connections it accepted
     --deflate-no-context-takeover
                            with --deflate: ask both ends to reset their compressor
                            after every message (less memory, less compression)
