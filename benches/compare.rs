@@ -8,8 +8,11 @@
 //! It builds ferrows's binaries and the peer servers of `benches/peers` (a
 //! crate of its own, built into `target/peers`), then for each round, each
 //! row and each server starts a fresh server on 127.0.0.1, loads it with
-//! `ferrows-load` and stops it; servers take turns (A B C D A B C D ...) so
-//! that drift in the machine's speed touches them alike. The server runs on
+//! `ferrows-load` and stops it; servers take turns, in the reverse order
+//! every other round (A B C D, D C B A, ...), so that drift in the
+//! machine's speed, and whatever a run leaves to the next (a run after
+//! another measured a few percent faster here), touch them alike. With an
+//! even number of rounds each server goes first as often as last. The server runs on
 //! CPU 0 and the load on CPU 1 when `taskset` exists and there are two CPUs.
 //! Medians over the rounds go to a table on stdout, one `CELL` line per
 //! row and server, `target/compare/compare.csv` and, through
@@ -703,7 +706,11 @@ fn run(opts: Options) -> Result<(), String> {
     let mut done = 0;
     for round in 1..=ctx.opts.rounds {
         for (r, row) in rows.iter().enumerate() {
-            for (s, &server) in servers.iter().enumerate() {
+            // Every other round in the reverse order: see the module's docs.
+            let order: Vec<usize> =
+                if round % 2 == 1 { (0..servers.len()).collect() } else { (0..servers.len()).rev().collect() };
+            for s in order {
+                let server = servers[s];
                 done += 1;
                 let fields = measure(row, server, &ctx, round)
                     .map_err(|e| format!("round {round}, {}, {}: {e}", row.title, server.name()))?;
