@@ -198,3 +198,78 @@ fn without_a_key_the_publish_api_refuses_what_a_local_proxy_forwards() {
     assert_eq!(status(&post(&server, "/publish/x", &["Forwarded: for=203.0.113.9"], "1")), 403);
     server.stop();
 }
+
+fn text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            WsMessage::Text(t) => return t.as_str().to_owned(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn rooms_pubsub_and_the_publish_api_are_one_topic_space() {
+    let server = start(AppConfig::default(), 2);
+    // Members and subscribers on both loops; `chat%3Alobby` is the topic `chat:lobby`.
+    let mut members: Vec<Ws> = (0..3).map(|_| connect(&server, "/rooms/chat%3Alobby")).collect();
+    let mut subscribers: Vec<Ws> = (0..3).map(|_| connect(&server, "/pubsub")).collect();
+    for ws in &mut subscribers {
+        send(ws, json!({"op": "subscribe", "topic": "chat:lobby"}));
+        json_reply(ws);
+    }
+    // Joining a room takes effect on open; give the last member's loop a moment.
+    std::thread::sleep(Duration::from_millis(100));
+
+    // A room member's text: the room as it was, the subscribers as a JSON string.
+    members[0].send(WsMessage::text(r#"hi "all" {not json"#)).unwrap();
+    for ws in &mut members {
+        assert_eq!(text(ws), r#"hi "all" {not json"#);
+    }
+    for ws in &mut subscribers {
+        assert_eq!(json_reply(ws), json!({"type": "message", "topic": "chat:lobby", "data": "hi \"all\" {not json"}));
+    }
+
+    // A /pubsub publish: a JSON string reaches the room unquoted, other JSON as its text.
+    let mut publisher = connect(&server, "/pubsub");
+    send(&mut publisher, json!({"op": "publish", "topic": "chat:lobby", "data": "from \"pubsub\"", "id": 1}));
+    assert_eq!(json_reply(&mut publisher), json!({"type": "ack", "op": "publish", "id": 1, "recipients": 6}));
+    send(&mut publisher, json!({"op": "publish", "topic": "chat:lobby", "data": {"n": [1, 2]}, "id": 2}));
+    assert_eq!(json_reply(&mut publisher)["recipients"], 6);
+    for ws in &mut members {
+        assert_eq!(text(ws), r#"from "pubsub""#);
+        assert_eq!(text(ws), r#"{"n":[1,2]}"#);
+    }
+    for ws in &mut subscribers {
+        assert_eq!(json_reply(ws)["data"], "from \"pubsub\"");
+        assert_eq!(json_reply(ws)["data"], json!({"n": [1, 2]}));
+    }
+
+    // The HTTP API, with the topic's name percent-encoded in the path.
+    let answer = post(&server, "/publish/chat%3Alobby", &[], r#"{"from": "backend"}"#);
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.ends_with(r#"{"recipients":6}"#), "{answer}");
+    for ws in &mut members {
+        assert_eq!(text(ws), r#"{"from": "backend"}"#);
+    }
+    for ws in &mut subscribers {
+        assert_eq!(json_reply(ws)["data"], json!({"from": "backend"}));
+    }
+
+    // A binary message stays in the room: the subscribers' next message is the text after it.
+    members[1].send(WsMessage::binary(vec![1, 2, 3])).unwrap();
+    members[1].send(WsMessage::text("after bytes")).unwrap();
+    for ws in &mut members {
+        assert_eq!(ws.read().unwrap(), WsMessage::binary(vec![1, 2, 3]));
+        assert_eq!(text(ws), "after bytes");
+    }
+    for ws in &mut subscribers {
+        assert_eq!(json_reply(ws)["data"], "after bytes");
+    }
+    // A path segment that is not a topic name is no room.
+    let mut client = RawClient::connect(server.addr);
+    client.send_raw(upgrade_request("/rooms/a%0Ab", &[]).as_bytes());
+    assert_eq!(status(&client.read_http_head()), 404);
+    server.stop();
+}

@@ -260,13 +260,59 @@ fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
     }
     assert_eq!(metric(a.addr, "ferrows_cluster_received_total"), 100);
     assert_eq!(metric(b.addr, "ferrows_cluster_received_total"), 50);
-    assert_eq!(metric(b.addr, "ferrows_cluster_published_total"), 50);
+    // Each publish goes out on the topic's two channels: its `/pubsub` subscribers' and its room's.
+    assert_eq!(metric(b.addr, "ferrows_cluster_published_total"), 100);
     assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
     assert_eq!(metric(a.addr, "ferrows_cluster_gaps_total"), 0);
 
     // The last local subscriber leaving unsubscribes the node's channel.
     drop(on_a);
     redis.wait_for_subscribers("ferrows:t:topic/news", 1);
+}
+
+fn room(addr: SocketAddr, name: &str) -> Ws {
+    ClientBuilder::new().read_timeout(Some(Duration::from_secs(5))).connect(&format!("ws://{addr}/rooms/{name}")).unwrap()
+}
+
+fn room_text(ws: &mut Ws) -> String {
+    match ws.recv_within(Some(Duration::from_secs(5))).unwrap() {
+        Message::Text(text) => text,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node("space-a", &redis), node("space-b", &redis));
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut member_a = room(a.addr, "lobby");
+    let mut member_b = room(b.addr, "lobby");
+    let mut subscriber_b = pubsub(b.addr);
+    subscribe(&mut subscriber_b, "lobby");
+    redis.wait_for_subscribers("ferrows:t:room/lobby", 2);
+    redis.wait_for_subscribers("ferrows:t:topic/lobby", 1);
+
+    // A room member on A: the member on B, and B's /pubsub subscriber as a JSON string.
+    member_a.send_text("hello from a").unwrap();
+    assert_eq!(room_text(&mut member_a), "hello from a");
+    assert_eq!(room_text(&mut member_b), "hello from a");
+    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!("hello from a"));
+
+    // A /pubsub publish on A and the publish API on A reach both rooms' members and B's subscriber.
+    let mut publisher_a = pubsub(a.addr);
+    publish_ws(&mut publisher_a, "lobby", json!({"n": 1}));
+    publish_http(a.addr, "lobby", &json!("from the backend"));
+    for member in [&mut member_a, &mut member_b] {
+        assert_eq!(room_text(member), r#"{"n":1}"#);
+        assert_eq!(room_text(member), "from the backend");
+    }
+    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!({"n": 1}));
+    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!("from the backend"));
+    assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
+    assert_eq!(metric(b.addr, "ferrows_cluster_duplicates_total"), 0);
 }
 
 #[test]

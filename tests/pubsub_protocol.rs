@@ -4,37 +4,37 @@
 
 use ferrows::app::pubsub_protocol::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
-    not_text_error, parse_request, ErrorCode, Id, ProtocolLimits, Request, RequestError,
+    not_text_error, parse_request, ErrorCode, Id, ProtocolLimits, Request, RequestError, Topics,
 };
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-fn parse(text: &str) -> Result<Request, RequestError> {
+fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     parse_request(text, &ProtocolLimits::default())
 }
 
-fn id(json: &str) -> Option<Id> {
+fn id(json: &'static str) -> Option<Id<'static>> {
     Some(Id::from_json(json).expect("a number or a string"))
 }
 
-fn topics(names: &[&str]) -> Vec<String> {
-    names.iter().map(|&n| n.to_owned()).collect()
+fn topics(names: &[&'static str]) -> Topics<'static> {
+    names.iter().copied().collect()
 }
 
-fn raw(json: &str) -> Box<RawValue> {
-    RawValue::from_string(json.to_owned()).expect("valid JSON")
+fn raw(json: &str) -> &'static RawValue {
+    Box::leak(RawValue::from_string(json.to_owned()).expect("valid JSON"))
 }
 
-fn sub(id: Option<Id>, names: &[&str]) -> Request {
+fn sub(id: Option<Id<'static>>, names: &[&'static str]) -> Request<'static> {
     Request::Subscribe { id, topics: topics(names) }
 }
 
-fn unsub(id: Option<Id>, names: &[&str]) -> Request {
+fn unsub(id: Option<Id<'static>>, names: &[&'static str]) -> Request<'static> {
     Request::Unsubscribe { id, topics: topics(names) }
 }
 
-fn publish(id: Option<Id>, names: &[&str], data: &str, exclude_self: bool) -> Request {
+fn publish(id: Option<Id<'static>>, names: &[&'static str], data: &str, exclude_self: bool) -> Request<'static> {
     Request::Publish { id, topics: topics(names), data: raw(data), exclude_self }
 }
 
@@ -42,7 +42,7 @@ fn as_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn publish_data(text: &str) -> Box<RawValue> {
+fn publish_data(text: &str) -> &RawValue {
     match parse(text) {
         Ok(Request::Publish { data, .. }) => data,
         other => panic!("not a publish: {other:?}"),
@@ -93,7 +93,7 @@ fn requests_parse_into_typed_values() {
 
 #[test]
 fn request_id_accessor() {
-    assert_eq!(parse(r#"{"op":"ping","id":"x"}"#).unwrap().id(), id(r#""x""#).as_ref());
+    assert_eq!(parse(r#"{"op":"ping","id":"x"}"#).unwrap().id(), id(r#""x""#));
     assert_eq!(parse(r#"{"op":"subscribe","topic":"t"}"#).unwrap().id(), None);
 }
 
@@ -274,8 +274,9 @@ fn ids_are_echoed_verbatim() {
         assert_eq!(expected.as_ref().map(Id::as_json), Some(raw_id));
         assert_eq!(expected.as_ref().map(ToString::to_string).as_deref(), Some(raw_id));
 
-        let ping = parse(&format!(r#"{{"op":"ping","id":{raw_id}}}"#)).unwrap();
-        assert_eq!(ping, Request::Ping { id: expected.clone() });
+        let ping_text = format!(r#"{{"op":"ping","id":{raw_id}}}"#);
+        let ping = parse(&ping_text).unwrap();
+        assert_eq!(ping, Request::Ping { id: expected });
         let needle = format!(r#""id":{raw_id}"#);
         let id = ping.id();
         let sub = topics(&["a"]);
@@ -289,7 +290,8 @@ fn ids_are_echoed_verbatim() {
             as_value(&encoded);
         }
 
-        let err = parse(&format!(r#"{{"op":"nope","id":{raw_id}}}"#)).unwrap_err();
+        let nope = format!(r#"{{"op":"nope","id":{raw_id}}}"#);
+        let err = parse(&nope).unwrap_err();
         assert_eq!(err.id, expected);
         let encoded = encode_error(&err);
         assert!(encoded.contains(&needle), "{encoded} lacks {needle}");
@@ -304,17 +306,21 @@ fn ids_are_echoed_verbatim() {
 fn topic_length_is_counted_in_bytes() {
     let limits = ProtocolLimits::default();
     assert_eq!(limits.max_topic_len, 256);
-    let subscribe = |name: &str| parse(&format!(r#"{{"op":"subscribe","topics":["{name}"]}}"#));
+    let subscribe = |name: &str| {
+        let text = format!(r#"{{"op":"subscribe","topics":["{name}"]}}"#);
+        parse(&text).map(|r| format!("{r:?}")).map_err(|e| e.code)
+    };
+    let subscribed = |name: String| Ok(format!("{:?}", Request::Subscribe { id: None, topics: vec![name].into() }));
 
     let at_limit = "x".repeat(256);
-    assert_eq!(subscribe(&at_limit), Ok(Request::Subscribe { id: None, topics: vec![at_limit] }));
-    assert_eq!(subscribe(&"x".repeat(257)).unwrap_err().code, ErrorCode::BadTopic);
+    assert_eq!(subscribe(&at_limit), subscribed(at_limit.clone()));
+    assert_eq!(subscribe(&"x".repeat(257)), Err(ErrorCode::BadTopic));
     // "é" is two bytes of UTF-8; written as an escape it is still two bytes once decoded.
     let accents = "é".repeat(128);
-    assert_eq!(subscribe(&accents), Ok(Request::Subscribe { id: None, topics: vec![accents] }));
-    assert_eq!(subscribe(&"é".repeat(129)).unwrap_err().code, ErrorCode::BadTopic);
+    assert_eq!(subscribe(&accents), subscribed(accents.clone()));
+    assert_eq!(subscribe(&"é".repeat(129)), Err(ErrorCode::BadTopic));
     assert!(subscribe(&r"\u00e9".repeat(128)).is_ok());
-    assert_eq!(subscribe(&r"\u00e9".repeat(129)).unwrap_err().code, ErrorCode::BadTopic);
+    assert_eq!(subscribe(&r"\u00e9".repeat(129)), Err(ErrorCode::BadTopic));
 
     let mut small = ProtocolLimits::default();
     small.max_topic_len = 3;
@@ -338,7 +344,7 @@ fn topic_count_is_limited_as_sent() {
     let distinct: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
 
     let at_limit = format!(r#"{{"op":"subscribe","topics":{}}}"#, list(&distinct[..64]));
-    assert_eq!(parse(&at_limit), Ok(Request::Subscribe { id: None, topics: distinct[..64].to_vec() }));
+    assert_eq!(parse(&at_limit), Ok(Request::Subscribe { id: None, topics: distinct[..64].to_vec().into() }));
     let over = format!(r#"{{"op":"subscribe","topics":{},"id":1}}"#, list(&distinct));
     let err = parse(&over).unwrap_err();
     assert_eq!((err.code, err.id), (ErrorCode::TooManyTopics, id("1")));
@@ -381,22 +387,19 @@ fn first_problem_in_a_topic_list_is_reported() {
 fn encoded_messages_read_back_as_json() {
     let sub = topics(&["a", "b"]);
     assert_eq!(
-        as_value(&encode_ack_subscribe(id("7").as_ref(), &sub)),
+        as_value(&encode_ack_subscribe(id("7"), &sub)),
         json!({"type": "ack", "op": "subscribe", "id": 7, "topics": ["a", "b"]})
     );
+    assert_eq!(encode_ack_subscribe(id("7"), &sub), r#"{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}"#);
     assert_eq!(
-        encode_ack_subscribe(id("7").as_ref(), &sub),
-        r#"{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}"#
-    );
-    assert_eq!(
-        as_value(&encode_ack_unsubscribe(id(r#""u""#).as_ref(), &sub[..1])),
+        as_value(&encode_ack_unsubscribe(id(r#""u""#), &topics(&["a"]))),
         json!({"type": "ack", "op": "unsubscribe", "id": "u", "topics": ["a"]})
     );
     assert_eq!(
-        as_value(&encode_ack_publish(id("9").as_ref(), 12)),
+        as_value(&encode_ack_publish(id("9"), 12)),
         json!({"type": "ack", "op": "publish", "id": 9, "recipients": 12})
     );
-    assert_eq!(as_value(&encode_ack_ping(id("10").as_ref())), json!({"type": "ack", "op": "ping", "id": 10}));
+    assert_eq!(as_value(&encode_ack_ping(id("10"))), json!({"type": "ack", "op": "ping", "id": 10}));
 
     // Without an id, the field is left out.
     assert_eq!(as_value(&encode_ack_ping(None)), json!({"type": "ack", "op": "ping"}));
@@ -416,7 +419,7 @@ fn encoded_messages_read_back_as_json() {
     assert_eq!(encoded["type"], "error");
     assert_eq!(encoded["id"], 9);
     assert_eq!(encoded["code"], "missing_data");
-    assert_eq!(encoded["message"], err.message.as_str());
+    assert_eq!(encoded["message"], &*err.message);
     assert_eq!(encoded.as_object().map(|o| o.len()), Some(4));
     let encoded = as_value(&encode_error(&not_text_error()));
     assert!(encoded.get("id").is_none());
@@ -428,11 +431,11 @@ fn topic_names_are_escaped_in_encoded_messages() {
     for name in awkward {
         let delivery = as_value(&encode_delivery(name, "1"));
         assert_eq!(delivery, json!({"type": "message", "topic": name, "data": 1}), "{name:?}");
-        let ack = as_value(&encode_ack_subscribe(None, &[name.to_owned()]));
+        let ack = as_value(&encode_ack_subscribe(None, &vec![name.to_owned()].into()));
         assert_eq!(ack["topics"], json!([name]));
     }
     let err = RequestError::new(ErrorCode::BadTopic, "a \"message\" \\ with\ncontrol \u{1} characters");
-    assert_eq!(as_value(&encode_error(&err))["message"], err.message.as_str());
+    assert_eq!(as_value(&encode_error(&err))["message"], &*err.message);
 }
 
 #[test]
@@ -477,9 +480,10 @@ fn check_no_panic(text: &str) -> Result<(), TestCaseError> {
         Ok(request) => {
             if let Request::Publish { data, topics, .. } = &request {
                 prop_assert!(serde_json::from_str::<Value>(data.get()).is_ok());
-                let delivery: Value = serde_json::from_str(&encode_delivery(&topics[0], data.get()))
+                let first = topics.iter().next().unwrap_or_default();
+                let delivery: Value = serde_json::from_str(&encode_delivery(first, data.get()))
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert_eq!(&delivery["topic"], topics[0].as_str());
+                prop_assert_eq!(&delivery["topic"], first);
             }
         }
         Err(err) => {
@@ -528,13 +532,13 @@ proptest! {
         let request = parse_request(&text, &ProtocolLimits::default());
         prop_assert!(request.is_ok(), "{:?}", request);
         if let Ok(Request::Publish { id, topics, data, exclude_self: excluded }) = request {
-            prop_assert_eq!(&topics, &expected);
+            prop_assert_eq!(topics.iter().collect::<Vec<_>>(), expected.iter().map(String::as_str).collect::<Vec<_>>());
             prop_assert_eq!(excluded, exclude_self);
             let number_text = number.to_string();
             prop_assert_eq!(id.as_ref().map(Id::as_json), Some(number_text.as_str()));
-            let ack: Value = serde_json::from_str(&encode_ack_subscribe(id.as_ref(), &topics)).unwrap();
+            let ack: Value = serde_json::from_str(&encode_ack_subscribe(id, &topics)).unwrap();
             prop_assert_eq!(&ack["topics"], &json!(expected));
-            let delivery: Value = serde_json::from_str(&encode_delivery(&topics[0], data.get())).unwrap();
+            let delivery: Value = serde_json::from_str(&encode_delivery(&expected[0], data.get())).unwrap();
             prop_assert_eq!(&delivery["data"], &json!({"n": number, "names": names}));
         }
     }

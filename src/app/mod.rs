@@ -8,15 +8,20 @@
 //! |---|---|
 //! | `/ = demo` | `GET`: a small chat page (embedded in the binary) that joins a room and shows its messages live |
 //! | `/echo = echo` | WebSocket: every message comes back ([`Echo`]) |
-//! | `/rooms/{name} = room` | WebSocket (names: 1–64 of `A-Z a-z 0-9 _ -`): every message a member sends goes to all members; `echo_to_sender=false` leaves the sender out |
+//! | `/rooms/{name} = room` | WebSocket (a topic name, percent-decoded): every message a member sends goes to all members and to the topic's `/pubsub` subscribers; `echo_to_sender=false` leaves the sender out |
 //! | `/pubsub = pubsub` | WebSocket: the JSON pub/sub protocol below |
-//! | `/publish/{topic} = publish` | `POST`: publishes the body to the pub/sub topic, a JSON body as is, other UTF-8 text as a JSON string; answers `{"recipients":N}` |
+//! | `/publish/{topic} = publish` | `POST`: publishes the body to the topic (its `/pubsub` subscribers and its room's members), a JSON body as is, other UTF-8 text as a JSON string; answers `{"recipients":N}` |
 //! | `/metrics = metrics` | `GET`: the metrics in the Prometheus text format |
 //! | `/healthz = health` | `GET`: 200 `ok` while the server accepts sessions, 503 `draining` during a graceful shutdown |
 //!
-//! Rooms, `/pubsub` subscriptions and the publish API are ways into the same
-//! topic space of the runtime (a room `NAME` is the topic `room/NAME`, a pub/sub
-//! topic `NAME` is `topic/NAME`). The plain HTTP answers, the publish API's
+//! Rooms, `/pubsub` subscriptions and the publish API are three ways into one
+//! topic space: the room `/rooms/NAME`, the `/pubsub` topic `NAME` and
+//! `POST /publish/NAME` are the same topic `NAME`. A room member's text reaches
+//! the topic's subscribers as `{"type":"message","topic":"NAME","data":"<the text>"}`;
+//! a published value reaches the room's members as a text frame (a JSON string
+//! unquoted, other JSON as its text). Binary messages of a room member stay in
+//! the room. How each topic maps onto the runtime's topics is described in
+//! `src/app/topics.rs`. The plain HTTP answers, the publish API's
 //! authorisation and the configuration keys are described in `docs/http.md`.
 //!
 //! # The pub/sub protocol
@@ -65,6 +70,7 @@ mod echo;
 pub mod pubsub_protocol;
 mod route_table;
 mod routes;
+mod topics;
 
 pub use echo::Echo;
 pub use route_table::{RouteError, RouteHandler, RouteSpec};

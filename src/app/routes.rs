@@ -7,13 +7,14 @@
 //! | `/echo` (WebSocket) | echo |
 //! | `/rooms/{name}` (WebSocket) | a room: each message goes to every member |
 //! | `/pubsub` (WebSocket) | the JSON pub/sub protocol |
-//! | `POST /publish/{topic}` | publish the body to a pub/sub topic |
+//! | `POST /publish/{topic}` | publish the body to a topic |
 //! | `GET /metrics` | metrics in the Prometheus text format |
 //! | `GET /healthz` | 200 while accepting (with the cluster's state when in one), 503 while draining |
 //!
-//! Rooms and pub/sub topics live in separate namespaces of the engine's
-//! topics, so a room named `x` and a topic named `x` never meet.
+//! A room `NAME`, the `/pubsub` topic `NAME` and `POST /publish/NAME` are one
+//! topic: see [`topics`](super::topics).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,7 @@ use serde_json::value::RawValue;
 
 use super::pubsub_protocol::{self as protocol, ProtocolLimits, Request};
 use super::route_table::{RouteHandler, RouteSpec};
+use super::topics::{self, topic_from_segment, Payload, Publisher};
 use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
 use crate::runtime::{Context, Decision, Handler, HttpRequest, HttpResponse, Message, SessionId, Upgrade};
@@ -47,49 +49,42 @@ impl Default for AppConfig {
     }
 }
 
-/// What a path leads to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a path leads to; topic names are percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route<'a> {
     Demo,
     Echo,
-    Room { name: &'a str, echo_to_sender: bool },
+    Room { name: Cow<'a, str>, echo_to_sender: bool },
     PubSub,
-    Publish(&'a str),
+    Publish(Cow<'a, str>),
     Metrics,
     Health,
     NotFound,
 }
 
-/// The first route of `table` that fits `path` (with a valid parameter).
-fn route<'p>(table: &[RouteSpec], path: &'p str) -> Route<'p> {
+/// The first route of `table` that fits `path` (with a valid parameter: a
+/// topic name by the pub/sub protocol's rule under `limits`).
+fn route<'p>(table: &[RouteSpec], path: &'p str, limits: &ProtocolLimits) -> Route<'p> {
     for spec in table {
         let Some(param) = spec.matches(path) else { continue };
         let found = match spec.handler() {
             RouteHandler::Demo => Route::Demo,
             RouteHandler::Echo => Route::Echo,
-            RouteHandler::Room { echo_to_sender } if is_room_name(param) => Route::Room { name: param, echo_to_sender },
+            RouteHandler::Room { echo_to_sender } => match topic_from_segment(param, limits) {
+                Some(name) => Route::Room { name, echo_to_sender },
+                None => continue,
+            },
             RouteHandler::PubSub => Route::PubSub,
-            RouteHandler::Publish if param.len() <= 256 => Route::Publish(param),
+            RouteHandler::Publish => match topic_from_segment(param, limits) {
+                Some(name) => Route::Publish(name),
+                None => continue,
+            },
             RouteHandler::Metrics => Route::Metrics,
             RouteHandler::Health => Route::Health,
-            _ => continue,
         };
         return found;
     }
     Route::NotFound
-}
-
-/// 1 to 64 of `A-Z a-z 0-9 _ -`.
-fn is_room_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn room_topic(name: &str) -> String {
-    format!("room/{name}")
-}
-
-fn pubsub_topic(name: &str) -> String {
-    format!("topic/{name}")
 }
 
 /// What a connection is, by the path it upgraded on.
@@ -97,10 +92,10 @@ fn pubsub_topic(name: &str) -> String {
 pub enum Member {
     /// `/echo`.
     Echo,
-    /// `/rooms/{name}`: the room's engine topic, and whether its messages come back to their sender.
+    /// `/rooms/{name}`: the room's topic, and whether its messages come back to their sender.
     Room {
-        /// The room's engine topic.
-        topic: Arc<str>,
+        /// The room's topic name.
+        name: Arc<str>,
         /// Whether a member's message comes back to that member too.
         echo_to_sender: bool,
     },
@@ -117,13 +112,26 @@ pub struct App {
     config: Arc<AppConfig>,
     /// Publish API requests by response status.
     publish_calls: Arc<Mutex<BTreeMap<u16, u64>>>,
+    /// The loop's own buffers (a clone starts empty).
+    publisher: Publisher,
+    reply: Reply,
+}
+
+/// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
+#[derive(Debug, Default)]
+struct Reply(String);
+
+impl Clone for Reply {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 impl App {
     /// The application with `config`.
     #[must_use]
     pub fn new(config: AppConfig) -> Self {
-        Self { config: Arc::new(config), publish_calls: Arc::default() }
+        Self { config: Arc::new(config), ..Self::default() }
     }
 
     /// The server's metrics and the application's own, in the Prometheus text format.
@@ -147,39 +155,46 @@ impl App {
         }
     }
 
-    fn pubsub_request(&self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
-        let reply = match protocol::parse_request(text, &self.config.protocol_limits) {
-            Err(error) => protocol::encode_error(&error),
+    fn pubsub_request(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
+        let mut reply = std::mem::take(&mut self.reply.0);
+        reply.clear();
+        let mut key = String::new();
+        match protocol::parse_request(text, &self.config.protocol_limits) {
+            Err(error) => protocol::write_error(&mut reply, &error),
             Ok(Request::Subscribe { id, topics }) => {
-                for topic in &topics {
-                    let _ = ctx.subscribe(session, &pubsub_topic(topic));
+                for topic in topics.iter() {
+                    topics::subscriber_key(&mut key, topic);
+                    let _ = ctx.subscribe(session, &key);
                 }
-                protocol::encode_ack_subscribe(id.as_ref(), &topics)
+                protocol::write_ack_topics(&mut reply, "subscribe", id, &topics);
             }
             Ok(Request::Unsubscribe { id, topics }) => {
-                for topic in &topics {
-                    ctx.unsubscribe(session, &pubsub_topic(topic));
+                for topic in topics.iter() {
+                    topics::subscriber_key(&mut key, topic);
+                    ctx.unsubscribe(session, &key);
                 }
-                protocol::encode_ack_unsubscribe(id.as_ref(), &topics)
+                protocol::write_ack_topics(&mut reply, "unsubscribe", id, &topics);
             }
             Ok(Request::Publish { id, topics, data, exclude_self }) => {
                 let exclude = exclude_self.then_some(session);
-                let recipients = publish(ctx, &topics, &data, exclude);
-                protocol::encode_ack_publish(id.as_ref(), recipients)
+                let recipients: usize =
+                    topics.iter().map(|topic| self.publisher.publish(ctx, topic, Payload::Json(data), exclude)).sum();
+                protocol::write_ack_publish(&mut reply, id, recipients);
             }
-            Ok(Request::Ping { id }) => protocol::encode_ack_ping(id.as_ref()),
-        };
+            Ok(Request::Ping { id }) => protocol::write_ack_ping(&mut reply, id),
+        }
         let _ = ctx.send_text(session, &reply);
+        self.reply.0 = reply;
     }
 
-    fn publish_api(&self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
+    fn publish_api(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
         let (status, response) = self.publish_api_answer(ctx, request, topic);
         self.count_publish_call(status);
         response
     }
 
     fn publish_api_answer(
-        &self,
+        &mut self,
         ctx: &mut Context<'_, Member>,
         request: &HttpRequest<'_>,
         topic: &str,
@@ -218,21 +233,10 @@ impl App {
                 }
             },
         };
-        let recipients = publish(ctx, &[topic.to_owned()], &data, None);
+        let recipients = self.publisher.publish(ctx, topic, Payload::Json(&data), None);
         let answer = format!("{{\"recipients\":{recipients}}}");
         (StatusCode::OK, HttpResponse::new(StatusCode::OK, "application/json", answer.as_bytes()))
     }
-}
-
-/// Publishes `data` to each topic (its delivery encoded once per topic); returns the recipients on this node.
-fn publish(ctx: &mut Context<'_, Member>, topics: &[String], data: &RawValue, exclude: Option<SessionId>) -> usize {
-    topics
-        .iter()
-        .map(|topic| {
-            let delivery = protocol::encode_delivery(topic, data.get());
-            ctx.publish(&pubsub_topic(topic), Message::Text(&delivery), exclude)
-        })
-        .sum()
 }
 
 fn method_not_allowed(allow: &str) -> HttpResponse {
@@ -268,10 +272,10 @@ impl Handler for App {
     type State = Member;
 
     fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Member> {
-        match route(&self.config.routes, request.path()) {
+        match route(&self.config.routes, request.path(), &self.config.protocol_limits) {
             Route::Echo => Decision::accept(Member::Echo),
             Route::Room { name, echo_to_sender } => {
-                Decision::accept(Member::Room { topic: room_topic(name).into(), echo_to_sender })
+                Decision::accept(Member::Room { name: name.into(), echo_to_sender })
             }
             Route::PubSub => Decision::accept(Member::PubSub),
             Route::Demo | Route::Publish(_) | Route::Metrics | Route::Health | Route::NotFound => {
@@ -281,9 +285,10 @@ impl Handler for App {
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_, Member>, session: SessionId) {
-        if let Some(Member::Room { topic, .. }) = ctx.state(session) {
-            let topic = topic.clone();
-            let _ = ctx.subscribe(session, &topic);
+        if let Some(Member::Room { name, .. }) = ctx.state(session) {
+            let mut key = String::new();
+            topics::room_key(&mut key, name);
+            let _ = ctx.subscribe(session, &key);
         }
     }
 
@@ -296,12 +301,16 @@ impl Handler for App {
                 };
                 return;
             }
-            Some(Member::Room { topic, echo_to_sender }) => (topic.clone(), *echo_to_sender),
+            Some(Member::Room { name, echo_to_sender }) => (name.clone(), *echo_to_sender),
             Some(Member::PubSub) => {
                 match message {
                     Message::Text(text) => self.pubsub_request(ctx, session, text),
                     Message::Binary(_) => {
-                        let _ = ctx.send_text(session, &protocol::encode_error(&protocol::not_text_error()));
+                        let mut reply = std::mem::take(&mut self.reply.0);
+                        reply.clear();
+                        protocol::write_error(&mut reply, &protocol::not_text_error());
+                        let _ = ctx.send_text(session, &reply);
+                        self.reply.0 = reply;
                     }
                 }
                 return;
@@ -309,12 +318,16 @@ impl Handler for App {
             None => return,
         };
         let exclude = (!echo_to_sender).then_some(session);
-        ctx.publish(&room, message, exclude);
+        let payload = match message {
+            Message::Text(text) => Payload::Text(text),
+            Message::Binary(data) => Payload::Binary(data),
+        };
+        self.publisher.publish(ctx, &room, payload, exclude);
     }
 
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
         let get = request.method() == "GET" || request.method() == "HEAD";
-        match route(&self.config.routes, request.path()) {
+        match route(&self.config.routes, request.path(), &self.config.protocol_limits) {
             Route::Demo if get => HttpResponse::new(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE.as_bytes()),
             Route::Metrics if get => self.metrics(ctx),
             Route::Health if get && ctx.is_draining() => {
@@ -330,7 +343,7 @@ impl Handler for App {
                 }
             },
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
-            Route::Publish(topic) => self.publish_api(ctx, request, topic),
+            Route::Publish(topic) => self.publish_api(ctx, request, &topic),
             Route::Echo | Route::Room { .. } | Route::PubSub => {
                 HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
             }
@@ -343,20 +356,30 @@ impl Handler for App {
 mod tests {
     use super::*;
 
+    fn room(name: &str, echo_to_sender: bool) -> Route<'_> {
+        Route::Room { name: Cow::Borrowed(name), echo_to_sender }
+    }
+
     #[test]
     fn routes() {
         let table = RouteSpec::defaults();
-        let route = |path| route(&table, path);
+        let limits = ProtocolLimits::default();
+        let route = |path| route(&table, path, &limits);
         assert_eq!(route("/"), Route::Demo);
         assert_eq!(route("/echo"), Route::Echo);
-        assert_eq!(route("/rooms/lobby-1_a"), Route::Room { name: "lobby-1_a", echo_to_sender: true });
+        assert_eq!(route("/rooms/lobby-1_a"), room("lobby-1_a", true));
+        // A room is named as a topic is: any name the pub/sub protocol takes, percent-decoded.
+        assert_eq!(route("/rooms/chat:lobby"), room("chat:lobby", true));
+        assert_eq!(route("/rooms/a%20b%2Fc"), room("a b/c", true));
         assert_eq!(route("/rooms/"), Route::NotFound);
         assert_eq!(route("/rooms/a/b"), Route::NotFound);
-        assert_eq!(route("/rooms/a b"), Route::NotFound);
-        let long = format!("/rooms/{}", "x".repeat(65));
+        assert_eq!(route("/rooms/a%0Ab"), Route::NotFound);
+        assert_eq!(route("/rooms/%zz"), Route::NotFound);
+        let long = format!("/rooms/{}", "x".repeat(257));
         assert_eq!(route(&long), Route::NotFound);
         assert_eq!(route("/pubsub"), Route::PubSub);
-        assert_eq!(route("/publish/news"), Route::Publish("news"));
+        assert_eq!(route("/publish/news"), Route::Publish("news".into()));
+        assert_eq!(route("/publish/caf%C3%A9"), Route::Publish("café".into()));
         assert_eq!(route("/publish/"), Route::NotFound);
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/healthz"), Route::Health);
@@ -369,8 +392,9 @@ mod tests {
             .iter()
             .map(|r| r.parse().unwrap())
             .collect();
-        assert_eq!(route(&table, "/chat/a"), Route::Room { name: "a", echo_to_sender: false });
-        assert_eq!(route(&table, "/echo"), Route::NotFound);
+        let limits = ProtocolLimits::default();
+        assert_eq!(route(&table, "/chat/a", &limits), room("a", false));
+        assert_eq!(route(&table, "/echo", &limits), Route::NotFound);
     }
 
     #[test]

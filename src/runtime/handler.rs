@@ -303,9 +303,14 @@ impl<S> Context<'_, S> {
         local.extend(self.topics.subscribers(topic).filter(|s| Some(*s) != exclude));
         let delivered = self.deliver(&local, &frame);
         self.scratch.targets = local;
-        let key = self.topics.of_topic_key(topic).unwrap_or_else(|| Arc::from(topic));
-        let on_node = self.bus.send_to_others(self.loop_index, Some(&key), &frame);
-        self.bus.send_to_uplink(Some(&key), &frame);
+        // The topic's shared name, when some loop has subscribers: a topic
+        // nobody on this node reads costs no name of its own unless the uplink takes it.
+        let key = self.topics.of_topic_key(topic).or_else(|| self.bus.directory_key(topic));
+        let on_node = key.as_ref().map_or(0, |key| self.bus.send_to_others(self.loop_index, Some(key), &frame));
+        if self.bus.uplink.is_some() {
+            let key = key.unwrap_or_else(|| Arc::from(topic));
+            self.bus.send_to_uplink(Some(&key), &frame);
+        }
         // The other loops' subscribers, as the directory counts them: their queues are theirs to judge.
         delivered + on_node.saturating_sub(self.topics.subscriber_count(topic))
     }

@@ -268,6 +268,11 @@ impl Bus {
         self.directory.read().is_ok_and(|d| d.contains_key(topic))
     }
 
+    /// The directory's shared name of `topic`, if some loop has subscribers of it.
+    pub(crate) fn directory_key(&self, topic: &str) -> Option<Topic> {
+        self.directory.read().ok()?.get_key_value(topic).map(|(key, _)| key.clone())
+    }
+
     /// Hands a local publish (`topic`) or broadcast (`None`) to the uplink, if there is one.
     pub(crate) fn send_to_uplink(&self, topic: Option<&Topic>, frame: &SharedFrame) {
         if let Some(uplink) = &self.uplink {

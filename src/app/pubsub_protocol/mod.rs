@@ -38,19 +38,33 @@
 //! let Ok(Request::Publish { id, topics, data, exclude_self }) = parse_request(text, &ProtocolLimits::default()) else {
 //!     panic!("a valid publish");
 //! };
-//! assert_eq!(topics, ["news"]);
+//! assert_eq!(topics.iter().collect::<Vec<_>>(), ["news"]);
 //! assert!(!exclude_self);
 //! // The payload is encoded once and sent to every subscriber as is.
-//! assert_eq!(encode_delivery(&topics[0], data.get()), r#"{"type":"message","topic":"news","data":{"b": 2, "a": 1}}"#);
-//! assert_eq!(encode_ack_publish(id.as_ref(), 3), r#"{"type":"ack","op":"publish","id":"p-1","recipients":3}"#);
+//! assert_eq!(encode_delivery("news", data.get()), r#"{"type":"message","topic":"news","data":{"b": 2, "a": 1}}"#);
+//! assert_eq!(encode_ack_publish(id, 3), r#"{"type":"ack","op":"publish","id":"p-1","recipients":3}"#);
+//! ```
+//!
+//! The server writes its messages with the `write_*` functions into buffers
+//! it keeps, and parses without copying: a publish of one topic whose strings
+//! have no escapes allocates nothing.
 //! ```
 
+mod encode;
+
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+pub use encode::{
+    encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
+    write_ack_ping, write_ack_publish, write_ack_topics, write_delivery, write_delivery_of_text, write_error,
+    write_json_string,
+};
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
 /// before it copies a topic name.
@@ -71,12 +85,34 @@ impl Default for ProtocolLimits {
     }
 }
 
-/// A request's `id`: a JSON number or string chosen by the client, kept as its original
-/// JSON text and echoed back verbatim in the reply.
-#[derive(Debug, Clone)]
-pub struct Id(Box<RawValue>);
+impl ProtocolLimits {
+    /// Checks a topic name, wherever it comes from (a request, a room's path,
+    /// the publish API's path): non-empty, at most
+    /// [`max_topic_len`](Self::max_topic_len) bytes, no control characters.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::BadTopic`], with what is wrong (never the name itself).
+    pub fn check_topic(&self, name: &str) -> Result<(), RequestError<'static>> {
+        let max = self.max_topic_len;
+        if name.is_empty() {
+            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not be empty"))
+        } else if name.len() > max {
+            Err(RequestError::new(ErrorCode::BadTopic, format!("a topic name may be at most {max} bytes long")))
+        } else if name.chars().any(char::is_control) {
+            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not contain control characters"))
+        } else {
+            Ok(())
+        }
+    }
+}
 
-impl Id {
+/// A request's `id`: a JSON number or string chosen by the client, kept as its original
+/// JSON text (borrowed from the request) and echoed back verbatim in the reply.
+#[derive(Debug, Clone, Copy)]
+pub struct Id<'a>(&'a RawValue);
+
+impl<'a> Id<'a> {
     /// Reads an id from its JSON text: `Some` for a number or a string, `None` otherwise.
     ///
     /// ```
@@ -87,15 +123,15 @@ impl Id {
     /// assert!(Id::from_json("null").is_none());
     /// ```
     #[must_use]
-    pub fn from_json(text: &str) -> Option<Self> {
+    pub fn from_json(text: &'a str) -> Option<Self> {
         let raw: &RawValue = serde_json::from_str(text).ok()?;
         Self::from_raw(raw).ok().flatten()
     }
 
     /// `Ok(None)` for `null`, an error for anything but a number or a string.
-    fn from_raw(raw: &RawValue) -> Result<Option<Self>, RequestError> {
+    fn from_raw(raw: &'a RawValue) -> Result<Option<Self>, RequestError<'a>> {
         match raw.get().as_bytes().first() {
-            Some(b'"' | b'-' | b'0'..=b'9') => Ok(Some(Self(raw.to_owned()))),
+            Some(b'"' | b'-' | b'0'..=b'9') => Ok(Some(Self(raw))),
             _ if raw.get() == "null" => Ok(None),
             _ => Err(RequestError::new(ErrorCode::BadJson, "`id` must be a number or a string")),
         }
@@ -103,78 +139,159 @@ impl Id {
 
     /// The id's JSON text, exactly as the client wrote it (a string id keeps its quotes and escapes).
     #[must_use]
-    pub fn as_json(&self) -> &str {
+    pub fn as_json(&self) -> &'a str {
         self.0.get()
     }
 }
 
-impl PartialEq for Id {
+impl PartialEq for Id<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.as_json() == other.as_json()
     }
 }
 
-impl Eq for Id {}
+impl Eq for Id<'_> {}
 
-impl fmt::Display for Id {
+impl fmt::Display for Id<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_json())
     }
 }
 
-/// A client's request, parsed and checked against the [`ProtocolLimits`].
-///
-/// Topic lists are non-empty, hold valid names and no duplicates.
+/// The topics a request names: non-empty, checked, without duplicates, in
+/// the order first named. A name without escapes is borrowed from the
+/// request's text, and the first is held inline: a request that names one
+/// topic (most publishes) allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topics<'a> {
+    first: Option<Cow<'a, str>>,
+    rest: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Topics<'a> {
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.first.iter().chain(&self.rest).map(|name| &**name)
+    }
+
+    /// How many names.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, |_| 1 + self.rest.len())
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push(&mut self, name: Cow<'a, str>) {
+        if self.first.is_none() {
+            self.first = Some(name);
+        } else {
+            self.rest.push(name);
+        }
+    }
+
+    /// Drops repeated names, keeping the first occurrence of each.
+    fn dedup(&mut self) {
+        let Some(first) = &self.first else { return };
+        if self.rest.len() < 16 {
+            // Few names: compared pairwise, with no set to allocate.
+            let mut kept: Vec<Cow<'a, str>> = Vec::new();
+            for name in std::mem::take(&mut self.rest) {
+                if name != *first && !kept.contains(&name) {
+                    kept.push(name);
+                }
+            }
+            self.rest = kept;
+        } else {
+            let mut seen = HashSet::with_capacity(self.rest.len() + 1);
+            seen.insert(first.to_string());
+            self.rest.retain(|name| seen.insert(name.to_string()));
+        }
+    }
+}
+
+impl FromIterator<String> for Topics<'_> {
+    fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Self {
+        let mut topics = Self::default();
+        for name in names {
+            topics.push(Cow::Owned(name));
+        }
+        topics
+    }
+}
+
+impl From<Vec<String>> for Topics<'_> {
+    fn from(names: Vec<String>) -> Self {
+        names.into_iter().collect()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for Topics<'a> {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(names: I) -> Self {
+        let mut topics = Self::default();
+        for name in names {
+            topics.push(Cow::Borrowed(name));
+        }
+        topics
+    }
+}
+
+/// A client's request, parsed and checked against the [`ProtocolLimits`], borrowing from the
+/// request's text.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
-pub enum Request {
+pub enum Request<'a> {
     /// `{"op":"subscribe","topics":[..]}`: add the sender to these topics.
     Subscribe {
         /// Echoed in the ack.
-        id: Option<Id>,
-        /// The topics, in the order first named.
-        topics: Vec<String>,
+        id: Option<Id<'a>>,
+        /// The topics.
+        topics: Topics<'a>,
     },
     /// `{"op":"unsubscribe","topics":[..]}`: remove the sender from these topics.
     Unsubscribe {
         /// Echoed in the ack.
-        id: Option<Id>,
-        /// The topics, in the order first named.
-        topics: Vec<String>,
+        id: Option<Id<'a>>,
+        /// The topics.
+        topics: Topics<'a>,
     },
     /// `{"op":"publish","topics":[..],"data":..}`: deliver `data` to these topics' subscribers.
     Publish {
         /// Echoed in the ack.
-        id: Option<Id>,
-        /// The topics, in the order first named.
-        topics: Vec<String>,
+        id: Option<Id<'a>>,
+        /// The topics.
+        topics: Topics<'a>,
         /// The published value's JSON text, byte for byte as the client sent it; pass
         /// `data.get()` to [`encode_delivery`].
-        data: Box<RawValue>,
+        data: &'a RawValue,
         /// Whether the publisher itself is skipped when it subscribes to a topic (default false).
         exclude_self: bool,
     },
     /// `{"op":"ping"}`: an application-level liveness check, answered by [`encode_ack_ping`].
     Ping {
         /// Echoed in the ack.
-        id: Option<Id>,
+        id: Option<Id<'a>>,
     },
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// The request's id, if it carried one.
     #[must_use]
-    pub fn id(&self) -> Option<&Id> {
+    pub fn id(&self) -> Option<Id<'a>> {
         match self {
             Self::Subscribe { id, .. }
             | Self::Unsubscribe { id, .. }
             | Self::Publish { id, .. }
-            | Self::Ping { id } => id.as_ref(),
+            | Self::Ping { id } => *id,
         }
     }
 }
 
-impl PartialEq for Request {
+impl PartialEq for Request<'_> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Subscribe { id, topics }, Self::Subscribe { id: id2, topics: topics2 })
@@ -190,6 +307,8 @@ impl PartialEq for Request {
         }
     }
 }
+
+impl Eq for Request<'_> {}
 
 /// Why a request was refused: the `code` field of an error message.
 #[non_exhaustive]
@@ -237,40 +356,40 @@ impl fmt::Display for ErrorCode {
 /// A request the pub/sub protocol refuses (not an RFC 6455 violation: the connection stays
 /// open). Sent back to the client with [`encode_error`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestError {
+pub struct RequestError<'a> {
     /// The request's id, when it could be read.
-    pub id: Option<Id>,
+    pub id: Option<Id<'a>>,
     /// What was wrong, for programs.
     pub code: ErrorCode,
     /// What was wrong, for people. It never quotes the client's input.
-    pub message: String,
+    pub message: Cow<'static, str>,
 }
 
-impl RequestError {
+impl<'a> RequestError<'a> {
     /// An error without an id.
     #[must_use]
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self { id: None, code, message: message.into() }
     }
 
     /// The same error, answering the request with this id.
     #[must_use]
-    pub fn with_id(self, id: Option<Id>) -> Self {
-        Self { id, ..self }
+    pub fn with_id<'b>(self, id: Option<Id<'b>>) -> RequestError<'b> {
+        RequestError { id, code: self.code, message: self.message }
     }
 }
 
-impl fmt::Display for RequestError {
+impl fmt::Display for RequestError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
 
-impl std::error::Error for RequestError {}
+impl std::error::Error for RequestError<'_> {}
 
 /// The error that answers a binary message.
 #[must_use]
-pub fn not_text_error() -> RequestError {
+pub fn not_text_error() -> RequestError<'static> {
     RequestError::new(ErrorCode::NotText, "requests are JSON objects sent as text messages")
 }
 
@@ -303,38 +422,36 @@ fn given(field: Option<&RawValue>) -> Option<&RawValue> {
     field.filter(|raw| raw.get() != "null")
 }
 
-/// Parses one client request.
+/// Parses one client request, borrowing from `text`.
 ///
 /// Never panics, and runs in time linear in `text`: nesting in `data` or in ignored fields is
 /// skipped without recursion. The error carries the request's id when the id could be read.
-pub fn parse_request(text: &str, limits: &ProtocolLimits) -> Result<Request, RequestError> {
+/// A request whose strings have no escapes is parsed without allocating.
+pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Request<'a>, RequestError<'a>> {
     // A struct would also deserialize from a JSON array, positionally; only an object is a request.
     if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
         return Err(RequestError::new(ErrorCode::BadJson, "a request must be a JSON object"));
     }
     // serde_json's message gives a line and column, never the input itself.
-    let envelope: Envelope<'_> =
+    let envelope: Envelope<'a> =
         serde_json::from_str(text).map_err(|e| RequestError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
     let id = match envelope.id {
         Some(raw) => Id::from_raw(raw)?,
         None => None,
     };
-    match parse_op(envelope.op) {
+    let request = match parse_op(envelope.op) {
         Ok(Op::Ping) => Ok(Request::Ping { id }),
-        Ok(Op::Subscribe) => match parse_topics(&envelope, limits) {
-            Ok(topics) => Ok(Request::Subscribe { id, topics }),
-            Err(e) => Err(e.with_id(id)),
-        },
-        Ok(Op::Unsubscribe) => match parse_topics(&envelope, limits) {
-            Ok(topics) => Ok(Request::Unsubscribe { id, topics }),
-            Err(e) => Err(e.with_id(id)),
-        },
-        Ok(Op::Publish) => match parse_publish(&envelope, limits) {
-            Ok((topics, data, exclude_self)) => Ok(Request::Publish { id, topics, data, exclude_self }),
-            Err(e) => Err(e.with_id(id)),
-        },
-        Err(e) => Err(e.with_id(id)),
-    }
+        Ok(Op::Subscribe) => parse_topics(&envelope, limits).map(|topics| Request::Subscribe { id, topics }),
+        Ok(Op::Unsubscribe) => parse_topics(&envelope, limits).map(|topics| Request::Unsubscribe { id, topics }),
+        Ok(Op::Publish) => parse_publish(&envelope, limits).map(|(topics, data, exclude_self)| Request::Publish {
+            id,
+            topics,
+            data,
+            exclude_self,
+        }),
+        Err(e) => Err(e),
+    };
+    request.map_err(|e| e.with_id(id))
 }
 
 enum Op {
@@ -344,13 +461,19 @@ enum Op {
     Ping,
 }
 
-fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError> {
+fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
     let Some(raw) = given(raw) else {
         return Err(RequestError::new(ErrorCode::UnknownOp, "missing `op`"));
     };
-    let op: String = serde_json::from_str(raw.get())
-        .map_err(|_| RequestError::new(ErrorCode::UnknownOp, "`op` must be a string"))?;
-    match op.as_str() {
+    let op: Cow<'_, str> = match serde_json::from_str::<&str>(raw.get()) {
+        Ok(op) => Cow::Borrowed(op),
+        // An op spelt with escapes (`"p\u0069ng"`) is still that op.
+        Err(_) => Cow::Owned(
+            serde_json::from_str::<String>(raw.get())
+                .map_err(|_| RequestError::new(ErrorCode::UnknownOp, "`op` must be a string"))?,
+        ),
+    };
+    match &*op {
         "subscribe" => Ok(Op::Subscribe),
         "unsubscribe" => Ok(Op::Unsubscribe),
         "publish" => Ok(Op::Publish),
@@ -362,10 +485,9 @@ fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError> {
     }
 }
 
-fn parse_publish(
-    envelope: &Envelope<'_>,
-    limits: &ProtocolLimits,
-) -> Result<(Vec<String>, Box<RawValue>, bool), RequestError> {
+type Publish<'a> = (Topics<'a>, &'a RawValue, bool);
+
+fn parse_publish<'a>(envelope: &Envelope<'a>, limits: &ProtocolLimits) -> Result<Publish<'a>, RequestError<'a>> {
     let topics = parse_topics(envelope, limits)?;
     let Some(data) = envelope.data else {
         return Err(RequestError::new(ErrorCode::MissingData, "a publish needs `data`"));
@@ -375,11 +497,11 @@ fn parse_publish(
         Some("true") => true,
         Some(_) => return Err(RequestError::new(ErrorCode::BadJson, "`exclude_self` must be true or false")),
     };
-    Ok((topics, data.to_owned(), exclude_self))
+    Ok((topics, data, exclude_self))
 }
 
 /// The topics of a request, from `topics` or `topic`, checked and without duplicates.
-fn parse_topics(envelope: &Envelope<'_>, limits: &ProtocolLimits) -> Result<Vec<String>, RequestError> {
+fn parse_topics<'a>(envelope: &Envelope<'a>, limits: &ProtocolLimits) -> Result<Topics<'a>, RequestError<'a>> {
     let mut topics = match (given(envelope.topics), given(envelope.topic)) {
         (Some(_), Some(_)) => {
             return Err(RequestError::new(ErrorCode::BadTopic, "give either `topics` or `topic`, not both"));
@@ -394,19 +516,15 @@ fn parse_topics(envelope: &Envelope<'_>, limits: &ProtocolLimits) -> Result<Vec<
             }
             let name = read_raw(one, TopicName(limits))
                 .unwrap_or_else(|| Err(RequestError::new(ErrorCode::BadTopic, "`topic` must be a Unicode string")))?;
-            vec![name]
+            let mut topics = Topics::default();
+            topics.push(name);
+            topics
         }
     };
     if topics.is_empty() {
         return Err(RequestError::new(ErrorCode::MissingTopic, "`topics` is empty"));
     }
-    // Collapse duplicates, keeping the first occurrence of each name.
-    let first: Vec<bool> = {
-        let mut seen = HashSet::with_capacity(topics.len());
-        topics.iter().map(|t| seen.insert(t.as_str())).collect()
-    };
-    let mut first = first.into_iter();
-    topics.retain(|_| first.next() == Some(true));
+    topics.dedup();
     Ok(topics)
 }
 
@@ -420,7 +538,7 @@ fn read_raw<'de, S: DeserializeSeed<'de>>(raw: &'de RawValue, seed: S) -> Option
     Some(value)
 }
 
-fn too_many_topics(limits: &ProtocolLimits) -> RequestError {
+fn too_many_topics(limits: &ProtocolLimits) -> RequestError<'static> {
     let max = limits.max_topics_per_request;
     RequestError::new(ErrorCode::TooManyTopics, format!("a request may name at most {max} topics"))
 }
@@ -429,7 +547,7 @@ fn too_many_topics(limits: &ProtocolLimits) -> RequestError {
 struct TopicList<'l>(&'l ProtocolLimits);
 
 impl<'de> DeserializeSeed<'de> for TopicList<'_> {
-    type Value = Result<Vec<String>, RequestError>;
+    type Value = Result<Topics<'de>, RequestError<'static>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
@@ -437,14 +555,14 @@ impl<'de> DeserializeSeed<'de> for TopicList<'_> {
 }
 
 impl<'de> Visitor<'de> for TopicList<'_> {
-    type Value = Result<Vec<String>, RequestError>;
+    type Value = Result<Topics<'de>, RequestError<'static>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of topic names")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut topics = Vec::new();
+        let mut topics = Topics::default();
         let outcome = loop {
             if topics.len() == self.0.max_topics_per_request {
                 match seq.next_element::<IgnoredAny>()? {
@@ -464,11 +582,12 @@ impl<'de> Visitor<'de> for TopicList<'_> {
     }
 }
 
-/// Reads one topic name, checking it before copying it.
+/// Reads one topic name, checking it before copying it (a name with escapes is copied;
+/// one without is borrowed).
 struct TopicName<'l>(&'l ProtocolLimits);
 
 impl<'de> DeserializeSeed<'de> for TopicName<'_> {
-    type Value = Result<String, RequestError>;
+    type Value = Result<Cow<'de, str>, RequestError<'static>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
@@ -476,121 +595,17 @@ impl<'de> DeserializeSeed<'de> for TopicName<'_> {
 }
 
 impl<'de> Visitor<'de> for TopicName<'_> {
-    type Value = Result<String, RequestError>;
+    type Value = Result<Cow<'de, str>, RequestError<'static>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a topic name")
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Self::Value, E> {
+        Ok(self.0.check_topic(name).map(|()| Cow::Borrowed(name)))
+    }
+
     fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
-        let max = self.0.max_topic_len;
-        Ok(if name.is_empty() {
-            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not be empty"))
-        } else if name.len() > max {
-            Err(RequestError::new(ErrorCode::BadTopic, format!("a topic name may be at most {max} bytes long")))
-        } else if name.chars().any(char::is_control) {
-            Err(RequestError::new(ErrorCode::BadTopic, "a topic name must not contain control characters"))
-        } else {
-            Ok(name.to_owned())
-        })
+        Ok(self.0.check_topic(name).map(|()| Cow::Owned(name.to_owned())))
     }
-}
-
-/// Every ack: the request's op and id, plus what that op reports.
-#[derive(Serialize)]
-struct Ack<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    op: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    topics: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recipients: Option<usize>,
-}
-
-impl<'a> Ack<'a> {
-    fn new(op: &'static str, id: Option<&'a Id>) -> Self {
-        Self { kind: "ack", op, id: raw_id(id), topics: None, recipients: None }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorMessage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a RawValue>,
-    code: &'static str,
-    message: &'a str,
-}
-
-fn raw_id(id: Option<&Id>) -> Option<&RawValue> {
-    id.map(|id| &*id.0)
-}
-
-fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
-    // serde_json fails only on an I/O error (writing to a String has none) or when a
-    // `Serialize` impl reports one; strings, integers, raw values and the structs of them
-    // above never do, whatever their contents.
-    serde_json::to_string(value).expect("serialising strings, integers and raw JSON cannot fail")
-}
-
-/// The ack of a subscribe: `{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}`
-/// (`id` left out when the request had none).
-#[must_use]
-pub fn encode_ack_subscribe(id: Option<&Id>, topics: &[String]) -> String {
-    to_json(&Ack { topics: Some(topics), ..Ack::new("subscribe", id) })
-}
-
-/// The ack of an unsubscribe: `{"type":"ack","op":"unsubscribe","id":8,"topics":["a"]}`.
-#[must_use]
-pub fn encode_ack_unsubscribe(id: Option<&Id>, topics: &[String]) -> String {
-    to_json(&Ack { topics: Some(topics), ..Ack::new("unsubscribe", id) })
-}
-
-/// The ack of a publish: `{"type":"ack","op":"publish","id":9,"recipients":2}`, where
-/// `recipients` counts the subscribers of this node, on all its loops, the
-/// message was sent to (see [`Context::publish`](crate::runtime::Context::publish)).
-#[must_use]
-pub fn encode_ack_publish(id: Option<&Id>, recipients: usize) -> String {
-    to_json(&Ack { recipients: Some(recipients), ..Ack::new("publish", id) })
-}
-
-/// The answer to a ping: `{"type":"ack","op":"ping","id":10}`.
-#[must_use]
-pub fn encode_ack_ping(id: Option<&Id>) -> String {
-    to_json(&Ack::new("ping", id))
-}
-
-/// A message for a topic's subscribers: `{"type":"message","topic":"a","data":<data_json>}`.
-///
-/// `data_json` is pasted in as is, not parsed or re-serialised: pass the text of one JSON
-/// value, such as `data.get()` from [`Request::Publish`]. Encode once per topic and share the
-/// result among the subscribers.
-#[must_use]
-pub fn encode_delivery(topic: &str, data_json: &str) -> String {
-    const HEAD: &str = r#"{"type":"message","topic":"#;
-    const DATA: &str = r#","data":"#;
-    let topic = to_json(topic);
-    let mut out = String::with_capacity(HEAD.len() + topic.len() + DATA.len() + data_json.len() + 1);
-    out.push_str(HEAD);
-    out.push_str(&topic);
-    out.push_str(DATA);
-    out.push_str(data_json);
-    out.push('}');
-    out
-}
-
-/// An error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`
-/// (`id` left out when it could not be read).
-#[must_use]
-pub fn encode_error(error: &RequestError) -> String {
-    to_json(&ErrorMessage {
-        kind: "error",
-        id: raw_id(error.id.as_ref()),
-        code: error.code.as_str(),
-        message: &error.message,
-    })
 }

@@ -1,0 +1,186 @@
+//! Server messages of the pub/sub protocol, written into a caller's buffer.
+//!
+//! Each `write_*` appends one JSON object to a `String` that the caller keeps
+//! and clears, so that steady traffic encodes its acks and deliveries without
+//! allocating; each `encode_*` returns a fresh `String` of the same text.
+
+use std::fmt::Write as _;
+
+use super::{Id, RequestError, Topics};
+
+/// Appends `text` as a JSON string: quoted, with `"`, `\` and control
+/// characters escaped (RFC 8259 §7); everything else is copied as is.
+pub fn write_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[plain..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        plain = at + 1;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
+}
+
+fn write_ack_head(out: &mut String, op: &str, id: Option<Id<'_>>) {
+    out.push_str(r#"{"type":"ack","op":""#);
+    out.push_str(op);
+    out.push('"');
+    if let Some(id) = id {
+        out.push_str(r#","id":"#);
+        out.push_str(id.as_json());
+    }
+}
+
+fn write_topics(out: &mut String, topics: &Topics<'_>) {
+    out.push_str(r#","topics":["#);
+    for (i, topic) in topics.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, topic);
+    }
+    out.push(']');
+}
+
+/// Appends the ack of a subscribe or an unsubscribe (`op`):
+/// `{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}`, `id` left out when the request had none.
+pub fn write_ack_topics(out: &mut String, op: &str, id: Option<Id<'_>>, topics: &Topics<'_>) {
+    write_ack_head(out, op, id);
+    write_topics(out, topics);
+    out.push('}');
+}
+
+/// Appends the ack of a publish: `{"type":"ack","op":"publish","id":9,"recipients":2}`.
+pub fn write_ack_publish(out: &mut String, id: Option<Id<'_>>, recipients: usize) {
+    write_ack_head(out, "publish", id);
+    let _ = write!(out, r#","recipients":{recipients}}}"#);
+}
+
+/// Appends the answer to a ping: `{"type":"ack","op":"ping","id":10}`.
+pub fn write_ack_ping(out: &mut String, id: Option<Id<'_>>) {
+    write_ack_head(out, "ping", id);
+    out.push('}');
+}
+
+/// Appends a message for a topic's subscribers: `{"type":"message","topic":"a","data":<data_json>}`,
+/// `data_json` pasted in as is (the text of one JSON value).
+pub fn write_delivery(out: &mut String, topic: &str, data_json: &str) {
+    write_delivery_with(out, topic, |out| out.push_str(data_json));
+}
+
+/// Appends a message whose `data` is `text` as a JSON string (what a room
+/// member's text message is to the topic's `/pubsub` subscribers).
+pub fn write_delivery_of_text(out: &mut String, topic: &str, text: &str) {
+    write_delivery_with(out, topic, |out| write_json_string(out, text));
+}
+
+fn write_delivery_with(out: &mut String, topic: &str, data: impl FnOnce(&mut String)) {
+    out.push_str(r#"{"type":"message","topic":"#);
+    write_json_string(out, topic);
+    out.push_str(r#","data":"#);
+    data(out);
+    out.push('}');
+}
+
+/// Appends an error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`.
+pub fn write_error(out: &mut String, error: &RequestError<'_>) {
+    out.push_str(r#"{"type":"error""#);
+    if let Some(id) = error.id {
+        out.push_str(r#","id":"#);
+        out.push_str(id.as_json());
+    }
+    out.push_str(r#","code":""#);
+    out.push_str(error.code.as_str());
+    out.push_str(r#"","message":"#);
+    write_json_string(out, &error.message);
+    out.push('}');
+}
+
+fn encoded(write: impl FnOnce(&mut String)) -> String {
+    let mut out = String::new();
+    write(&mut out);
+    out
+}
+
+/// The ack of a subscribe: `{"type":"ack","op":"subscribe","id":7,"topics":["a","b"]}`
+/// (`id` left out when the request had none).
+#[must_use]
+pub fn encode_ack_subscribe(id: Option<Id<'_>>, topics: &Topics<'_>) -> String {
+    encoded(|out| write_ack_topics(out, "subscribe", id, topics))
+}
+
+/// The ack of an unsubscribe: `{"type":"ack","op":"unsubscribe","id":8,"topics":["a"]}`.
+#[must_use]
+pub fn encode_ack_unsubscribe(id: Option<Id<'_>>, topics: &Topics<'_>) -> String {
+    encoded(|out| write_ack_topics(out, "unsubscribe", id, topics))
+}
+
+/// The ack of a publish: `{"type":"ack","op":"publish","id":9,"recipients":2}`, where
+/// `recipients` counts the subscribers of this node, on all its loops, the
+/// message was sent to (see [`Context::publish`](crate::runtime::Context::publish)).
+#[must_use]
+pub fn encode_ack_publish(id: Option<Id<'_>>, recipients: usize) -> String {
+    encoded(|out| write_ack_publish(out, id, recipients))
+}
+
+/// The answer to a ping: `{"type":"ack","op":"ping","id":10}`.
+#[must_use]
+pub fn encode_ack_ping(id: Option<Id<'_>>) -> String {
+    encoded(|out| write_ack_ping(out, id))
+}
+
+/// A message for a topic's subscribers: `{"type":"message","topic":"a","data":<data_json>}`.
+///
+/// `data_json` is pasted in as is, not parsed or re-serialised: pass the text of one JSON
+/// value, such as `data.get()` from [`Request::Publish`](super::Request::Publish). Encode once
+/// per topic and share the result among the subscribers.
+#[must_use]
+pub fn encode_delivery(topic: &str, data_json: &str) -> String {
+    encoded(|out| write_delivery(out, topic, data_json))
+}
+
+/// An error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`
+/// (`id` left out when it could not be read).
+#[must_use]
+pub fn encode_error(error: &RequestError<'_>) -> String {
+    encoded(|out| write_error(out, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_read_back_as_the_text() {
+        for text in ["", "plain", "quote \" backslash \\ slash /", "\n\r\t\u{0}\u{1f}\u{7f}", "café 😀", "\u{2028}"]
+        {
+            let mut out = String::new();
+            write_json_string(&mut out, text);
+            let back: String = serde_json::from_str(&out).expect("valid JSON");
+            assert_eq!(back, text, "{out}");
+            assert!(!out[1..out.len() - 1].bytes().any(|b| b < 0x20), "{out}");
+        }
+    }
+
+    #[test]
+    fn writers_append_to_what_is_there() {
+        let mut out = String::from("x");
+        write_ack_ping(&mut out, None);
+        write_delivery(&mut out, "t\"", "1");
+        assert_eq!(out, r#"x{"type":"ack","op":"ping"}{"type":"message","topic":"t\"","data":1}"#);
+    }
+}
