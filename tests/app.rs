@@ -7,7 +7,7 @@ mod socket;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use ferrows::app::{App, AppConfig};
+use ferrows::app::{App, AppConfig, NamespaceOptions, Namespaces};
 use serde_json::{json, Value};
 use socket::*;
 use tungstenite::Message as WsMessage;
@@ -271,5 +271,54 @@ fn rooms_pubsub_and_the_publish_api_are_one_topic_space() {
     let mut client = RawClient::connect(server.addr);
     client.send_raw(upgrade_request("/rooms/a%0Ab", &[]).as_bytes());
     assert_eq!(status(&client.read_http_head()), 404);
+    server.stop();
+}
+
+#[test]
+fn namespaces_say_who_may_publish_and_how_many_may_subscribe() {
+    let mut config = AppConfig::default();
+    let entries = ["news: client_publish=false", "small: max_subscribers=2"];
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), entries.map(|e| e.parse().unwrap()).to_vec())
+        .expect("distinct prefixes");
+    let server = start(config, 2);
+
+    // news: only the backend publishes; a client's publish is refused and the connection stays.
+    let mut reader = connect(&server, "/pubsub");
+    send(&mut reader, json!({"op": "subscribe", "topic": "news:today"}));
+    json_reply(&mut reader);
+    send(&mut reader, json!({"op": "publish", "topics": ["open", "news:today"], "data": 1, "id": 3}));
+    let refused = json_reply(&mut reader);
+    assert_eq!((refused["code"].as_str(), refused["id"].as_i64()), (Some("forbidden"), Some(3)), "{refused}");
+    assert_eq!(status(&post(&server, "/publish/news:today", &[], "\"extra\"")), 200);
+    assert_eq!(json_reply(&mut reader)["data"], "extra", "nothing of the refused publish went out");
+    // A room member of a news: topic who speaks is closed with 1008.
+    let mut member = connect(&server, "/rooms/news:today");
+    member.send(WsMessage::text("may I?")).unwrap();
+    match member.read() {
+        Ok(WsMessage::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1008),
+        other => panic!("expected a Close with 1008, got {other:?}"),
+    }
+
+    // small: two subscribers at most on this node, room members and /pubsub subscribers together.
+    let _first = connect(&server, "/rooms/small:x");
+    let mut second = connect(&server, "/pubsub");
+    std::thread::sleep(Duration::from_millis(100));
+    send(&mut second, json!({"op": "subscribe", "topic": "small:x", "id": 1}));
+    assert_eq!(json_reply(&mut second)["type"], "ack");
+    send(&mut second, json!({"op": "subscribe", "topic": "small:x", "id": 2}));
+    assert_eq!(json_reply(&mut second)["type"], "ack", "a subscriber subscribing again is not refused");
+    let mut third = connect(&server, "/pubsub");
+    send(&mut third, json!({"op": "subscribe", "topics": ["small:y", "small:x"], "id": 4}));
+    let full = json_reply(&mut third);
+    assert_eq!((full["code"].as_str(), full["id"].as_i64()), (Some("topic_full"), Some(4)), "{full}");
+    let mut client = RawClient::connect(server.addr);
+    client.send_raw(upgrade_request("/rooms/small:x", &[]).as_bytes());
+    assert_eq!(status(&client.read_http_head()), 503);
+    // Room for one more once a subscriber leaves.
+    send(&mut second, json!({"op": "unsubscribe", "topic": "small:x"}));
+    json_reply(&mut second);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&mut third, json!({"op": "subscribe", "topic": "small:x", "id": 5}));
+    assert_eq!(json_reply(&mut third)["type"], "ack");
     server.stop();
 }

@@ -271,7 +271,10 @@ fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
 }
 
 fn room(addr: SocketAddr, name: &str) -> Ws {
-    ClientBuilder::new().read_timeout(Some(Duration::from_secs(5))).connect(&format!("ws://{addr}/rooms/{name}")).unwrap()
+    ClientBuilder::new()
+        .read_timeout(Some(Duration::from_secs(5)))
+        .connect(&format!("ws://{addr}/rooms/{name}"))
+        .unwrap()
 }
 
 fn room_text(ws: &mut Ws) -> String {

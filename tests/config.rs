@@ -400,3 +400,41 @@ fn a_redis_password_is_a_secret_too() {
     let plain = self::settings(&["--redis-url", "redis://10.0.0.7:6379"], &[]).to_toml();
     assert!(plain.contains("\nurl = \"redis://10.0.0.7:6379\"\n"), "{plain}");
 }
+
+#[test]
+fn namespaces_come_from_tables_in_the_file_and_entries_in_flags() {
+    let file = temp_file(
+        "[topics]\nanonymous = true\nmax_subscribers = 100\n\n\
+         [[namespaces]]\nprefix = \"news:\"\nclient_publish = false\n\n\
+         [[namespaces]]\nprefix = \"news:vip:\"\nmax_subscribers = 5\n",
+    );
+    let settings = settings(&["--config", file.path()], &[]);
+    let namespaces = settings.app_config().namespaces;
+    let default = namespaces.of("lobby");
+    assert!(default.anonymous && default.client_publish);
+    assert_eq!(default.max_subscribers, 100);
+    let news = namespaces.of("news:today");
+    assert!(!news.anonymous && !news.client_publish, "a namespace's options do not inherit [topics]");
+    assert_eq!(news.max_subscribers, 0);
+    assert_eq!(namespaces.of("news:vip:x").max_subscribers, 5);
+    assert_eq!(namespaces.prefix_of("news:vip:x"), Some("news:vip:"));
+    // The same as flags, and --print-config reads back to the same settings.
+    let flags = self::settings(
+        &[
+            "--topics-anonymous",
+            "--topics-max-subscribers=100",
+            "--namespaces=news: client_publish=false,news:vip: max_subscribers=5",
+        ],
+        &[],
+    );
+    assert_eq!(flags.app_config().namespaces, namespaces);
+    let again = self::settings(&["--config", temp_file(&settings.to_toml()).path()], &[]);
+    assert_eq!(again.app_config().namespaces, namespaces);
+
+    error(&["--namespaces=news: colour=red"], &[], &["--namespaces", "colour"]);
+    error(&["--namespaces=a: ,a: anonymous=true"], &[], &["\"a:\"", "twice"]);
+    let untitled = temp_file("[[namespaces]]\nclient_publish = false\n");
+    error(&["--config", untitled.path()], &[], &["namespaces", "prefix"]);
+    let bad = temp_file("[[namespaces]]\nprefix = \"x:\"\nclient_publish = \"no\"\n");
+    error(&["--config", bad.path()], &[], &["client_publish"]);
+}

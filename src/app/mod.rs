@@ -67,11 +67,13 @@
 //! ```
 
 mod echo;
+mod namespaces;
 pub mod pubsub_protocol;
 mod route_table;
 mod routes;
 mod topics;
 
 pub use echo::Echo;
+pub use namespaces::{Namespace, NamespaceError, NamespaceOptions, Namespaces};
 pub use route_table::{RouteError, RouteHandler, RouteSpec};
 pub use routes::{App, AppConfig, Member};

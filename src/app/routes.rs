@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 
-use super::pubsub_protocol::{self as protocol, ProtocolLimits, Request};
+use super::namespaces::Namespaces;
+use super::pubsub_protocol::{self as protocol, ErrorCode, ProtocolLimits, Request, RequestError};
 use super::route_table::{RouteHandler, RouteSpec};
 use super::topics::{self, topic_from_segment, Payload, Publisher};
 use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
+use crate::proto::CloseCode;
 use crate::runtime::{Context, Decision, Handler, HttpRequest, HttpResponse, Message, SessionId, Upgrade};
 
 /// The demo page, embedded in the binary.
@@ -41,11 +43,18 @@ pub struct AppConfig {
     pub api_key: Option<String>,
     /// Limits of the JSON pub/sub protocol.
     pub protocol_limits: ProtocolLimits,
+    /// The default namespace's options and the configured namespaces.
+    pub namespaces: Namespaces,
 }
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { routes: RouteSpec::defaults(), api_key: None, protocol_limits: ProtocolLimits::default() }
+        Self {
+            routes: RouteSpec::defaults(),
+            api_key: None,
+            protocol_limits: ProtocolLimits::default(),
+            namespaces: Namespaces::default(),
+        }
     }
 }
 
@@ -117,6 +126,9 @@ pub struct App {
     reply: Reply,
 }
 
+const TOPIC_FULL: &str = "the topic has as many subscribers as its namespace allows";
+const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
+
 /// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
 #[derive(Debug, Default)]
 struct Reply(String);
@@ -161,6 +173,14 @@ impl App {
         let mut key = String::new();
         match protocol::parse_request(text, &self.config.protocol_limits) {
             Err(error) => protocol::write_error(&mut reply, &error),
+            Ok(Request::Subscribe { id, topics }) if self.any_full(ctx, session, topics.iter()) => {
+                let error = RequestError::new(ErrorCode::TopicFull, TOPIC_FULL);
+                protocol::write_error(&mut reply, &error.with_id(id));
+            }
+            Ok(Request::Publish { id, topics, .. }) if !self.clients_may_publish(topics.iter()) => {
+                let error = RequestError::new(ErrorCode::Forbidden, CLIENTS_MAY_NOT_PUBLISH);
+                protocol::write_error(&mut reply, &error.with_id(id));
+            }
             Ok(Request::Subscribe { id, topics }) => {
                 for topic in topics.iter() {
                     topics::subscriber_key(&mut key, topic);
@@ -185,6 +205,27 @@ impl App {
         }
         let _ = ctx.send_text(session, &reply);
         self.reply.0 = reply;
+    }
+
+    /// Whether one of `topics` has as many subscribers on this node as its
+    /// namespace allows (a topic `session` already subscribes to is not refused).
+    fn any_full<'t>(
+        &self,
+        ctx: &Context<'_, Member>,
+        session: SessionId,
+        topics: impl Iterator<Item = &'t str>,
+    ) -> bool {
+        let mut key = String::new();
+        topics.into_iter().any(|topic| {
+            topics::subscriber_key(&mut key, topic);
+            let max = self.config.namespaces.of(topic).max_subscribers;
+            max > 0 && !ctx.is_subscribed(session, &key) && topics::subscribers(topic, |k| ctx.subscribers(k)) >= max
+        })
+    }
+
+    /// Whether clients may publish to every one of `topics`.
+    fn clients_may_publish<'t>(&self, mut topics: impl Iterator<Item = &'t str>) -> bool {
+        topics.all(|topic| self.config.namespaces.of(topic).client_publish)
     }
 
     fn publish_api(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
@@ -275,6 +316,10 @@ impl Handler for App {
         match route(&self.config.routes, request.path(), &self.config.protocol_limits) {
             Route::Echo => Decision::accept(Member::Echo),
             Route::Room { name, echo_to_sender } => {
+                let max = self.config.namespaces.of(&name).max_subscribers;
+                if max > 0 && topics::subscribers(&name, |k| request.subscribers(k)) >= max {
+                    return Decision::refuse(StatusCode::SERVICE_UNAVAILABLE, TOPIC_FULL);
+                }
                 Decision::accept(Member::Room { name: name.into(), echo_to_sender })
             }
             Route::PubSub => Decision::accept(Member::PubSub),
@@ -317,6 +362,11 @@ impl Handler for App {
             }
             None => return,
         };
+        if !self.clients_may_publish(std::iter::once(&*room)) {
+            // RFC 6455 §7.4.1: 1008, a message against the endpoint's policy.
+            let _ = ctx.close(session, CloseCode::POLICY_VIOLATION, CLIENTS_MAY_NOT_PUBLISH);
+            return;
+        }
         let exclude = (!echo_to_sender).then_some(session);
         let payload = match message {
             Message::Text(text) => Payload::Text(text),

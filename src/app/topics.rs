@@ -35,6 +35,16 @@ pub(super) fn subscriber_key(out: &mut String, name: &str) {
     out.push_str(name);
 }
 
+/// The subscribers of the topic `name` on this node, both forms together,
+/// from a count of the engine's topics (`Context::subscribers`, `Upgrade::subscribers`).
+pub(super) fn subscribers(name: &str, count: impl Fn(&str) -> usize) -> usize {
+    let mut key = String::new();
+    room_key(&mut key, name);
+    let members = count(&key);
+    subscriber_key(&mut key, name);
+    members + count(&key)
+}
+
 /// What is published to a topic.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Payload<'a> {

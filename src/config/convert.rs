@@ -2,7 +2,7 @@
 
 use super::Settings;
 use crate::app::pubsub_protocol::ProtocolLimits;
-use crate::app::AppConfig;
+use crate::app::{AppConfig, NamespaceOptions, Namespaces};
 use crate::proto::handshake::HandshakeLimits;
 use crate::proto::Keepalive;
 use crate::runtime::{ServerConfig, SlowConsumerPolicy};
@@ -83,8 +83,17 @@ impl Settings {
             max_topic_len: self.usize("limits.max_topic_len"),
             ..Default::default()
         };
+        let default = NamespaceOptions {
+            anonymous: self.bool("topics.anonymous"),
+            client_publish: self.bool("topics.client_publish"),
+            max_subscribers: self.usize("topics.max_subscribers"),
+        };
+        // Entries were checked where they entered, duplicates included: parsing them again cannot fail.
+        let prefixed = self.list("namespaces").iter().filter_map(|n| n.parse().ok()).collect();
+        let namespaces = Namespaces::new(default, prefixed).unwrap_or_default();
         AppConfig {
             routes: self.routes.clone(),
+            namespaces,
             api_key: Some(self.text("api_key").to_owned()).filter(|key| !key.is_empty()),
             protocol_limits,
             ..Default::default()

@@ -80,6 +80,7 @@ fn metavar(kind: Kind) -> String {
         Kind::List { item: Item::Origin, .. } => "ORIGIN,...",
         Kind::List { item: Item::Token, .. } => "NAME,...",
         Kind::List { item: Item::Route, .. } => "ROUTE,...",
+        Kind::List { item: Item::Namespace, .. } => "NAMESPACE,...",
     };
     name.to_owned()
 }

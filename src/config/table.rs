@@ -41,6 +41,9 @@ pub(crate) enum Item {
     Token,
     /// A route, as [`RouteSpec`](crate::app::RouteSpec) parses it.
     Route,
+    /// A namespace, as [`Namespace`](crate::app::Namespace) parses it (in the
+    /// file, also a table: `[[namespaces]]` with `prefix` and the options).
+    Namespace,
 }
 
 /// One setting of the server binary: its key in the TOML file, from which its
@@ -162,6 +165,13 @@ pub(crate) static SETTINGS: &[Setting] = &[
          /metrics = metrics,/healthz = health",
         "routing table, entries `PATH = HANDLER [OPTION=VALUE ...]`; the first match wins",
     ),
+    setting(
+        "namespaces",
+        Kind::List { item: Item::Namespace, non_empty: false },
+        "",
+        "topic namespaces, entries `PREFIX [anonymous=BOOL] [client_publish=BOOL] [max_subscribers=N]` \
+         ([[namespaces]] tables in the file); a topic takes the longest prefix it starts with",
+    ),
     setting("limits.max_connections", count(1), "20000", "connections open at once over all loops; over it: 503"),
     setting("limits.max_connections_per_ip", count(0), "0", "connections open at once from one IP; 0 = no limit"),
     setting("limits.max_frame_size", size(1), "16MiB", "largest frame payload accepted; over it: close 1009"),
@@ -177,6 +187,19 @@ pub(crate) static SETTINGS: &[Setting] = &[
     setting("limits.max_http_body", size(0), "1MiB", "largest body of a plain HTTP request; over it: 413"),
     setting("limits.max_topics_per_request", count(1), "64", "most topics one pub/sub request may name"),
     setting("limits.max_topic_len", count(1), "256", "longest pub/sub topic name, in bytes"),
+    setting(
+        "topics.anonymous",
+        Kind::Bool,
+        "false",
+        "default namespace: clients without a token may subscribe and join (with an auth key set)",
+    ),
+    setting("topics.client_publish", Kind::Bool, "true", "default namespace: clients may publish (else only the API)"),
+    setting(
+        "topics.max_subscribers",
+        count(0),
+        "0",
+        "default namespace: most subscribers of one topic on this node; 0 = no limit",
+    ),
     setting("timeouts.handshake", NONZERO_DURATION, "10s", "time from accept to a complete upgrade request"),
     setting("timeouts.idle", DURATION, "0s", "close with 1001 after this long without a data message; 0 = off"),
     setting("timeouts.ping_interval", DURATION, "30s", "ping a peer silent for this long; 0 = no keepalive pings"),

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::table::{Item, Kind};
-use crate::app::RouteSpec;
+use crate::app::{Namespace, NamespaceOptions, Namespaces, RouteSpec};
 use crate::runtime::OriginPolicy;
 
 /// A checked value of a setting.
@@ -74,6 +74,9 @@ pub(crate) fn parse_toml(kind: Kind, value: &toml::Value) -> Result<Value, Reaso
         (Kind::Text | Kind::Secret | Kind::SecretUrl | Kind::LogFilter | Kind::Choice(_), toml::Value::String(s)) => {
             Value::Text(s.clone())
         }
+        (Kind::List { item: Item::Namespace, .. }, toml::Value::Array(items)) => {
+            Value::List(items.iter().map(namespace_entry).collect::<Result<_, _>>()?)
+        }
         (Kind::List { .. }, toml::Value::Array(items)) => {
             let items = items.iter().map(|item| item.as_str().map(|s| s.trim().to_owned()));
             Value::List(items.collect::<Option<_>>().ok_or_else(|| expected(kind))?)
@@ -81,6 +84,29 @@ pub(crate) fn parse_toml(kind: Kind, value: &toml::Value) -> Result<Value, Reaso
         _ => return Err(expected(kind)),
     };
     check(kind, parsed)
+}
+
+/// A namespace of the file, in its entry form: a string as it is, a table
+/// (`prefix` and options) written as `PREFIX OPTION=VALUE ...`.
+fn namespace_entry(item: &toml::Value) -> Result<String, Reason> {
+    let table = match item {
+        toml::Value::String(text) => return Ok(text.trim().to_owned()),
+        toml::Value::Table(table) => table,
+        _ => return Err("expected [[namespaces]] tables with a `prefix`, or strings".into()),
+    };
+    let Some(toml::Value::String(prefix)) = table.get("prefix") else {
+        return Err("a [[namespaces]] table needs `prefix`, a string".into());
+    };
+    let mut entry = prefix.clone();
+    for (key, value) in table.iter().filter(|(key, _)| *key != "prefix") {
+        let value = match value {
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Integer(n) => n.to_string(),
+            _ => return Err(format!("namespace {prefix:?}: `{key}` takes true, false or a whole number")),
+        };
+        entry.push_str(&format!(" {key}={value}"));
+    }
+    Ok(entry)
 }
 
 /// Where the secret is in a value of `kind`: all of a [`Kind::Secret`], the
@@ -124,7 +150,17 @@ fn check(kind: Kind, value: Value) -> Result<Value, Reason> {
                 Err(reason) if many && matches!(item, Item::Addr | Item::Token) => Err(format!("{text:?}: {reason}")),
                 checked => checked,
             };
-            items.iter().map(check).collect::<Result<_, _>>().map(Value::List)
+            let items: Vec<String> = items.iter().map(check).collect::<Result<_, _>>()?;
+            if item == Item::Namespace {
+                let prefixes = items.iter().filter_map(|entry| entry.split_whitespace().next());
+                let namespaces = prefixes.map(|prefix| Namespace::new(prefix, NamespaceOptions::default()));
+                Namespaces::new(
+                    NamespaceOptions::default(),
+                    namespaces.collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(Value::List(items))
         }
         (_, value) => Ok(value),
     }
@@ -141,6 +177,7 @@ fn check_item(item: Item, text: &str) -> Result<String, Reason> {
         Item::Token if !text.is_empty() && text.bytes().all(is_tchar) => Ok(text.to_owned()),
         Item::Token => Err("expected a subprotocol name (letters, digits and !#$%&'*+-.^_`|~)".to_owned()),
         Item::Route => text.parse::<RouteSpec>().map(|r| r.to_string()).map_err(|e| e.to_string()),
+        Item::Namespace => text.parse::<Namespace>().map(|n| n.to_string()).map_err(|e| format!("{text:?}: {e}")),
     }
 }
 

@@ -55,13 +55,14 @@ impl<H: Handler> EventLoop<H> {
             log::info!("{peer}: upgrade refused with 403: origin {:?} not allowed", request.origin().unwrap_or(""));
             return self.refuse(key, Refusal::Origin, StatusCode::FORBIDDEN, "origin not allowed", now);
         }
-        let (protocol, state) = match self.handler.upgrade(&Upgrade { request, upgrade: &input.upgrade, peer }) {
-            Decision::Accept { protocol, state } => (protocol, state),
-            Decision::Refuse { status, reason } => {
-                log::debug!("{peer}: upgrade refused by the handler with {}: {reason}", status.as_u16());
-                return self.refuse(key, Refusal::Handler, status, &reason, now);
-            }
-        };
+        let (protocol, state) =
+            match self.handler.upgrade(&Upgrade { request, upgrade: &input.upgrade, peer, bus: &self.shared.bus }) {
+                Decision::Accept { protocol, state } => (protocol, state),
+                Decision::Refuse { status, reason } => {
+                    log::debug!("{peer}: upgrade refused by the handler with {}: {reason}", status.as_u16());
+                    return self.refuse(key, Refusal::Handler, status, &reason, now);
+                }
+            };
         let Some(slot) = self.sessions.get_mut(key) else { return };
         if let Err(e) = slot.session.accept(&input, protocol, state, &self.settings, now) {
             log::warn!("{peer}: handler's answer to the upgrade is invalid: {e}");

@@ -47,6 +47,7 @@ pub struct Upgrade<'a> {
     pub(crate) request: &'a Request,
     pub(crate) upgrade: &'a UpgradeRequest,
     pub(crate) peer: SocketAddr,
+    pub(crate) bus: &'a Bus,
 }
 
 impl<'a> Upgrade<'a> {
@@ -78,6 +79,11 @@ impl<'a> Upgrade<'a> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The subscribers of `topic` on every loop of this node (see [`Context::subscribers`]).
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.bus.subscriber_count(topic)
     }
 }
 
@@ -249,6 +255,18 @@ impl<S> Context<'_, S> {
         let now = self.now;
         let max = usize::MAX;
         self.with_open_limit(session, max, |conn| conn.send_close(code, reason, now))
+    }
+
+    /// The subscribers of `topic` on every loop of this node, as the shared
+    /// directory counts them: this loop's changes at once, other loops' as
+    /// they make them (two loops admitting at once may both see the same count).
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.bus.subscriber_count(topic)
+    }
+
+    /// Whether `session` subscribes to `topic`.
+    pub fn is_subscribed(&self, session: SessionId, topic: &str) -> bool {
+        self.topics.of_session(session).iter().any(|t| &**t == topic)
     }
 
     /// Subscribes `session` to `topic` (idempotent). A session leaves all its

@@ -268,6 +268,11 @@ impl Bus {
         self.directory.read().is_ok_and(|d| d.contains_key(topic))
     }
 
+    /// The subscribers of `topic` on all loops, as the directory counts them.
+    pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
+        self.directory.read().ok().and_then(|d| d.get(topic).map(|e| e.count.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+
     /// The directory's shared name of `topic`, if some loop has subscribers of it.
     pub(crate) fn directory_key(&self, topic: &str) -> Option<Topic> {
         self.directory.read().ok()?.get_key_value(topic).map(|(key, _)| key.clone())

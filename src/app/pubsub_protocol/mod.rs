@@ -329,6 +329,11 @@ pub enum ErrorCode {
     NotText,
     /// `missing_data`: a publish without `data`.
     MissingData,
+    /// `forbidden`: the client may not do this to this topic (its namespace
+    /// takes no publishes from clients, or its token grants no such right).
+    Forbidden,
+    /// `topic_full`: the topic has as many subscribers on this node as its namespace allows.
+    TopicFull,
 }
 
 impl ErrorCode {
@@ -343,6 +348,8 @@ impl ErrorCode {
             Self::TooManyTopics => "too_many_topics",
             Self::NotText => "not_text",
             Self::MissingData => "missing_data",
+            Self::Forbidden => "forbidden",
+            Self::TopicFull => "topic_full",
         }
     }
 }
