@@ -322,3 +322,57 @@ fn namespaces_say_who_may_publish_and_how_many_may_subscribe() {
     assert_eq!(json_reply(&mut third)["type"], "ack");
     server.stop();
 }
+
+fn json_body(answer: &str) -> Value {
+    serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("a body")).expect("a JSON body")
+}
+
+#[test]
+fn the_backend_api_broadcasts_lists_topics_and_answers_in_json() {
+    let mut config = AppConfig::default();
+    config.api_key = Some("k3y".into());
+    let server = start(config, 2);
+    let key = "Authorization: Bearer k3y";
+    let mut subscriber = connect(&server, "/pubsub");
+    send(&mut subscriber, json!({"op": "subscribe", "topics": ["a", "b"]}));
+    json_reply(&mut subscriber);
+    let mut member = connect(&server, "/rooms/b");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Broadcast: one publish per distinct topic, in both forms.
+    let answer = post(&server, "/api/broadcast", &[key], r#"{"topics":["a","b","a"],"data":{"x":1}}"#);
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(json_body(&answer), json!({"recipients": 3}));
+    assert_eq!(json_reply(&mut subscriber), json!({"type": "message", "topic": "a", "data": {"x": 1}}));
+    assert_eq!(json_reply(&mut subscriber), json!({"type": "message", "topic": "b", "data": {"x": 1}}));
+    assert_eq!(text(&mut member), r#"{"x":1}"#);
+
+    // The topics with subscribers on this node, both kinds counted.
+    let answer = http_answer(&server, format!("GET /api/topics HTTP/1.1\r\nHost: x\r\n{key}\r\n\r\n").as_bytes());
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(
+        json_body(&answer),
+        json!({"topics": [{"topic": "a", "subscribers": 1}, {"topic": "b", "subscribers": 2}]})
+    );
+
+    // A user with no session: nothing to close, on any node.
+    let answer = post(&server, "/api/disconnect", &[key], r#"{"user":"nobody"}"#);
+    assert_eq!((status(&answer), json_body(&answer)), (200, json!({"sessions": 0})));
+
+    // Errors are JSON with a code.
+    for (path, headers, body, expected, code) in [
+        ("/api/broadcast", &[][..], "{}", 401, "unauthorized"),
+        ("/api/broadcast", &[key][..], r#"{"topics":[]}"#, 400, "bad_request"),
+        ("/api/broadcast", &[key][..], r#"{"topics":[""],"data":1}"#, 400, "bad_request"),
+        ("/api/disconnect", &[key][..], r#"{"who":"x"}"#, 400, "bad_request"),
+        ("/api/nothing", &[key][..], "", 404, "not_found"),
+        ("/publish/a", &["Authorization: Bearer nope"][..], "1", 401, "unauthorized"),
+    ] {
+        let answer = post(&server, path, headers, body);
+        assert_eq!(status(&answer), expected, "{path} {body}: {answer}");
+        assert_eq!(json_body(&answer)["code"], code, "{answer}");
+    }
+    let get = http_answer(&server, format!("GET /api/broadcast HTTP/1.1\r\nHost: x\r\n{key}\r\n\r\n").as_bytes());
+    assert_eq!((status(&get), header(&get, "Allow").as_deref()), (405, Some("POST")));
+    server.stop();
+}

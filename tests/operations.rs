@@ -404,8 +404,7 @@ fn metrics_parse_with_prometheus_client_after_real_traffic() {
     let sample_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
     let samples = Samples::of(&families);
     assert_eq!(samples.0.len(), sample_lines, "samples parsed vs sample lines in:\n{text}");
-    for family in
-        ["ferrows_open_connections", "ferrows_handshake_rejections", "ferrows_closes", "ferrows_publish_api_requests"]
+    for family in ["ferrows_open_connections", "ferrows_handshake_rejections", "ferrows_closes", "ferrows_api_requests"]
     {
         assert!(families.iter().any(|f| f.name == family), "family {family} is missing from:\n{text}");
     }
@@ -432,8 +431,8 @@ fn metrics_parse_with_prometheus_client_after_real_traffic() {
     assert_eq!(samples.sum("ferrows_handshake_rejections_total"), 2.0, "no other rejection");
     assert_eq!(samples.single("ferrows_subscriptions"), 2.0);
     assert_eq!(samples.single("ferrows_topics"), 1.0);
-    assert_eq!(samples.value("ferrows_publish_api_requests_total", &[("status", "200")]), 1.0);
-    assert_eq!(samples.sum("ferrows_publish_api_requests_total"), 1.0);
+    assert_eq!(samples.value("ferrows_api_requests_total", &[("call", "publish"), ("status", "200")]), 1.0);
+    assert_eq!(samples.sum("ferrows_api_requests_total"), 1.0);
     assert_eq!(samples.single("ferrows_messages_dropped_total"), 0.0);
     assert_eq!(samples.single("ferrows_slow_consumers_closed_total"), 0.0);
     assert_eq!(samples.single("ferrows_draining"), 0.0);

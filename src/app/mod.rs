@@ -11,6 +11,7 @@
 //! | `/rooms/{name} = room` | WebSocket (a topic name, percent-decoded): every message a member sends goes to all members and to the topic's `/pubsub` subscribers; `echo_to_sender=false` leaves the sender out |
 //! | `/pubsub = pubsub` | WebSocket: the JSON pub/sub protocol below |
 //! | `/publish/{topic} = publish` | `POST`: publishes the body to the topic (its `/pubsub` subscribers and its room's members), a JSON body as is, other UTF-8 text as a JSON string; answers `{"recipients":N}` |
+//! | `/api/{call} = api` | the backend's HTTP API: `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/topics` |
 //! | `/metrics = metrics` | `GET`: the metrics in the Prometheus text format |
 //! | `/healthz = health` | `GET`: 200 `ok` while the server accepts sessions, 503 `draining` during a graceful shutdown |
 //!
@@ -66,6 +67,7 @@
 //! < {"type":"ack","op":"publish","id":"p-1","recipients":1}
 //! ```
 
+mod api;
 mod echo;
 mod namespaces;
 pub mod pubsub_protocol;

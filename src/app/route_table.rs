@@ -36,6 +36,9 @@ pub enum RouteHandler {
     PubSub,
     /// `publish`: `POST` publishes the body to the topic named by the path parameter.
     Publish,
+    /// `api`: the backend's HTTP API, the call named by the path parameter
+    /// (`broadcast`, `disconnect`, `topics`).
+    Api,
     /// `metrics`: `GET` the server's metrics in the Prometheus text format.
     Metrics,
     /// `health`: `GET` answers 200 while the server accepts, 503 while it drains.
@@ -52,6 +55,7 @@ impl RouteHandler {
             Self::Room { .. } => "room",
             Self::PubSub => "pubsub",
             Self::Publish => "publish",
+            Self::Api => "api",
             Self::Metrics => "metrics",
             Self::Health => "health",
         }
@@ -60,7 +64,7 @@ impl RouteHandler {
     /// Whether the handler takes the path's parameter segment (and needs one).
     #[must_use]
     pub fn takes_parameter(self) -> bool {
-        matches!(self, Self::Room { .. } | Self::Publish)
+        matches!(self, Self::Room { .. } | Self::Publish | Self::Api)
     }
 
     /// Whether the handler speaks WebSocket (rather than plain HTTP).
@@ -162,6 +166,7 @@ impl RouteSpec {
             ("/rooms/{name}", RouteHandler::Room { echo_to_sender: true }),
             ("/pubsub", RouteHandler::PubSub),
             ("/publish/{topic}", RouteHandler::Publish),
+            ("/api/{call}", RouteHandler::Api),
             ("/metrics", RouteHandler::Metrics),
             ("/healthz", RouteHandler::Health),
         ]
@@ -186,6 +191,7 @@ impl FromStr for RouteSpec {
             "room" => RouteHandler::Room { echo_to_sender: true },
             "pubsub" => RouteHandler::PubSub,
             "publish" => RouteHandler::Publish,
+            "api" => RouteHandler::Api,
             "metrics" => RouteHandler::Metrics,
             "health" => RouteHandler::Health,
             other => return Err(fail(format!("unknown handler {other:?}"))),
@@ -266,6 +272,6 @@ mod tests {
     #[test]
     fn defaults_are_all_there() {
         let names: Vec<String> = RouteSpec::defaults().iter().map(ToString::to_string).collect();
-        assert_eq!(names.len(), 7, "{names:?}");
+        assert_eq!(names.len(), 8, "{names:?}");
     }
 }

@@ -18,8 +18,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::value::RawValue;
-
+use super::api::Call;
 use super::namespaces::Namespaces;
 use super::pubsub_protocol::{self as protocol, ErrorCode, ProtocolLimits, Request, RequestError};
 use super::route_table::{RouteHandler, RouteSpec};
@@ -66,6 +65,7 @@ enum Route<'a> {
     Room { name: Cow<'a, str>, echo_to_sender: bool },
     PubSub,
     Publish(Cow<'a, str>),
+    Api(&'a str),
     Metrics,
     Health,
     NotFound,
@@ -88,6 +88,7 @@ fn route<'p>(table: &[RouteSpec], path: &'p str, limits: &ProtocolLimits) -> Rou
                 Some(name) => Route::Publish(name),
                 None => continue,
             },
+            RouteHandler::Api => Route::Api(param),
             RouteHandler::Metrics => Route::Metrics,
             RouteHandler::Health => Route::Health,
         };
@@ -118,11 +119,11 @@ pub enum Member {
 /// `App` cloned into every loop counts for the whole server.
 #[derive(Debug, Clone, Default)]
 pub struct App {
-    config: Arc<AppConfig>,
-    /// Publish API requests by response status.
-    publish_calls: Arc<Mutex<BTreeMap<u16, u64>>>,
+    pub(super) config: Arc<AppConfig>,
+    /// Backend API calls by call and response status.
+    pub(super) api_calls: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
     /// The loop's own buffers (a clone starts empty).
-    publisher: Publisher,
+    pub(super) publisher: Publisher,
     reply: Reply,
 }
 
@@ -151,20 +152,14 @@ impl App {
         let mut out = String::with_capacity(8192);
         ctx.metrics().render(&mut out);
         let mut text = TextEncoder::new(&mut out);
-        let name = "ferrows_publish_api_requests_total";
-        text.family(name, Kind::Counter, "Requests to the publish API (POST /publish/{topic}), by response status.");
-        if let Ok(calls) = self.publish_calls.lock() {
-            for (status, n) in calls.iter() {
-                text.sample(name, &[("status", &status.to_string())], *n);
+        let name = "ferrows_api_requests_total";
+        text.family(name, Kind::Counter, "Calls of the backend's HTTP API, by call and response status.");
+        if let Ok(calls) = self.api_calls.lock() {
+            for ((call, status), n) in calls.iter() {
+                text.sample(name, &[("call", call), ("status", &status.to_string())], *n);
             }
         }
         HttpResponse::new(StatusCode::OK, prometheus::CONTENT_TYPE, out.as_bytes())
-    }
-
-    fn count_publish_call(&self, status: StatusCode) {
-        if let Ok(mut calls) = self.publish_calls.lock() {
-            *calls.entry(status.as_u16()).or_default() += 1;
-        }
     }
 
     fn pubsub_request(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
@@ -227,57 +222,6 @@ impl App {
     fn clients_may_publish<'t>(&self, mut topics: impl Iterator<Item = &'t str>) -> bool {
         topics.all(|topic| self.config.namespaces.of(topic).client_publish)
     }
-
-    fn publish_api(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, topic: &str) -> HttpResponse {
-        let (status, response) = self.publish_api_answer(ctx, request, topic);
-        self.count_publish_call(status);
-        response
-    }
-
-    fn publish_api_answer(
-        &mut self,
-        ctx: &mut Context<'_, Member>,
-        request: &HttpRequest<'_>,
-        topic: &str,
-    ) -> (StatusCode, HttpResponse) {
-        if request.method() != "POST" {
-            return (StatusCode::METHOD_NOT_ALLOWED, method_not_allowed("POST"));
-        }
-        match &self.config.api_key {
-            Some(key) => {
-                let given = request.request().headers().get("Authorization").unwrap_or_default();
-                let expected = format!("Bearer {key}");
-                if !constant_time_eq(given, expected.as_bytes()) {
-                    return (
-                        StatusCode::UNAUTHORIZED,
-                        HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong API key"),
-                    );
-                }
-            }
-            // A proxy on this host makes every client look local; what it
-            // forwards is not treated as local.
-            None if !request.peer_addr().ip().is_loopback() || is_forwarded(request) => {
-                let reason = "the publish API needs an API key off loopback";
-                return (StatusCode::FORBIDDEN, HttpResponse::text(StatusCode::FORBIDDEN, reason));
-            }
-            None => {}
-        }
-        // A JSON body is published as is; other UTF-8 text as a JSON string.
-        let body = request.body();
-        let data: Box<RawValue> = match serde_json::from_slice::<Box<RawValue>>(body) {
-            Ok(raw) => raw,
-            Err(_) => match std::str::from_utf8(body).ok().and_then(|t| serde_json::value::to_raw_value(t).ok()) {
-                Some(raw) => raw,
-                None => {
-                    let reason = "the body must be JSON or UTF-8 text";
-                    return (StatusCode::BAD_REQUEST, HttpResponse::text(StatusCode::BAD_REQUEST, reason));
-                }
-            },
-        };
-        let recipients = self.publisher.publish(ctx, topic, Payload::Json(&data), None);
-        let answer = format!("{{\"recipients\":{recipients}}}");
-        (StatusCode::OK, HttpResponse::new(StatusCode::OK, "application/json", answer.as_bytes()))
-    }
 }
 
 fn method_not_allowed(allow: &str) -> HttpResponse {
@@ -289,24 +233,6 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
         &mut bytes,
     );
     HttpResponse::from_bytes(bytes)
-}
-
-/// Whether a proxy forwarded the request (RFC 7239 `Forwarded`, or the common `X-Forwarded-For`).
-fn is_forwarded(request: &HttpRequest<'_>) -> bool {
-    let headers = request.request().headers();
-    headers.get("Forwarded").is_some() || headers.get("X-Forwarded-For").is_some()
-}
-
-/// Compares without stopping at the first difference, so the time taken does
-/// not tell an attacker how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
 }
 
 impl Handler for App {
@@ -323,7 +249,7 @@ impl Handler for App {
                 Decision::accept(Member::Room { name: name.into(), echo_to_sender })
             }
             Route::PubSub => Decision::accept(Member::PubSub),
-            Route::Demo | Route::Publish(_) | Route::Metrics | Route::Health | Route::NotFound => {
+            Route::Demo | Route::Publish(_) | Route::Api(_) | Route::Metrics | Route::Health | Route::NotFound => {
                 Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path")
             }
         }
@@ -393,7 +319,8 @@ impl Handler for App {
                 }
             },
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
-            Route::Publish(topic) => self.publish_api(ctx, request, &topic),
+            Route::Publish(topic) => self.backend_api(ctx, request, &Call::Publish(&topic)),
+            Route::Api(call) => self.backend_api(ctx, request, &Call::Api(call)),
             Route::Echo | Route::Room { .. } | Route::PubSub => {
                 HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
             }
@@ -445,13 +372,5 @@ mod tests {
         let limits = ProtocolLimits::default();
         assert_eq!(route(&table, "/chat/a", &limits), room("a", false));
         assert_eq!(route(&table, "/echo", &limits), Route::NotFound);
-    }
-
-    #[test]
-    fn constant_time_comparison_is_equality() {
-        assert!(constant_time_eq(b"Bearer k", b"Bearer k"));
-        assert!(!constant_time_eq(b"Bearer k", b"Bearer x"));
-        assert!(!constant_time_eq(b"Bearer", b"Bearer k"));
-        assert!(!constant_time_eq(b"", b"k"));
     }
 }

@@ -35,6 +35,18 @@ pub(super) fn subscriber_key(out: &mut String, name: &str) {
     out.push_str(name);
 }
 
+/// The engine topic of a user's sessions (the `sub` of their token), which
+/// `POST /api/disconnect` closes.
+pub(super) fn user_key(user: &str) -> String {
+    format!("user/{user}")
+}
+
+/// The topic name of an engine topic of the topic space (`room/NAME`,
+/// `topic/NAME`); `None` for the others (a user's sessions).
+pub(super) fn name_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix("room/").or_else(|| key.strip_prefix("topic/"))
+}
+
 /// The subscribers of the topic `name` on this node, both forms together,
 /// from a count of the engine's topics (`Context::subscribers`, `Upgrade::subscribers`).
 pub(super) fn subscribers(name: &str, count: impl Fn(&str) -> usize) -> usize {

@@ -650,8 +650,19 @@ mod tests {
             .try_iter()
             .map(|d| match d {
                 Publication::Topic { frame, .. } | Publication::All { frame } => frame.to_vec(),
+                Publication::Close { code, reason, .. } => format!("close {} {reason}", code.0).into_bytes(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_close_from_redis_closes_the_topics_subscribers() {
+        let (mut bridge, inbox) = bridge();
+        let mut close = Vec::new();
+        encode_frame(true, 0, OpCode::Close, b"\x0f\xa3disconnected", None, &mut close);
+        let other_run = bridge.run.wrapping_add(1);
+        bridge.receive(b"ferrows:t:news", &envelope::encode(other_run, 1, "b", &close));
+        assert_eq!(delivered(&inbox), [b"close 4003 disconnected".to_vec()]);
     }
 
     #[test]

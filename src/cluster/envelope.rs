@@ -12,8 +12,7 @@
 //! server-to-client frame every local subscriber got, so a receiving node
 //! queues the same bytes without encoding them again.
 
-use crate::proto::frame::{decode_header, Decoded, HeaderRules};
-use crate::proto::{OpCode, Role};
+use crate::runtime::read_carried;
 
 const MAGIC: &[u8; 4] = b"FRW1";
 const FIXED: usize = 4 + 8 + 8 + 1;
@@ -51,8 +50,9 @@ pub(crate) fn encode(run: u64, seq: u64, node: &str, frame: &[u8]) -> Vec<u8> {
 }
 
 /// Reads an envelope and checks that it carries exactly one whole, final,
-/// unmasked text or binary frame; anything else is refused (`None`), so
-/// that nothing but a well-formed message reaches a subscriber's socket.
+/// unmasked text or binary frame, or a Close for a topic's subscribers;
+/// anything else is refused (`None`), so that nothing but a well-formed
+/// message reaches a subscriber's socket.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
     if bytes.len() < FIXED || &bytes[..4] != MAGIC {
         return None;
@@ -62,24 +62,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
     let node_len = usize::from(bytes[20]);
     let node = std::str::from_utf8(bytes.get(FIXED..FIXED + node_len)?).ok()?;
     let frame = &bytes[FIXED + node_len..];
-    // Read as a client reads the server's frames: unmasked, no RSV bits.
-    let rules = HeaderRules { role: Role::Client, allowed_rsv: 0 };
-    match decode_header(frame, &rules) {
-        Ok(Decoded::Complete(header, header_len))
-            if header.fin
-                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
-                && u64::try_from(frame.len() - header_len).ok() == Some(header.payload_len) =>
-        {
-            Some(Envelope { run, seq, node, frame })
-        }
-        _ => None,
-    }
+    read_carried(frame).map(|_| Envelope { run, seq, node, frame })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::frame::encode_frame;
+    use crate::proto::OpCode;
 
     fn text_frame(payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::new();

@@ -162,7 +162,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "routes",
         Kind::List { item: Item::Route, non_empty: true },
         "/ = demo,/echo = echo,/rooms/{name} = room,/pubsub = pubsub,/publish/{topic} = publish,\
-         /metrics = metrics,/healthz = health",
+         /api/{call} = api,/metrics = metrics,/healthz = health",
         "routing table, entries `PATH = HANDLER [OPTION=VALUE ...]`; the first match wins",
     ),
     setting(

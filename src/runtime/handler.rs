@@ -10,7 +10,7 @@ use slab::Slab;
 
 use super::http::{HttpRequest, HttpResponse};
 use super::metrics::{LoopCounters, Metrics};
-use super::pubsub::{Bus, Membership, Topics};
+use super::pubsub::{Bus, Membership, Topic, Topics};
 use super::slot::Slot;
 use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
@@ -264,6 +264,11 @@ impl<S> Context<'_, S> {
         self.bus.subscriber_count(topic)
     }
 
+    /// Every topic with subscribers on some loop of this node, with their number.
+    pub fn node_topics(&self) -> Vec<(Topic, usize)> {
+        self.bus.topic_counts()
+    }
+
     /// Whether `session` subscribes to `topic`.
     pub fn is_subscribed(&self, session: SessionId, topic: &str) -> bool {
         self.topics.of_session(session).iter().any(|t| &**t == topic)
@@ -331,6 +336,32 @@ impl<S> Context<'_, S> {
         }
         // The other loops' subscribers, as the directory counts them: their queues are theirs to judge.
         delivered + on_node.saturating_sub(self.topics.subscriber_count(topic))
+    }
+
+    /// Closes every subscriber of `topic` with `code` and `reason`: on this
+    /// loop at once, on the other loops of this node through their channels,
+    /// and on other nodes through the uplink (as a Close frame). Returns the
+    /// subscribers of `topic` on this node, as [`publish`](Self::publish) counts.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError`] when `code` may not be sent or `reason` is over 123 bytes;
+    /// nothing is closed then.
+    pub fn close_subscribers(&mut self, topic: &str, code: CloseCode, reason: &str) -> Result<usize, UsageError> {
+        let mut payload = [0u8; 125];
+        let len = crate::proto::close::write_close_payload(code, reason, &mut payload)?;
+        let local: Vec<SessionId> = self.topics.subscribers(topic).collect();
+        for &id in &local {
+            let _ = self.close(id, code, reason);
+        }
+        let key = self.topics.of_topic_key(topic).or_else(|| self.bus.directory_key(topic));
+        let on_node = key.as_ref().map_or(0, |key| self.bus.close_on_others(self.loop_index, key, code, reason));
+        if self.bus.uplink.is_some() {
+            let frame = self.pool.frames.frame(|buf| encode_frame(true, 0, OpCode::Close, &payload[..len], None, buf));
+            let key = key.unwrap_or_else(|| Arc::from(topic));
+            self.bus.send_to_uplink(Some(&key), &frame);
+        }
+        Ok(local.len() + on_node.saturating_sub(self.topics.subscriber_count(topic)))
     }
 
     /// Sends `message` to every open session on every loop (and node), leaving out

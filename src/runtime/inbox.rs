@@ -1,5 +1,6 @@
 //! Publishes from other loops (and from a bridge to other nodes), delivered
-//! to this loop's subscribers, or to all its sessions for a broadcast.
+//! to this loop's subscribers, or to all its sessions for a broadcast; and
+//! requests to close a topic's subscribers.
 
 use std::time::Instant;
 
@@ -15,6 +16,15 @@ impl<H: Handler> EventLoop<H> {
         while let Ok(delivery) = self.inbox.try_recv() {
             targets.clear();
             let frame = match delivery {
+                Publication::Close { topic, code, reason } => {
+                    targets.extend(self.topics.subscribers(&topic));
+                    self.with_context(now, None, |_, ctx| {
+                        for &id in &targets {
+                            let _ = ctx.close(id, code, &reason);
+                        }
+                    });
+                    continue;
+                }
                 Publication::Topic { topic, frame } => {
                     targets.extend(self.topics.subscribers(&topic));
                     frame

@@ -225,6 +225,8 @@ pub use pubsub::{PubSubStats, Topic, Topics};
 pub use server::{Server, ServerBuilder, ServerHandle, ShutdownHandle};
 #[cfg(feature = "tls")]
 pub use tls::{TlsAcceptor, TlsError};
+#[cfg(feature = "redis")]
+pub(crate) use uplink::read_carried;
 pub use uplink::{DeliverError, Inlet, Uplink};
 
 use crate::proto::handshake::HandshakeLimits;

@@ -18,6 +18,7 @@ use mio::Waker;
 
 use super::handler::SessionId;
 use super::uplink::Uplink;
+use crate::proto::CloseCode;
 use crate::session::SharedFrame;
 
 /// A topic name, shared between the tables that mention it.
@@ -145,6 +146,8 @@ pub(crate) enum Publication {
     Topic { topic: Topic, frame: SharedFrame },
     /// To every session of the loop.
     All { frame: SharedFrame },
+    /// Close the loop's subscribers of a topic with this code and reason.
+    Close { topic: Topic, code: CloseCode, reason: Arc<str> },
 }
 
 /// Counters of what the bus and the subscribers' queues could not take.
@@ -270,7 +273,13 @@ impl Bus {
 
     /// The subscribers of `topic` on all loops, as the directory counts them.
     pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
-        self.directory.read().ok().and_then(|d| d.get(topic).map(|e| e.count.load(Ordering::Relaxed))).unwrap_or(0)
+        self.loops_of(topic).1
+    }
+
+    /// Every topic with subscribers on some loop, with their number.
+    pub(crate) fn topic_counts(&self) -> Vec<(Topic, usize)> {
+        let Ok(directory) = self.directory.read() else { return Vec::new() };
+        directory.iter().map(|(topic, entry)| (topic.clone(), entry.count.load(Ordering::Relaxed))).collect()
     }
 
     /// The directory's shared name of `topic`, if some loop has subscribers of it.
@@ -290,24 +299,47 @@ impl Bus {
     /// Returns the subscribers of `topic` on all loops, as the directory counts them.
     pub(crate) fn send_to_others(&self, from_loop: usize, topic: Option<&Topic>, frame: &SharedFrame) -> usize {
         let (mask, subscribers) = match topic {
-            Some(topic) => self
-                .directory
-                .read()
-                .ok()
-                .and_then(|d| d.get(topic).map(|e| (e.loops, e.count.load(Ordering::Relaxed))))
-                .unwrap_or((0, 0)),
+            Some(topic) => self.loops_of(topic),
             None => (u64::MAX, 0),
         };
+        self.send_to_loops(from_loop, mask, || match topic {
+            Some(topic) => Publication::Topic { topic: topic.clone(), frame: frame.clone() },
+            None => Publication::All { frame: frame.clone() },
+        });
+        subscribers
+    }
+
+    /// Asks every other loop with subscribers of `topic` (`from_loop` past the
+    /// last loop: every such loop) to close them with `code` and `reason`.
+    /// Returns the subscribers of `topic` on all loops, as the directory counts them.
+    pub(crate) fn close_on_others(&self, from_loop: usize, topic: &Topic, code: CloseCode, reason: &str) -> usize {
+        let (mask, subscribers) = self.loops_of(topic);
+        let reason: Arc<str> = Arc::from(reason);
+        self.send_to_loops(from_loop, mask, || Publication::Close {
+            topic: topic.clone(),
+            code,
+            reason: reason.clone(),
+        });
+        subscribers
+    }
+
+    /// Which loops have subscribers of `topic` (a bit each), and how many subscribers in all.
+    fn loops_of(&self, topic: &str) -> (u64, usize) {
+        self.directory
+            .read()
+            .ok()
+            .and_then(|d| d.get(topic).map(|e| (e.loops, e.count.load(Ordering::Relaxed))))
+            .unwrap_or((0, 0))
+    }
+
+    /// Puts what `delivery` makes in the inbox of every loop in `mask` but `from_loop`.
+    fn send_to_loops(&self, from_loop: usize, mask: u64, delivery: impl Fn() -> Publication) {
         for (index, inbox) in self.inboxes.iter().enumerate() {
             // Loops past the 64th are not in the directory: they always get a copy.
             if index == from_loop || (index < 64 && mask & Self::bit(index) == 0) {
                 continue;
             }
-            let delivery = match topic {
-                Some(topic) => Publication::Topic { topic: topic.clone(), frame: frame.clone() },
-                None => Publication::All { frame: frame.clone() },
-            };
-            match inbox.sender.try_send(delivery) {
+            match inbox.sender.try_send(delivery()) {
                 Ok(()) => {
                     if !inbox.woken.swap(true, Ordering::AcqRel) {
                         if let Err(e) = inbox.waker.wake() {
@@ -322,7 +354,6 @@ impl Bus {
                 Err(TrySendError::Disconnected(_)) => {}
             }
         }
-        subscribers
     }
 
     /// Called by a loop before it drains its inbox: later sends wake it again.

@@ -22,8 +22,9 @@ use std::io;
 use std::sync::Arc;
 
 use super::pubsub::{Bus, Topic};
+use crate::proto::close::parse_close_payload;
 use crate::proto::frame::{decode_header, Decoded, HeaderRules};
-use crate::proto::{OpCode, Role};
+use crate::proto::{CloseCode, OpCode, Role};
 use crate::session::SharedFrame;
 
 /// A bridge from this node's topics to elsewhere (other nodes, a broker).
@@ -42,7 +43,9 @@ pub trait Uplink: fmt::Debug + Send + Sync + 'static {
 
     /// A publish to `topic` (`None`: a broadcast to every session) made on
     /// this node, after its local delivery. `frame` is the encoded
-    /// server-to-client frame: one whole, final, unmasked text or binary frame.
+    /// server-to-client frame: one whole, final, unmasked text or binary
+    /// frame; or a Close frame, asking that the topic's subscribers be closed
+    /// with its code and reason ([`Context::close_subscribers`](super::Context::close_subscribers)).
     fn publish(&self, topic: Option<&Topic>, frame: &SharedFrame);
 
     /// `topic` gained its first subscriber on this node (`subscribed`), or
@@ -90,19 +93,24 @@ impl Inlet {
     /// Delivers `frame` to this node's subscribers of `topic` on every loop
     /// (`None`: to every open session), through each loop's channel, as a
     /// publish from another loop is; each subscriber's output queue and the
-    /// slow-consumer policy decide there. Returns the subscribers of `topic`
-    /// on this node (0 for a broadcast).
+    /// slow-consumer policy decide there. A Close frame closes the topic's
+    /// subscribers with its code and reason instead. Returns the subscribers
+    /// of `topic` on this node (0 for a broadcast).
     ///
     /// # Errors
     ///
-    /// `frame` is not one whole, final, unmasked text or binary frame: it
-    /// would corrupt every stream it was written to, so it goes nowhere.
+    /// `frame` is not one whole, final, unmasked text or binary frame, nor a
+    /// valid Close frame for a topic: it would corrupt every stream it was
+    /// written to, so it goes nowhere.
     pub fn deliver(&self, topic: Option<&Topic>, frame: &SharedFrame) -> Result<usize, DeliverError> {
-        if !is_whole_data_frame(frame) {
-            return Err(DeliverError::NotADataFrame);
-        }
         // No loop publishes from here: every loop gets a copy.
-        Ok(self.bus.send_to_others(usize::MAX, topic, frame))
+        match (read_carried(frame), topic) {
+            (Some(Carried::Data), _) => Ok(self.bus.send_to_others(usize::MAX, topic, frame)),
+            (Some(Carried::Close { code, reason }), Some(topic)) => {
+                Ok(self.bus.close_on_others(usize::MAX, topic, code, reason))
+            }
+            _ => Err(DeliverError::NotADataFrame),
+        }
     }
 
     /// Whether any loop of this node has subscribers of `topic`.
@@ -130,18 +138,38 @@ impl fmt::Display for DeliverError {
 
 impl std::error::Error for DeliverError {}
 
-/// Whether `frame` is what a publish writes: one whole frame, final, unmasked,
-/// text or binary, without RSV bits (published frames are never compressed).
-fn is_whole_data_frame(frame: &[u8]) -> bool {
+/// What a frame handed over the bus asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carried<'a> {
+    /// A message for the subscribers.
+    Data,
+    /// Close the subscribers with this code and reason.
+    Close { code: CloseCode, reason: &'a str },
+}
+
+/// Reads what a publish writes: one whole frame, final, unmasked, without
+/// RSV bits (published frames are never compressed), either text or binary
+/// or a Close with a code an endpoint may send. Anything else is `None`.
+pub(crate) fn read_carried(frame: &[u8]) -> Option<Carried<'_>> {
     // Read as a client reads the server's frames.
     let rules = HeaderRules { role: Role::Client, allowed_rsv: 0 };
-    matches!(
-        decode_header(frame, &rules),
-        Ok(Decoded::Complete(header, header_len))
-            if header.fin
-                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
-                && u64::try_from(frame.len() - header_len).ok() == Some(header.payload_len)
-    )
+    let Ok(Decoded::Complete(header, header_len)) = decode_header(frame, &rules) else { return None };
+    let payload = &frame[header_len..];
+    if !header.fin || u64::try_from(payload.len()).ok() != Some(header.payload_len) {
+        return None;
+    }
+    match header.opcode {
+        OpCode::Text | OpCode::Binary => Some(Carried::Data),
+        OpCode::Close => match parse_close_payload(payload) {
+            Ok(Some(close)) if close.code.is_sendable() => {
+                // The payload was checked as UTF-8 after the code.
+                let reason = std::str::from_utf8(&payload[2..]).ok()?;
+                Some(Carried::Close { code: close.code, reason })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -149,24 +177,30 @@ mod tests {
     use super::*;
     use crate::proto::frame::encode_frame;
 
+    fn frame(fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(fin, 0, opcode, payload, mask, &mut out);
+        out
+    }
+
     #[test]
-    fn only_whole_data_frames_are_delivered() {
-        let mut text = Vec::new();
-        encode_frame(true, 0, OpCode::Text, b"hello", None, &mut text);
-        assert!(is_whole_data_frame(&text));
-        assert!(!is_whole_data_frame(&text[..text.len() - 1]), "cut short");
+    fn only_whole_data_frames_and_closes_are_carried() {
+        let text = frame(true, OpCode::Text, b"hello", None);
+        assert_eq!(read_carried(&text), Some(Carried::Data));
+        assert_eq!(read_carried(&frame(true, OpCode::Binary, b"", None)), Some(Carried::Data));
+        assert_eq!(read_carried(&text[..text.len() - 1]), None, "cut short");
         let mut two = text.clone();
         two.extend_from_slice(&text);
-        assert!(!is_whole_data_frame(&two), "two frames");
-        let mut masked = Vec::new();
-        encode_frame(true, 0, OpCode::Binary, b"x", Some([1, 2, 3, 4]), &mut masked);
-        assert!(!is_whole_data_frame(&masked), "masked");
-        let mut ping = Vec::new();
-        encode_frame(true, 0, OpCode::Ping, b"x", None, &mut ping);
-        assert!(!is_whole_data_frame(&ping), "a control frame");
-        let mut first = Vec::new();
-        encode_frame(false, 0, OpCode::Text, b"x", None, &mut first);
-        assert!(!is_whole_data_frame(&first), "a fragment");
-        assert!(!is_whole_data_frame(&[]));
+        assert_eq!(read_carried(&two), None, "two frames");
+        assert_eq!(read_carried(&frame(true, OpCode::Binary, b"x", Some([1, 2, 3, 4]))), None, "masked");
+        assert_eq!(read_carried(&frame(true, OpCode::Ping, b"x", None)), None, "a ping");
+        assert_eq!(read_carried(&frame(false, OpCode::Text, b"x", None)), None, "a fragment");
+        assert_eq!(read_carried(&[]), None);
+
+        let close = frame(true, OpCode::Close, b"\x0f\xa3bye", None);
+        assert_eq!(read_carried(&close), Some(Carried::Close { code: CloseCode(4003), reason: "bye" }));
+        assert_eq!(read_carried(&frame(true, OpCode::Close, b"", None)), None, "a Close needs a code");
+        assert_eq!(read_carried(&frame(true, OpCode::Close, b"\x03\xed", None)), None, "1005 is never sent");
+        assert_eq!(read_carried(&frame(true, OpCode::Close, b"\x0f\xa3\xff", None)), None, "a reason not UTF-8");
     }
 }
