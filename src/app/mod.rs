@@ -68,6 +68,9 @@
 //! ```
 
 mod api;
+/// Who a connection is: the JWT verifier of the identity layer (pure: keys in, claims out).
+#[cfg(feature = "jwt")]
+pub mod auth;
 mod echo;
 mod namespaces;
 pub mod pubsub_protocol;

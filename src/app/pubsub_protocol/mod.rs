@@ -48,7 +48,6 @@
 //! The server writes its messages with the `write_*` functions into buffers
 //! it keeps, and parses without copying: a publish of one topic whose strings
 //! have no escapes allocates nothing.
-//! ```
 
 mod encode;
 
