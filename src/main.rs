@@ -97,7 +97,14 @@ fn run(settings: &Settings) -> ExitCode {
     if let Some(loops) = settings.loops() {
         builder = builder.loops(loops);
     }
-    let app = App::new(settings.app_config());
+    let app = match App::try_new(settings.app_config()) {
+        Ok(app) => app,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    let identity = app.identity();
     let server = match builder.start(move |_| app.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -131,15 +138,15 @@ fn run(settings: &Settings) -> ExitCode {
     if let Err(e) = stop_on_signals(server.shutdown_handle()) {
         log::warn!("cannot watch for signals: {e}");
     }
-    #[cfg(all(unix, feature = "tls"))]
-    if let Some(acceptor) = tls {
-        if let Err(e) = reload_on_sighup(acceptor) {
-            log::warn!("cannot watch for SIGHUP: {e}");
-        }
+    #[cfg(not(feature = "tls"))]
+    let tls: Option<()> = None;
+    #[cfg(unix)]
+    if let Err(e) = reload_on_sighup(tls, identity) {
+        log::warn!("cannot watch for SIGHUP: {e}");
     }
-    // No SIGHUP elsewhere: the certificate is read at start only.
-    #[cfg(all(not(unix), feature = "tls"))]
-    drop(tls);
+    // No SIGHUP elsewhere: the certificate and the token key are read at start only.
+    #[cfg(not(unix))]
+    drop((tls, identity));
     match server.join() {
         Ok(()) => {
             log::info!("stopped");
@@ -154,11 +161,15 @@ fn run(settings: &Settings) -> ExitCode {
 
 /// The cargo features compiled in, for the start-up line.
 fn features() -> String {
-    let features: Vec<&str> =
-        [(cfg!(feature = "deflate"), "deflate"), (cfg!(feature = "tls"), "tls"), (cfg!(feature = "redis"), "redis")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect();
+    let features: Vec<&str> = [
+        (cfg!(feature = "deflate"), "deflate"),
+        (cfg!(feature = "tls"), "tls"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "jwt"), "jwt"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
     if features.is_empty() {
         "none".to_owned()
     } else {
@@ -166,17 +177,34 @@ fn features() -> String {
     }
 }
 
-/// SIGHUP reads the certificate and key files again; sessions already open
-/// keep theirs, new handshakes get the new pair. A pair that fails to load
-/// is logged and the one in use stays.
-#[cfg(all(unix, feature = "tls"))]
-fn reload_on_sighup(acceptor: ferrows::runtime::TlsAcceptor) -> std::io::Result<()> {
+/// The TLS acceptor, when the server speaks wss://.
+#[cfg(feature = "tls")]
+type Tls = ferrows::runtime::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Tls = ();
+
+/// SIGHUP reads the certificate and key files and the token public key
+/// again; sessions already open keep theirs, new handshakes and tokens get
+/// the new ones. What fails to load is logged and what is in use stays.
+#[cfg(unix)]
+fn reload_on_sighup(tls: Option<Tls>, identity: std::sync::Arc<ferrows::app::Identity>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
     std::thread::Builder::new().name("ferrows-sighup".into()).spawn(move || {
         for _ in signals.forever() {
-            match acceptor.reload() {
-                Ok(()) => log::info!("SIGHUP: certificate reloaded"),
-                Err(e) => log::error!("SIGHUP: certificate not reloaded, the old one stays: {e}"),
+            #[cfg(feature = "tls")]
+            if let Some(acceptor) = &tls {
+                match acceptor.reload() {
+                    Ok(()) => log::info!("SIGHUP: certificate reloaded"),
+                    Err(e) => log::error!("SIGHUP: certificate not reloaded, the old one stays: {e}"),
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            let _ = &tls;
+            if identity.has_public_key() {
+                match identity.reload() {
+                    Ok(()) => log::info!("SIGHUP: token key reloaded"),
+                    Err(e) => log::error!("SIGHUP: token key not reloaded, the old one stays: {e}"),
+                }
             }
         }
     })?;

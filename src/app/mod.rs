@@ -67,18 +67,22 @@
 //! < {"type":"ack","op":"publish","id":"p-1","recipients":1}
 //! ```
 
+mod access;
 mod api;
 /// Who a connection is: the JWT verifier of the identity layer (pure: keys in, claims out).
 #[cfg(feature = "jwt")]
 pub mod auth;
 mod echo;
+mod identity;
 mod namespaces;
+mod pubsub;
 pub mod pubsub_protocol;
 mod route_table;
 mod routes;
 mod topics;
 
 pub use echo::Echo;
+pub use identity::{AuthSettings, Identity, IdentityError};
 pub use namespaces::{Namespace, NamespaceError, NamespaceOptions, Namespaces};
 pub use route_table::{RouteError, RouteHandler, RouteSpec};
 pub use routes::{App, AppConfig, Member};

@@ -17,10 +17,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::api::Call;
+use super::identity::{AuthSettings, Identity, IdentityError, User};
 use super::namespaces::Namespaces;
-use super::pubsub_protocol::{self as protocol, ErrorCode, ProtocolLimits, Request, RequestError};
+use super::pubsub::TOKEN_EXPIRED;
+use super::pubsub_protocol::{self as protocol, ProtocolLimits};
 use super::route_table::{RouteHandler, RouteSpec};
 use super::topics::{self, topic_from_segment, Payload, Publisher};
 use crate::prometheus::{self, Kind, TextEncoder};
@@ -44,6 +47,11 @@ pub struct AppConfig {
     pub protocol_limits: ProtocolLimits,
     /// The default namespace's options and the configured namespaces.
     pub namespaces: Namespaces,
+    /// The token settings; with a key, sessions need tokens where namespaces are not anonymous.
+    pub auth: AuthSettings,
+    /// How long a `/pubsub` session opened without a token has to send its
+    /// first message, when a key is configured (the handshake timeout).
+    pub connect_timeout: Duration,
 }
 
 impl Default for AppConfig {
@@ -53,6 +61,8 @@ impl Default for AppConfig {
             api_key: None,
             protocol_limits: ProtocolLimits::default(),
             namespaces: Namespaces::default(),
+            auth: AuthSettings::default(),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -104,13 +114,20 @@ pub enum Member {
     Echo,
     /// `/rooms/{name}`: the room's topic, and whether its messages come back to their sender.
     Room {
-        /// The room's topic name.
-        name: Arc<str>,
+        /// The room's topic name (behind a thin pointer: every member's state stays small).
+        name: Arc<String>,
         /// Whether a member's message comes back to that member too.
         echo_to_sender: bool,
+        /// Who the member is, when it showed a token.
+        user: Option<User>,
     },
     /// `/pubsub`.
-    PubSub,
+    PubSub {
+        /// Who the session is, once it showed a token.
+        user: Option<User>,
+        /// Whether its first message came (a `connect` may only be the first).
+        greeted: bool,
+    },
 }
 
 /// The built-in handlers behind one routing table.
@@ -122,17 +139,16 @@ pub struct App {
     pub(super) config: Arc<AppConfig>,
     /// Backend API calls by call and response status.
     pub(super) api_calls: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
+    /// The keys in use and the authentication counts, shared by every loop.
+    pub(super) identity: Arc<Identity>,
     /// The loop's own buffers (a clone starts empty).
     pub(super) publisher: Publisher,
-    reply: Reply,
+    pub(super) reply: Reply,
 }
-
-const TOPIC_FULL: &str = "the topic has as many subscribers as its namespace allows";
-const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
 
 /// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
 #[derive(Debug, Default)]
-struct Reply(String);
+pub(super) struct Reply(pub(super) String);
 
 impl Clone for Reply {
     fn clone(&self) -> Self {
@@ -141,10 +157,36 @@ impl Clone for Reply {
 }
 
 impl App {
-    /// The application with `config`.
+    /// The application with `config`. Keys that cannot be loaded are logged,
+    /// and then every token is refused (the door stays shut rather than open);
+    /// [`try_new`](Self::try_new) reports them instead.
     #[must_use]
     pub fn new(config: AppConfig) -> Self {
-        Self { config: Arc::new(config), ..Self::default() }
+        let identity = Identity::load(&config.auth).unwrap_or_else(|e| {
+            log::error!("{e}: every session token will be refused");
+            Identity::unloaded(&config.auth)
+        });
+        Self::with_identity(config, identity)
+    }
+
+    /// The application with `config`, its keys loaded.
+    ///
+    /// # Errors
+    ///
+    /// A key that cannot be read or is refused, or a key in a build without the `jwt` feature.
+    pub fn try_new(config: AppConfig) -> Result<Self, IdentityError> {
+        let identity = Identity::load(&config.auth)?;
+        Ok(Self::with_identity(config, identity))
+    }
+
+    fn with_identity(config: AppConfig, identity: Identity) -> Self {
+        Self { config: Arc::new(config), identity: Arc::new(identity), ..Self::default() }
+    }
+
+    /// The keys in use, shared by every clone: [`Identity::reload`] reads them again (SIGHUP).
+    #[must_use]
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
     }
 
     /// The server's metrics and the application's own, in the Prometheus text format.
@@ -159,68 +201,12 @@ impl App {
                 text.sample(name, &[("call", call), ("status", &status.to_string())], *n);
             }
         }
-        HttpResponse::new(StatusCode::OK, prometheus::CONTENT_TYPE, out.as_bytes())
-    }
-
-    fn pubsub_request(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
-        let mut reply = std::mem::take(&mut self.reply.0);
-        reply.clear();
-        let mut key = String::new();
-        match protocol::parse_request(text, &self.config.protocol_limits) {
-            Err(error) => protocol::write_error(&mut reply, &error),
-            Ok(Request::Subscribe { id, topics }) if self.any_full(ctx, session, topics.iter()) => {
-                let error = RequestError::new(ErrorCode::TopicFull, TOPIC_FULL);
-                protocol::write_error(&mut reply, &error.with_id(id));
-            }
-            Ok(Request::Publish { id, topics, .. }) if !self.clients_may_publish(topics.iter()) => {
-                let error = RequestError::new(ErrorCode::Forbidden, CLIENTS_MAY_NOT_PUBLISH);
-                protocol::write_error(&mut reply, &error.with_id(id));
-            }
-            Ok(Request::Subscribe { id, topics }) => {
-                for topic in topics.iter() {
-                    topics::subscriber_key(&mut key, topic);
-                    let _ = ctx.subscribe(session, &key);
-                }
-                protocol::write_ack_topics(&mut reply, "subscribe", id, &topics);
-            }
-            Ok(Request::Unsubscribe { id, topics }) => {
-                for topic in topics.iter() {
-                    topics::subscriber_key(&mut key, topic);
-                    ctx.unsubscribe(session, &key);
-                }
-                protocol::write_ack_topics(&mut reply, "unsubscribe", id, &topics);
-            }
-            Ok(Request::Publish { id, topics, data, exclude_self }) => {
-                let exclude = exclude_self.then_some(session);
-                let recipients: usize =
-                    topics.iter().map(|topic| self.publisher.publish(ctx, topic, Payload::Json(data), exclude)).sum();
-                protocol::write_ack_publish(&mut reply, id, recipients);
-            }
-            Ok(Request::Ping { id }) => protocol::write_ack_ping(&mut reply, id),
+        let name = "ferrows_auth_total";
+        text.family(name, Kind::Counter, "Session authentication outcomes (token checks and grant checks), by result.");
+        for (result, n) in self.identity.outcomes() {
+            text.sample(name, &[("result", result)], n);
         }
-        let _ = ctx.send_text(session, &reply);
-        self.reply.0 = reply;
-    }
-
-    /// Whether one of `topics` has as many subscribers on this node as its
-    /// namespace allows (a topic `session` already subscribes to is not refused).
-    fn any_full<'t>(
-        &self,
-        ctx: &Context<'_, Member>,
-        session: SessionId,
-        topics: impl Iterator<Item = &'t str>,
-    ) -> bool {
-        let mut key = String::new();
-        topics.into_iter().any(|topic| {
-            topics::subscriber_key(&mut key, topic);
-            let max = self.config.namespaces.of(topic).max_subscribers;
-            max > 0 && !ctx.is_subscribed(session, &key) && topics::subscribers(topic, |k| ctx.subscribers(k)) >= max
-        })
-    }
-
-    /// Whether clients may publish to every one of `topics`.
-    fn clients_may_publish<'t>(&self, mut topics: impl Iterator<Item = &'t str>) -> bool {
-        topics.all(|topic| self.config.namespaces.of(topic).client_publish)
+        HttpResponse::new(StatusCode::OK, prometheus::CONTENT_TYPE, out.as_bytes())
     }
 }
 
@@ -241,14 +227,8 @@ impl Handler for App {
     fn upgrade(&mut self, request: &Upgrade<'_>) -> Decision<Member> {
         match route(&self.config.routes, request.path(), &self.config.protocol_limits) {
             Route::Echo => Decision::accept(Member::Echo),
-            Route::Room { name, echo_to_sender } => {
-                let max = self.config.namespaces.of(&name).max_subscribers;
-                if max > 0 && topics::subscribers(&name, |k| request.subscribers(k)) >= max {
-                    return Decision::refuse(StatusCode::SERVICE_UNAVAILABLE, TOPIC_FULL);
-                }
-                Decision::accept(Member::Room { name: name.into(), echo_to_sender })
-            }
-            Route::PubSub => Decision::accept(Member::PubSub),
+            Route::Room { name, echo_to_sender } => self.admit_to_room(request, &name, echo_to_sender),
+            Route::PubSub => self.admit_to_pubsub(request),
             Route::Demo | Route::Publish(_) | Route::Api(_) | Route::Metrics | Route::Health | Route::NotFound => {
                 Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path")
             }
@@ -256,10 +236,22 @@ impl Handler for App {
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_, Member>, session: SessionId) {
-        if let Some(Member::Room { name, .. }) = ctx.state(session) {
+        let (room, user, greeted) = match ctx.state(session) {
+            Some(Member::Room { name, user, .. }) => (Some(name.clone()), user.clone(), true),
+            Some(Member::PubSub { user, greeted }) => (None, user.clone(), *greeted),
+            _ => return,
+        };
+        if let Some(name) = room {
             let mut key = String::new();
-            topics::room_key(&mut key, name);
+            topics::room_key(&mut key, &name);
             let _ = ctx.subscribe(session, &key);
+        }
+        if let Some(user) = user {
+            self.sign_in(ctx, session, user);
+        } else if !greeted {
+            // A key is configured and no token came: the first message must come in time.
+            let deadline = ctx.now() + self.config.connect_timeout;
+            let _ = ctx.close_at(session, Some(deadline), TOKEN_EXPIRED, "no token");
         }
     }
 
@@ -272,8 +264,15 @@ impl Handler for App {
                 };
                 return;
             }
-            Some(Member::Room { name, echo_to_sender }) => (name.clone(), *echo_to_sender),
-            Some(Member::PubSub) => {
+            Some(Member::Room { name, echo_to_sender, user }) => {
+                if !self.may_publish(user.as_ref(), name) {
+                    // RFC 6455 §7.4.1: 1008, a message against the endpoint's policy.
+                    let _ = ctx.close(session, CloseCode::POLICY_VIOLATION, "this member may not publish here");
+                    return;
+                }
+                (name.clone(), *echo_to_sender)
+            }
+            Some(Member::PubSub { .. }) => {
                 match message {
                     Message::Text(text) => self.pubsub_request(ctx, session, text),
                     Message::Binary(_) => {
@@ -288,11 +287,6 @@ impl Handler for App {
             }
             None => return,
         };
-        if !self.clients_may_publish(std::iter::once(&*room)) {
-            // RFC 6455 §7.4.1: 1008, a message against the endpoint's policy.
-            let _ = ctx.close(session, CloseCode::POLICY_VIOLATION, CLIENTS_MAY_NOT_PUBLISH);
-            return;
-        }
         let exclude = (!echo_to_sender).then_some(session);
         let payload = match message {
             Message::Text(text) => Payload::Text(text),

@@ -2,7 +2,7 @@
 
 use super::Settings;
 use crate::app::pubsub_protocol::ProtocolLimits;
-use crate::app::{AppConfig, NamespaceOptions, Namespaces};
+use crate::app::{AppConfig, AuthSettings, NamespaceOptions, Namespaces};
 use crate::proto::handshake::HandshakeLimits;
 use crate::proto::Keepalive;
 use crate::runtime::{ServerConfig, SlowConsumerPolicy};
@@ -91,12 +91,21 @@ impl Settings {
         // Entries were checked where they entered, duplicates included: parsing them again cannot fail.
         let prefixed = self.list("namespaces").iter().filter_map(|n| n.parse().ok()).collect();
         let namespaces = Namespaces::new(default, prefixed).unwrap_or_default();
+        let text = |key: &str| Some(self.text(key).to_owned()).filter(|value| !value.is_empty());
+        let auth = AuthSettings {
+            hmac_secret: text("auth.hmac_secret"),
+            public_key: text("auth.public_key").map(Into::into),
+            audience: text("auth.audience"),
+            issuer: text("auth.issuer"),
+            leeway: self.duration("auth.leeway"),
+        };
         AppConfig {
             routes: self.routes.clone(),
             namespaces,
-            api_key: Some(self.text("api_key").to_owned()).filter(|key| !key.is_empty()),
+            api_key: text("api_key"),
             protocol_limits,
-            ..Default::default()
+            auth,
+            connect_timeout: self.duration("timeouts.handshake"),
         }
     }
 }

@@ -254,6 +254,21 @@ pub(crate) static SETTINGS: &[Setting] = &[
     ),
     setting("deflate.min_message_size", size(0), "64", "messages shorter than this are sent uncompressed"),
     setting(
+        "auth.hmac_secret",
+        Kind::Secret,
+        "",
+        "HMAC secret of HS256/HS384/HS512 session tokens, at least 32 bytes; with a key set, sessions need tokens",
+    ),
+    setting(
+        "auth.public_key",
+        Kind::Text,
+        "",
+        "PEM public key file of RS*, PS*, ES256, ES384 or EdDSA session tokens (reloaded on SIGHUP)",
+    ),
+    setting("auth.audience", Kind::Text, "", "the `aud` session tokens must name; empty: tokens with an aud are refused"),
+    setting("auth.issuer", Kind::Text, "", "the `iss` session tokens must have; empty: any"),
+    setting("auth.leeway", DURATION, "5s", "how far token times (exp, nbf) may be off this server's clock"),
+    setting(
         "tls.cert",
         Kind::Text,
         "",

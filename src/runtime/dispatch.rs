@@ -10,7 +10,7 @@ use super::handler::{Context, Decision, Handler, Message, SessionId, Upgrade};
 use super::http::{HttpRequest, HttpResponse};
 use super::metrics::Refusal;
 use super::pubsub::Membership;
-use crate::proto::handshake::{Request, StatusCode};
+use crate::proto::handshake::{write_error_response, write_error_response_with_headers, Request, StatusCode};
 use crate::proto::{Event, Received};
 use crate::session::{Input, UpgradeInput};
 
@@ -58,9 +58,23 @@ impl<H: Handler> EventLoop<H> {
         let (protocol, state) =
             match self.handler.upgrade(&Upgrade { request, upgrade: &input.upgrade, peer, bus: &self.shared.bus }) {
                 Decision::Accept { protocol, state } => (protocol, state),
-                Decision::Refuse { status, reason } => {
+                Decision::Refuse { status, reason, headers } => {
                     log::debug!("{peer}: upgrade refused by the handler with {}: {reason}", status.as_u16());
-                    return self.refuse(key, Refusal::Handler, status, &reason, now);
+                    if headers.is_empty() {
+                        return self.refuse(key, Refusal::Handler, status, &reason, now);
+                    }
+                    self.shared.counters.count_refusal(Refusal::Handler);
+                    let fields: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    let mut response = Vec::new();
+                    if let Err(e) = write_error_response_with_headers(status, &fields, &reason, &mut response) {
+                        log::warn!("{peer}: the handler's header fields cannot be sent ({e}); answering without them");
+                        response.clear();
+                        write_error_response(status, &reason, &mut response);
+                    }
+                    if let Some(slot) = self.sessions.get_mut(key) {
+                        slot.session.answer(response, &self.settings, now);
+                    }
+                    return;
                 }
             };
         let Some(slot) = self.sessions.get_mut(key) else { return };

@@ -104,6 +104,10 @@ pub enum Decision<S> {
         status: StatusCode,
         /// A short reason, sent as the body.
         reason: String,
+        /// Header fields for the answer, such as `WWW-Authenticate` with a 401.
+        /// Framing fields (`Content-Length`, `Connection`, ...) are refused:
+        /// the answer then goes without the extra fields, and a warning is logged.
+        headers: Vec<(String, String)>,
     },
 }
 
@@ -115,7 +119,12 @@ impl<S> Decision<S> {
 
     /// Refuses with `status` and `reason`.
     pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self::Refuse { status, reason: reason.into() }
+        Self::Refuse { status, reason: reason.into(), headers: Vec::new() }
+    }
+
+    /// Refuses with `status`, `reason` and extra header fields.
+    pub fn refuse_with_headers(status: StatusCode, reason: impl Into<String>, headers: Vec<(String, String)>) -> Self {
+        Self::Refuse { status, reason: reason.into(), headers }
     }
 }
 
@@ -272,6 +281,30 @@ impl<S> Context<'_, S> {
     /// Whether `session` subscribes to `topic`.
     pub fn is_subscribed(&self, session: SessionId, topic: &str) -> bool {
         self.topics.of_session(session).iter().any(|t| &**t == topic)
+    }
+
+    /// Closes `session` with `code` and `reason` once `deadline` comes (the
+    /// end of a token's validity, say), unless called again before then: a
+    /// later call moves the deadline, `None` clears it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownSession`] for a session that ended.
+    pub fn close_at(
+        &mut self,
+        session: SessionId,
+        deadline: Option<Instant>,
+        code: CloseCode,
+        reason: &'static str,
+    ) -> Result<(), SendError> {
+        let slot = self.session(session).ok_or(SendError::UnknownSession)?;
+        slot.session.close_at(deadline, code, reason);
+        // The loop arms the session's timer when it syncs it.
+        if !slot.flush_pending {
+            slot.flush_pending = true;
+            self.to_flush.push(session.key);
+        }
+        Ok(())
     }
 
     /// Subscribes `session` to `topic` (idempotent). A session leaves all its

@@ -183,10 +183,29 @@ pub struct Session<S> {
     phase: Phase,
     out: OutQueue,
     state: Option<S>,
-    close_status: Option<Box<CloseStatus>>,
+    /// How the session ends: a close set for later while it is open, then
+    /// how it ended. Boxed: most sessions have neither until they end.
+    ending: Option<Box<Ending>>,
     peer: PeerAddr,
     read_paused: bool,
     upgraded: bool,
+}
+
+/// What a session knows of its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// The application's close, due at a deadline (an identity's expiry).
+    Due(ClosingTime),
+    /// How it ended (the peer's Close, a violation, a policy).
+    Ended(CloseStatus),
+}
+
+/// A close the application set for later: at `deadline`, with `code` and `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClosingTime {
+    deadline: Instant,
+    code: CloseCode,
+    reason: &'static str,
 }
 
 impl<S> Session<S> {
@@ -209,7 +228,7 @@ impl<S> Session<S> {
             phase,
             out: OutQueue::default(),
             state: None,
-            close_status: None,
+            ending: None,
             peer: peer.into(),
             read_paused: false,
             upgraded: false,
@@ -517,8 +536,24 @@ impl<S> Session<S> {
             | Phase::Deciding { deadline }
             | Phase::Answered { deadline }
             | Phase::Lingering { deadline } => Some(*deadline),
-            Phase::Open(conn) => conn.poll_timeout(),
+            Phase::Open(conn) => {
+                let closing = match self.ending.as_deref() {
+                    Some(Ending::Due(due)) if conn.can_send() => Some(due.deadline),
+                    _ => None,
+                };
+                [conn.poll_timeout(), closing].into_iter().flatten().min()
+            }
         }
+    }
+
+    /// Closes the open session with `code` and `reason` once `deadline` comes
+    /// (the end of a token's validity), unless set again or cleared (`None`)
+    /// before then. A later call replaces an earlier one.
+    pub fn close_at(&mut self, deadline: Option<Instant>, code: CloseCode, reason: &'static str) {
+        if matches!(self.ending.as_deref(), Some(Ending::Ended(_))) {
+            return;
+        }
+        self.ending = deadline.map(|deadline| Box::new(Ending::Due(ClosingTime { deadline, code, reason })));
     }
 
     /// Time has come to `now`: runs what is due.
@@ -530,6 +565,13 @@ impl<S> Session<S> {
             Phase::Request { .. } | Phase::Body { .. } | Phase::Deciding { .. } => Expiry::RequestTimedOut,
             Phase::Answered { .. } | Phase::Lingering { .. } => Expiry::Over,
             Phase::Open(conn) => {
+                if let Some(Ending::Due(due)) = self.ending.as_deref() {
+                    if due.deadline <= now {
+                        // Open until now (a due close counts only then): the Close is queued.
+                        let _ = conn.send_close(due.code, due.reason, now);
+                        self.ending = None;
+                    }
+                }
                 let was_closed = conn.is_closed();
                 conn.handle_timeout(now);
                 if conn.timed_out() {
@@ -612,8 +654,10 @@ impl<S> Session<S> {
         if let Phase::Open(_) = self.phase {
             self.phase = Phase::Lingering { deadline: now };
         }
-        let status = self.close_status.take();
-        Some(status.map_or(CloseStatus { code: CloseCode::ABNORMAL, reason: String::new() }, |s| *s))
+        match self.ending.take().map(|ending| *ending) {
+            Some(Ending::Ended(status)) => Some(status),
+            _ => Some(CloseStatus { code: CloseCode::ABNORMAL, reason: String::new() }),
+        }
     }
 
     /// The application's state, once upgraded.
@@ -628,8 +672,8 @@ impl<S> Session<S> {
 
     /// Records how the session ended, unless a cause is already known.
     pub fn set_close_status(&mut self, code: CloseCode, reason: &str) {
-        if self.close_status.is_none() {
-            self.close_status = Some(Box::new(CloseStatus { code, reason: reason.to_owned() }));
+        if !matches!(self.ending.as_deref(), Some(Ending::Ended(_))) {
+            self.ending = Some(Box::new(Ending::Ended(CloseStatus { code, reason: reason.to_owned() })));
         }
     }
 }

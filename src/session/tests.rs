@@ -321,3 +321,29 @@ fn a_drain_closes_with_1001_after_what_was_queued() {
     assert!(session.is_finished() && session.closed_cleanly());
     assert_eq!(session.take_close_status(later).map(|s| s.code), Some(CloseCode::GOING_AWAY));
 }
+
+#[test]
+fn a_close_set_for_later_comes_at_its_deadline_and_can_be_moved() {
+    let protocol = crate::proto::Config { keepalive: None, ..crate::proto::Config::default() };
+    let settings = Settings { protocol: Arc::new(protocol), ..Settings::default() };
+    let (mut session, now) = open(&settings);
+    assert_eq!(session.poll_timeout(), None);
+    session.close_at(Some(now + Duration::from_secs(60)), CloseCode(4001), "token expired");
+    assert_eq!(session.poll_timeout(), Some(now + Duration::from_secs(60)));
+    // Moved later (a refresh): nothing happens at the old deadline.
+    session.close_at(Some(now + Duration::from_secs(90)), CloseCode(4001), "token expired");
+    assert_eq!(session.handle_timeout(now + Duration::from_secs(60)), Expiry::Pending);
+    assert!(written(&mut session).is_empty());
+    assert_eq!(session.handle_timeout(now + Duration::from_secs(90)), Expiry::Ran);
+    let (opcode, payload) = server_frame(&written(&mut session));
+    assert_eq!((opcode, &payload[..2]), (0x8, &4001u16.to_be_bytes()[..]));
+    assert_eq!(&payload[2..], b"token expired");
+    assert!(!session.is_open());
+    // Cleared: never comes.
+    let (mut other, now) = open(&settings);
+    other.close_at(Some(now + Duration::from_secs(5)), CloseCode(4001), "no token");
+    other.close_at(None, CloseCode(4001), "no token");
+    assert_eq!(other.poll_timeout(), None);
+    assert_eq!(other.handle_timeout(now + Duration::from_secs(5)), Expiry::Pending);
+    assert!(other.is_open());
+}

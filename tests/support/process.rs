@@ -25,6 +25,12 @@ impl ServerProcess {
     /// setting from the environment; returns once it accepts connections.
     /// Its log (at `log_level`) goes to `NAME.log` in the tests' temporary directory.
     pub fn start(name: &str, args: &[&str], log_level: &str) -> ServerProcess {
+        Self::start_with_env(name, args, log_level, &[])
+    }
+
+    /// As [`start`](Self::start), with these `FERROWS_*` variables set (secrets, say).
+    #[allow(dead_code)]
+    pub fn start_with_env(name: &str, args: &[&str], log_level: &str, env: &[(&str, &str)]) -> ServerProcess {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()));
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
         let log_file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -35,6 +41,7 @@ impl ServerProcess {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let child = command
             .env("RUST_LOG", log_level)
             .stdin(Stdio::null())

@@ -72,7 +72,23 @@ pub fn write_ack_publish(out: &mut String, id: Option<Id<'_>>, recipients: usize
 
 /// Appends the answer to a ping: `{"type":"ack","op":"ping","id":10}`.
 pub fn write_ack_ping(out: &mut String, id: Option<Id<'_>>) {
-    write_ack_head(out, "ping", id);
+    write_ack(out, "ping", id);
+}
+
+/// Appends an ack that reports nothing but its op and id: `{"type":"ack","op":"refresh","id":3}`.
+pub fn write_ack(out: &mut String, op: &str, id: Option<Id<'_>>) {
+    write_ack_head(out, op, id);
+    out.push('}');
+}
+
+/// Appends the ack of a connect: `{"type":"ack","op":"connect","id":1,"user":"alice"}`
+/// (`user` left out for an anonymous session).
+pub fn write_ack_connect(out: &mut String, id: Option<Id<'_>>, user: Option<&str>) {
+    write_ack_head(out, "connect", id);
+    if let Some(user) = user {
+        out.push_str(r#","user":"#);
+        write_json_string(out, user);
+    }
     out.push('}');
 }
 

@@ -61,8 +61,8 @@ use serde_json::value::RawValue;
 
 pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
-    write_ack_ping, write_ack_publish, write_ack_topics, write_delivery, write_delivery_of_text, write_error,
-    write_json_string,
+    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_topics, write_delivery,
+    write_delivery_of_text, write_error, write_json_string,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
@@ -275,6 +275,21 @@ pub enum Request<'a> {
         /// Echoed in the ack.
         id: Option<Id<'a>>,
     },
+    /// `{"op":"connect","token":"<JWT>"}`: who the client is, as its first
+    /// message (`token` left out: anonymous).
+    Connect {
+        /// Echoed in the ack.
+        id: Option<Id<'a>>,
+        /// The token, if any.
+        token: Option<Cow<'a, str>>,
+    },
+    /// `{"op":"refresh","token":"<JWT>"}`: a new token for the same user, before the old one expires.
+    Refresh {
+        /// Echoed in the ack.
+        id: Option<Id<'a>>,
+        /// The new token.
+        token: Cow<'a, str>,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -285,7 +300,9 @@ impl<'a> Request<'a> {
             Self::Subscribe { id, .. }
             | Self::Unsubscribe { id, .. }
             | Self::Publish { id, .. }
-            | Self::Ping { id } => *id,
+            | Self::Ping { id }
+            | Self::Connect { id, .. }
+            | Self::Refresh { id, .. } => *id,
         }
     }
 }
@@ -302,6 +319,8 @@ impl PartialEq for Request<'_> {
                 Self::Publish { id: id2, topics: topics2, data: data2, exclude_self: exclude_self2 },
             ) => id == id2 && topics == topics2 && data.get() == data2.get() && exclude_self == exclude_self2,
             (Self::Ping { id }, Self::Ping { id: id2 }) => id == id2,
+            (Self::Connect { id, token }, Self::Connect { id: id2, token: token2 }) => id == id2 && token == token2,
+            (Self::Refresh { id, token }, Self::Refresh { id: id2, token: token2 }) => id == id2 && token == token2,
             _ => false,
         }
     }
@@ -333,6 +352,8 @@ pub enum ErrorCode {
     Forbidden,
     /// `topic_full`: the topic has as many subscribers on this node as its namespace allows.
     TopicFull,
+    /// `unauthorized`: a token that is missing, invalid or expired (`connect`, `refresh`).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -349,6 +370,7 @@ impl ErrorCode {
             Self::MissingData => "missing_data",
             Self::Forbidden => "forbidden",
             Self::TopicFull => "topic_full",
+            Self::Unauthorized => "unauthorized",
         }
     }
 }
@@ -415,6 +437,8 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     exclude_self: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
 }
 
 /// `Some` for every field present, `null` included (a plain `Option` would read `null` as
@@ -447,6 +471,12 @@ pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Reque
     };
     let request = match parse_op(envelope.op) {
         Ok(Op::Ping) => Ok(Request::Ping { id }),
+        Ok(Op::Connect) => parse_token(envelope.token).map(|token| Request::Connect { id, token }),
+        Ok(Op::Refresh) => match parse_token(envelope.token) {
+            Ok(Some(token)) => Ok(Request::Refresh { id, token }),
+            Ok(None) => Err(RequestError::new(ErrorCode::Unauthorized, "a refresh needs `token`")),
+            Err(e) => Err(e),
+        },
         Ok(Op::Subscribe) => parse_topics(&envelope, limits).map(|topics| Request::Subscribe { id, topics }),
         Ok(Op::Unsubscribe) => parse_topics(&envelope, limits).map(|topics| Request::Unsubscribe { id, topics }),
         Ok(Op::Publish) => parse_publish(&envelope, limits).map(|(topics, data, exclude_self)| Request::Publish {
@@ -465,6 +495,21 @@ enum Op {
     Unsubscribe,
     Publish,
     Ping,
+    Connect,
+    Refresh,
+}
+
+/// A `token` field: absent or a string (never quoted in an error).
+fn parse_token(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, RequestError<'static>> {
+    let Some(raw) = given(raw) else { return Ok(None) };
+    let token = match serde_json::from_str::<&str>(raw.get()) {
+        Ok(token) => Cow::Borrowed(token),
+        Err(_) => Cow::Owned(
+            serde_json::from_str::<String>(raw.get())
+                .map_err(|_| RequestError::new(ErrorCode::BadJson, "`token` must be a string"))?,
+        ),
+    };
+    Ok(Some(token))
 }
 
 fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
@@ -484,9 +529,11 @@ fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
         "unsubscribe" => Ok(Op::Unsubscribe),
         "publish" => Ok(Op::Publish),
         "ping" => Ok(Op::Ping),
+        "connect" => Ok(Op::Connect),
+        "refresh" => Ok(Op::Refresh),
         _ => Err(RequestError::new(
             ErrorCode::UnknownOp,
-            "unknown `op`: expected subscribe, unsubscribe, publish or ping",
+            "unknown `op`: expected subscribe, unsubscribe, publish, ping, connect or refresh",
         )),
     }
 }

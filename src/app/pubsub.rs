@@ -1,0 +1,157 @@
+//! The `/pubsub` handler: requests of the JSON protocol acted on, with the
+//! namespaces' and the tokens' say, and answered from a kept buffer.
+
+use super::access::TOPIC_FULL;
+use super::identity::{Outcome, User};
+use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError};
+use super::routes::{App, Member};
+use super::topics::{self, Payload};
+use crate::proto::CloseCode;
+use crate::runtime::{Context, SessionId};
+
+/// The close code of a session whose token expired, or that never showed one
+/// where one was needed (private use, RFC 6455 §7.4.2).
+pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
+const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
+
+impl App {
+    /// Acts on one request of a `/pubsub` session and answers it.
+    pub(super) fn pubsub_request(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, text: &str) {
+        let Some(Member::PubSub { user, greeted }) = ctx.state(session) else { return };
+        let (user, first) = (user.clone(), !*greeted);
+        if first {
+            if let Some(Member::PubSub { greeted, .. }) = ctx.state(session) {
+                *greeted = true;
+            }
+            // The first message came: no more waiting for a connect.
+            let _ = ctx.close_at(session, None, TOKEN_EXPIRED, "");
+        }
+        let mut reply = std::mem::take(&mut self.reply.0);
+        reply.clear();
+        let answer = match protocol::parse_request(text, &self.config.protocol_limits) {
+            Err(error) => Err(error),
+            Ok(request) => self.act(ctx, session, user.as_ref(), first, request, &mut reply),
+        };
+        if let Err(error) = answer {
+            protocol::write_error(&mut reply, &error);
+        }
+        let _ = ctx.send_text(session, &reply);
+        self.reply.0 = reply;
+    }
+
+    fn act<'r>(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        user: Option<&User>,
+        first: bool,
+        request: Request<'r>,
+        reply: &mut String,
+    ) -> Result<(), RequestError<'r>> {
+        let forbidden = |id, message: &'static str| Err(RequestError::new(ErrorCode::Forbidden, message).with_id(id));
+        let mut key = String::new();
+        match request {
+            Request::Subscribe { id, topics } => {
+                if !topics.iter().all(|topic| self.may_read(user, topic)) {
+                    self.identity.count(Outcome::Forbidden);
+                    return forbidden(id, "the session may not subscribe to a topic of these");
+                }
+                if self.any_full(ctx, session, topics.iter()) {
+                    return Err(RequestError::new(ErrorCode::TopicFull, TOPIC_FULL).with_id(id));
+                }
+                for topic in topics.iter() {
+                    topics::subscriber_key(&mut key, topic);
+                    let _ = ctx.subscribe(session, &key);
+                }
+                protocol::write_ack_topics(reply, "subscribe", id, &topics);
+            }
+            Request::Unsubscribe { id, topics } => {
+                for topic in topics.iter() {
+                    topics::subscriber_key(&mut key, topic);
+                    ctx.unsubscribe(session, &key);
+                }
+                protocol::write_ack_topics(reply, "unsubscribe", id, &topics);
+            }
+            Request::Publish { id, topics, data, exclude_self } => {
+                if !topics.iter().all(|topic| self.may_publish(user, topic)) {
+                    if self.identity.required() {
+                        self.identity.count(Outcome::Forbidden);
+                    }
+                    return forbidden(id, CLIENTS_MAY_NOT_PUBLISH);
+                }
+                let exclude = exclude_self.then_some(session);
+                let recipients: usize =
+                    topics.iter().map(|topic| self.publisher.publish(ctx, topic, Payload::Json(data), exclude)).sum();
+                protocol::write_ack_publish(reply, id, recipients);
+            }
+            Request::Ping { id } => protocol::write_ack_ping(reply, id),
+            Request::Connect { id, token } => {
+                if !first {
+                    return forbidden(id, "connect must be the first message");
+                }
+                let Some(token) = token else {
+                    protocol::write_ack_connect(reply, id, None);
+                    return Ok(());
+                };
+                let user = self.check_token(&token, None, id)?;
+                protocol::write_ack_connect(reply, id, Some(user.id()));
+                self.sign_in(ctx, session, user);
+            }
+            Request::Refresh { id, token } => {
+                let Some(current) = user else {
+                    return forbidden(id, "only a session with a token can refresh it");
+                };
+                let user = self.check_token(&token, Some(current.id()), id)?;
+                protocol::write_ack(reply, "refresh", id);
+                self.sign_in(ctx, session, user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a token of `connect` or `refresh` (for `refresh`, it must name `same_user`).
+    fn check_token<'r>(
+        &self,
+        token: &str,
+        same_user: Option<&str>,
+        id: Option<Id<'r>>,
+    ) -> Result<User, RequestError<'r>> {
+        let unauthorized = |message: &'static str| RequestError::new(ErrorCode::Unauthorized, message).with_id(id);
+        if !self.identity.required() {
+            return Err(unauthorized("this server checks no tokens"));
+        }
+        let user = self.identity.authenticate(token).map_err(|_| unauthorized("invalid or expired token"))?;
+        if same_user.is_some_and(|same| same != user.id()) {
+            self.identity.count(Outcome::Forbidden);
+            return Err(RequestError::new(ErrorCode::Forbidden, "a refresh must keep the same user").with_id(id));
+        }
+        self.identity.count(Outcome::Ok);
+        Ok(user)
+    }
+
+    /// Makes `user` the session's: its grants, its expiry, its user topic.
+    pub(super) fn sign_in(&self, ctx: &mut Context<'_, Member>, session: SessionId, user: User) {
+        let expires = user.expires(ctx.now());
+        let _ = ctx.close_at(session, Some(expires), TOKEN_EXPIRED, "token expired");
+        let _ = ctx.subscribe(session, &topics::user_key(user.id()));
+        if let Some(Member::PubSub { user: slot, .. } | Member::Room { user: slot, .. }) = ctx.state(session) {
+            *slot = Some(user);
+        }
+    }
+
+    /// Whether one of `topics` has as many subscribers on this node as its
+    /// namespace allows (a topic `session` already subscribes to is not refused).
+    fn any_full<'t>(
+        &self,
+        ctx: &Context<'_, Member>,
+        session: SessionId,
+        topics: impl Iterator<Item = &'t str>,
+    ) -> bool {
+        let mut key = String::new();
+        topics.into_iter().any(|topic| {
+            topics::subscriber_key(&mut key, topic);
+            let max = self.config.namespaces.of(topic).max_subscribers;
+            max > 0 && !ctx.is_subscribed(session, &key) && topics::subscribers(topic, |k| ctx.subscribers(k)) >= max
+        })
+    }
+}
