@@ -7,11 +7,11 @@
 mod process;
 #[path = "support/socket.rs"]
 mod socket;
+#[path = "support/tokens.rs"]
+mod tokens;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use ferrows::app::{App, AppConfig, AuthSettings, Namespace, NamespaceOptions, Namespaces};
 use ferrows::proto::OpCode;
 use serde_json::{json, Value};
@@ -19,23 +19,13 @@ use socket::*;
 
 const SECRET: &str = "a test secret that is 32 bytes or more long";
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// An HS256 token with `claims`, signed with `secret`.
 fn token_with(secret: &str, claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signing_input = format!("{header}.{payload}");
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, signing_input.as_bytes()));
-    format!("{signing_input}.{signature}")
+    tokens::hs256(secret, claims)
 }
 
 /// A token of `sub` valid for `secs` (expired for a negative number), with these grants.
 fn token(sub: &str, secs: i64, topics: &[&str], publish: &[&str]) -> String {
-    let exp = unix_now() as i64 + secs;
+    let exp = tokens::unix_now() + secs;
     token_with(SECRET, &json!({"sub": sub, "exp": exp, "topics": topics, "publish": publish}))
 }
 
@@ -94,7 +84,7 @@ fn a_room_wants_a_valid_token_with_its_grant() {
         (
             vec![bearer(&token_with(
                 "another secret of at least thirty-two bytes",
-                &json!({"sub": "x", "exp": unix_now() + 60}),
+                &json!({"sub": "x", "exp": tokens::unix_now() + 60}),
             ))],
             401,
         ),
@@ -239,8 +229,10 @@ fn the_log_never_holds_a_token() {
         process::ServerProcess::start_with_env("auth-log", &args, "debug", &[("FERROWS_AUTH_HMAC_SECRET", SECRET)]);
     let good = token("henry", 60, &["chat:*"], &["chat:*"]);
     let expired = token("henry", -10, &["chat:*"], &[]);
-    let forged =
-        token_with("a forger's secret that is long enough to be valid", &json!({"sub": "x", "exp": unix_now() + 60}));
+    let forged = token_with(
+        "a forger's secret that is long enough to be valid",
+        &json!({"sub": "x", "exp": tokens::unix_now() + 60}),
+    );
     let metrics_of = |addr| {
         let mut client = RawClient::connect(addr);
         client.send_raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -276,4 +268,32 @@ fn the_log_never_holds_a_token() {
             assert!(!log.contains(part), "a token's part is in the log:\n{log}");
         }
     }
+}
+
+/// SIGHUP reads the public key file again: tokens of the old key are refused after it.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_public_key() {
+    let (old, old_pem) = tokens::ed25519(1);
+    let (new, new_pem) = tokens::ed25519(2);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("auth-reload.pem");
+    std::fs::write(&path, old_pem).unwrap();
+    let server = process::ServerProcess::start("auth-reload", &["--auth-public-key", path.to_str().unwrap()], "info");
+    let claims = json!({"sub": "ivy", "exp": tokens::unix_now() + 60, "topics": ["*"]});
+    let (old_token, new_token) = (tokens::eddsa(&old, &claims), tokens::eddsa(&new, &claims));
+    let status_with = |token: &str| {
+        let mut client = RawClient::connect(server.addr);
+        client.send_raw(upgrade_request("/rooms/r", &[&bearer(token)]).as_bytes());
+        status(&client.read_http_head())
+    };
+    assert_eq!((status_with(&old_token), status_with(&new_token)), (101, 401));
+    std::fs::write(&path, new_pem).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.log_text().contains("token key reloaded") {
+        assert!(std::time::Instant::now() < deadline, "no reload logged:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((status_with(&old_token), status_with(&new_token)), (401, 101));
 }

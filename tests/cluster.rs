@@ -5,6 +5,9 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[cfg(feature = "jwt")]
+#[path = "support/tokens.rs"]
+mod tokens;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -117,8 +120,12 @@ impl Drop for Redis {
 
 /// A ferrows node in the cluster.
 fn node(name: &str, redis: &Redis) -> ServerProcess {
+    node_with(name, redis, &[])
+}
+
+fn node_with(name: &str, redis: &Redis, env: &[(&str, &str)]) -> ServerProcess {
     let url = redis.url();
-    ServerProcess::start(name, &["--loops", "2", "--redis-url", &url, "--redis-node-id", name], "info")
+    ServerProcess::start_with_env(name, &["--loops", "2", "--redis-url", &url, "--redis-node-id", name], "info", env)
 }
 
 fn http(addr: SocketAddr, request: &str) -> String {
@@ -308,14 +315,61 @@ fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
     let mut publisher_a = pubsub(a.addr);
     publish_ws(&mut publisher_a, "lobby", json!({"n": 1}));
     publish_http(a.addr, "lobby", &json!("from the backend"));
+    // Two publishers: each one's order is kept, not the order between them.
     for member in [&mut member_a, &mut member_b] {
-        assert_eq!(room_text(member), r#"{"n":1}"#);
-        assert_eq!(room_text(member), "from the backend");
+        let mut got = [room_text(member), room_text(member)];
+        got.sort();
+        assert_eq!(got, ["from the backend", r#"{"n":1}"#]);
     }
-    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!({"n": 1}));
-    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!("from the backend"));
+    let got = [next_data(&mut subscriber_b).unwrap(), next_data(&mut subscriber_b).unwrap()];
+    assert!(got.contains(&json!({"n": 1})) && got.contains(&json!("from the backend")), "{got:?}");
     assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
     assert_eq!(metric(b.addr, "ferrows_cluster_duplicates_total"), 0);
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn the_api_disconnects_a_user_on_every_node_and_nobody_else() {
+    const SECRET: &str = "the cluster's token secret, 32 bytes or more";
+    let redis = Redis::start();
+    let env = [("FERROWS_AUTH_HMAC_SECRET", SECRET), ("FERROWS_API_KEY", "k")];
+    let (a, b) = (node_with("disconnect-a", &redis, &env), node_with("disconnect-b", &redis, &env));
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let token = |sub: &str| {
+        let claims = json!({"sub": sub, "exp": tokens::unix_now() + 60, "topics": ["*"], "publish": ["*"]});
+        tokens::hs256(SECRET, &claims)
+    };
+    let session = |addr: SocketAddr, sub: &str, path: &str| -> Ws {
+        ClientBuilder::new()
+            .read_timeout(Some(Duration::from_secs(5)))
+            .header("Authorization", &format!("Bearer {}", token(sub)))
+            .connect(&format!("ws://{addr}{path}"))
+            .unwrap()
+    };
+    let mut frank_a = session(a.addr, "frank", "/rooms/lobby");
+    let mut frank_b = session(b.addr, "frank", "/pubsub");
+    let mut grace_b = session(b.addr, "grace", "/rooms/lobby");
+    redis.wait_for_subscribers("ferrows:t:user/frank", 2);
+
+    let body = r#"{"user":"frank"}"#;
+    let answer = http(
+        a.addr,
+        &format!(
+            "POST /api/disconnect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(answer.ends_with(r#"{"sessions":1}"#), "this node's count: {answer}");
+    for ws in [&mut frank_a, &mut frank_b] {
+        match ws.recv_within(Some(Duration::from_secs(5))) {
+            Ok(Message::Close(Some(close))) => assert_eq!(close.code.0, 4003, "{close:?}"),
+            other => panic!("expected a close with 4003, got {other:?}"),
+        }
+    }
+    grace_b.send_text("grace speaks").unwrap();
+    assert_eq!(grace_b.recv_within(Some(Duration::from_secs(5))).unwrap(), Message::Text("grace speaks".into()));
 }
 
 #[test]
