@@ -344,7 +344,7 @@ fn the_api_disconnects_a_user_on_every_node_and_nobody_else() {
     let session = |addr: SocketAddr, sub: &str, path: &str| -> Ws {
         ClientBuilder::new()
             .read_timeout(Some(Duration::from_secs(5)))
-            .header("Authorization", &format!("Bearer {}", token(sub)))
+            .header("Authorization", format!("Bearer {}", token(sub)))
             .connect(&format!("ws://{addr}{path}"))
             .unwrap()
     };
