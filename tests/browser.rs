@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 #[path = "support/process.rs"]
 mod process;
+#[cfg(feature = "jwt")]
+#[path = "support/tokens.rs"]
+mod tokens;
 
 use process::ServerProcess;
 
@@ -118,12 +121,18 @@ fn http_get(addr: SocketAddr, path: &str) -> io::Result<HttpResponse> {
 }
 
 /// Runs `node tests/browser/chat.mjs URL SCREENSHOT`, killing it past `within`.
-fn run_chat_script(url: &str, screenshot: &Path, within: Duration) -> (ExitStatus, String, String) {
+fn run_chat_script(
+    url: &str,
+    screenshot: &Path,
+    token: Option<&str>,
+    within: Duration,
+) -> (ExitStatus, String, String) {
     let script = manifest_dir().join("tests/browser/chat.mjs");
     let mut child = Command::new("node")
         .arg(&script)
         .arg(url)
         .arg(screenshot)
+        .args(token)
         .current_dir(manifest_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -172,7 +181,8 @@ fn chromium_chat_between_two_pages() {
 
     let screenshot = target_dir().join("browser-chat.png");
     let _ = std::fs::remove_file(&screenshot);
-    let (status, stdout, stderr) = run_chat_script(&format!("http://{}/", server.addr), &screenshot, SCRIPT_WITHIN);
+    let (status, stdout, stderr) =
+        run_chat_script(&format!("http://{}/", server.addr), &screenshot, None, SCRIPT_WITHIN);
     assert!(
         status.success() && stdout.lines().last() == Some("OK"),
         "the browser script failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nferrows log:\n{}",
@@ -182,4 +192,37 @@ fn chromium_chat_between_two_pages() {
     let png = std::fs::read(&screenshot).unwrap_or_else(|e| panic!("read {}: {e}", screenshot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "{} is not a screenshot", screenshot.display());
     server.assert_running();
+}
+
+/// The same chat on a server that checks tokens: the page passes one as a
+/// `bearer.` subprotocol entry, and Chromium accepts the protocol the server answers.
+#[cfg(feature = "jwt")]
+#[test]
+fn chromium_chat_with_a_token() {
+    const SECRET: &str = "the browser test's secret, 32 bytes or more";
+    require_browser_tools();
+    let server = ServerProcess::start_with_env("browser-token", &[], "info", &[("FERROWS_AUTH_HMAC_SECRET", SECRET)]);
+    let claims = serde_json::json!({
+        "sub": "browser", "exp": tokens::unix_now() + 300, "topics": ["browser-*"], "publish": ["browser-*"],
+    });
+    let token = tokens::hs256(SECRET, &claims);
+    let screenshot = target_dir().join("browser-chat-token.png");
+    let url = format!("http://{}/", server.addr);
+    let (status, stdout, stderr) = run_chat_script(&url, &screenshot, Some(&token), SCRIPT_WITHIN);
+    assert!(
+        status.success() && stdout.lines().last() == Some("OK"),
+        "the browser script failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nferrows log:\n{}",
+        server.log_text()
+    );
+    // Without the token the same room is shut.
+    let mut client = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        client,
+        "GET /rooms/browser-x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    client.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401");
 }

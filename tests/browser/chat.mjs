@@ -1,6 +1,10 @@
 // Two Chromium pages chat through the demo page served at URL.
 //
-//   node tests/browser/chat.mjs URL SCREENSHOT_PATH
+//   node tests/browser/chat.mjs URL SCREENSHOT_PATH [TOKEN]
+//
+// With TOKEN, every socket shows it as the page does: a `bearer.` subprotocol
+// entry beside "chat" (the server must answer "chat", or Chromium fails the
+// handshake).
 //
 // Both pages join one fresh room under different names; A sends (Enter), B
 // answers (the Send button); each message must show on both pages, the
@@ -14,9 +18,9 @@ const WAIT_MS = 10_000;
 const RUN_MS = 60_000;
 const CHROMIUM = "/usr/bin/chromium";
 
-const [url, screenshotPath] = process.argv.slice(2);
+const [url, screenshotPath, token] = process.argv.slice(2);
 if (!url || !screenshotPath) {
-  console.log("usage: node chat.mjs URL SCREENSHOT_PATH");
+  console.log("usage: node chat.mjs URL SCREENSHOT_PATH [TOKEN]");
   process.exit(2);
 }
 
@@ -63,6 +67,7 @@ try {
     step = `${label}: join room ${room} as ${name}`;
     await page.fill("#name", name);
     await page.fill("#room", room);
+    if (token) await page.fill("#token", token);
     await page.click("#join");
     return page;
   };
@@ -117,17 +122,19 @@ try {
   // A peer that does not speak JSON: its text shows as it is.
   step = "page A: send a non-JSON message from a third socket";
   await a.evaluate(
-    ([roomName, text]) =>
+    ([roomName, text, bearer]) =>
       new Promise((resolve, reject) => {
-        const ws = new WebSocket(`ws://${location.host}/rooms/${encodeURIComponent(roomName)}`);
+        const address = `ws://${location.host}/rooms/${encodeURIComponent(roomName)}`;
+        const ws = bearer ? new WebSocket(address, ["chat", "bearer." + bearer]) : new WebSocket(address);
         ws.onopen = () => {
+          if (bearer && ws.protocol !== "chat") reject(new Error(`the server answered ${JSON.stringify(ws.protocol)}`));
           ws.send(text);
           ws.close(1000);
           resolve();
         };
         ws.onerror = () => reject(new Error("the third socket failed to open"));
       }),
-    [room, "plain text, not JSON"],
+    [room, "plain text, not JSON", token || ""],
   );
   await waitForLine("page B", b, "plain text, not JSON");
 
