@@ -178,9 +178,9 @@ fn features() -> String {
 }
 
 /// The TLS acceptor, when the server speaks wss://.
-#[cfg(feature = "tls")]
+#[cfg(all(unix, feature = "tls"))]
 type Tls = ferrows::runtime::TlsAcceptor;
-#[cfg(not(feature = "tls"))]
+#[cfg(all(unix, not(feature = "tls")))]
 type Tls = ();
 
 /// SIGHUP reads the certificate and key files and the token public key
