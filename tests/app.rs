@@ -376,3 +376,65 @@ fn the_backend_api_broadcasts_lists_topics_and_answers_in_json() {
     assert_eq!((status(&get), header(&get, "Allow").as_deref()), (405, Some("POST")));
     server.stop();
 }
+
+#[test]
+fn a_topic_with_history_numbers_its_publications_and_gives_the_last_ones_back() {
+    let mut config = AppConfig::default();
+    let kept: ferrows::app::Namespace = "chat: history_size=3".parse().unwrap();
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), vec![kept]).unwrap();
+    let server = start(config, 2);
+    let mut subscriber = connect(&server, "/pubsub");
+    // Before any publication: offset 0, and an epoch that the first publication keeps.
+    send(&mut subscriber, json!({"op": "history", "topic": "chat:x", "id": 1}));
+    let empty = json_reply(&mut subscriber);
+    assert_eq!((empty["type"].as_str(), empty["offset"].as_u64()), (Some("history"), Some(0)), "{empty}");
+    assert_eq!(empty["publications"], json!([]));
+    let epoch = empty["epoch"].as_str().unwrap().to_owned();
+    send(&mut subscriber, json!({"op": "subscribe", "topics": ["chat:x", "plain"]}));
+    json_reply(&mut subscriber);
+    let mut member = connect(&server, "/rooms/chat:x");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Five publications from three ways in: numbered in order, the room's frames bare.
+    member.send(WsMessage::text("one")).unwrap();
+    let mut publisher = connect(&server, "/pubsub");
+    for n in 2..=4 {
+        send(&mut publisher, json!({"op": "publish", "topic": "chat:x", "data": {"n": n}, "id": n}));
+        json_reply(&mut publisher);
+    }
+    assert_eq!(status(&post(&server, "/publish/chat:x", &[], "five")), 200);
+    let expected = [json!("one"), json!({"n": 2}), json!({"n": 3}), json!({"n": 4}), json!("five")];
+    for (i, data) in expected.iter().enumerate() {
+        let message = json_reply(&mut subscriber);
+        assert_eq!(message["data"], *data);
+        assert_eq!(message["offset"], i as u64 + 1, "{message}");
+        assert_eq!(message["epoch"], epoch.as_str());
+    }
+    assert_eq!(text(&mut member), "one");
+    assert_eq!(text(&mut member), r#"{"n":2}"#);
+    // A topic without history: no position in its messages, and no history to ask for.
+    send(&mut publisher, json!({"op": "publish", "topic": "plain", "data": 0}));
+    json_reply(&mut publisher);
+    let plain = json_reply(&mut subscriber);
+    assert!(plain.get("offset").is_none() && plain.get("epoch").is_none(), "{plain}");
+    send(&mut subscriber, json!({"op": "history", "topic": "plain", "id": 9}));
+    assert_eq!(json_reply(&mut subscriber)["code"], "no_history");
+
+    // The last three are kept; `limit` takes fewer.
+    send(&mut subscriber, json!({"op": "history", "topic": "chat:x", "limit": 2, "id": 2}));
+    assert_eq!(
+        json_reply(&mut subscriber),
+        json!({"type": "history", "id": 2, "topic": "chat:x", "offset": 5, "epoch": epoch,
+               "publications": [{"offset": 4, "data": {"n": 4}}, {"offset": 5, "data": "five"}]})
+    );
+    let answer = http_answer(&server, b"GET /api/history/chat%3Ax HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status(&answer), 200, "{answer}");
+    let body = json_body(&answer);
+    assert_eq!((body["offset"].as_u64(), body["epoch"].as_str()), (Some(5), Some(epoch.as_str())));
+    let offsets: Vec<u64> =
+        body["publications"].as_array().unwrap().iter().map(|p| p["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [3, 4, 5]);
+    let none = http_answer(&server, b"GET /api/history/plain HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status(&none), json_body(&none)["code"].as_str()), (404, Some("no_history")));
+    server.stop();
+}

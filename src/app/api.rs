@@ -6,6 +6,7 @@
 //! | `POST /api/broadcast` | `{"topics":["a","b"],"data":<any JSON>}` | `{"recipients":N}` |
 //! | `POST /api/disconnect` | `{"user":"<sub>"}` | `{"sessions":N}`: that user's sessions on every node are closed with 4003 |
 //! | `GET /api/topics` | | `{"topics":[{"topic":"a","subscribers":N},...]}`: topics with subscribers on this node |
+//! | `GET /api/history/{topic}?limit=N` | | `{"topic":"a","offset":41,"epoch":"k3f9","publications":[{"offset":41,"data":...}]}` (404 `no_history` where the namespace keeps none) |
 //!
 //! Every call wants the API key (`Authorization: Bearer KEY`) when one is
 //! configured, and is answered only on loopback (and not through a proxy)
@@ -20,7 +21,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::pubsub_protocol::{write_json_string, ProtocolLimits};
+use super::pubsub::NO_HISTORY;
+use super::pubsub_protocol::{write_history, write_json_string, ProtocolLimits};
 use super::routes::{App, Member};
 use super::topics::{self, Payload};
 use crate::proto::handshake::{write_response, StatusCode};
@@ -37,12 +39,15 @@ pub(super) enum Call<'a> {
     Publish(&'a str),
     /// `/api/{name}`.
     Api(&'a str),
+    /// `GET /api/history/{topic}`.
+    History(&'a str),
 }
 
 impl Call<'_> {
     fn name(&self) -> &str {
         match self {
             Self::Publish(_) => "publish",
+            Self::History(_) => "history",
             Self::Api(name @ ("broadcast" | "disconnect" | "topics")) => name,
             Self::Api(_) => "other",
         }
@@ -98,7 +103,7 @@ impl App {
             *calls.entry((call.name().to_owned(), status.as_u16())).or_default() += 1;
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            let allow = if matches!(call, Call::Api("topics")) { "GET, HEAD" } else { "POST" };
+            let allow = if matches!(call, Call::Api("topics") | Call::History(_)) { "GET, HEAD" } else { "POST" };
             let mut bytes = Vec::new();
             // The Allow value is one of two constants: a valid field.
             let _ = write_response(status, "application/json", &[("Allow", allow)], body.as_bytes(), &mut bytes);
@@ -118,7 +123,7 @@ impl App {
             Call::Publish(_) | Call::Api("broadcast" | "disconnect") if !post => {
                 Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this call takes POST")
             }
-            Call::Api("topics") if !get => {
+            Call::Api("topics") | Call::History(_) if !get => {
                 Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this call takes GET")
             }
             Call::Publish(topic) => {
@@ -133,7 +138,7 @@ impl App {
                         }
                     }
                 };
-                let recipients = self.publisher.publish(ctx, topic, Payload::Json(&data), None);
+                let recipients = self.publish(ctx, topic, Payload::Json(&data), None);
                 Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))
             }
             Call::Api("broadcast") => {
@@ -146,7 +151,7 @@ impl App {
                 let mut recipients = 0;
                 for (i, topic) in broadcast.topics.iter().enumerate() {
                     if !broadcast.topics[..i].contains(topic) {
-                        recipients += self.publisher.publish(ctx, topic, Payload::Json(broadcast.data), None);
+                        recipients += self.publish(ctx, topic, Payload::Json(broadcast.data), None);
                     }
                 }
                 Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))
@@ -163,6 +168,20 @@ impl App {
                 Answer::ok(format!(r#"{{"sessions":{sessions}}}"#))
             }
             Call::Api("topics") => Answer::ok(topic_list(ctx)),
+            Call::History(topic) => {
+                let limit = request.request().query().and_then(|query| {
+                    query.split('&').find_map(|pair| pair.strip_prefix("limit=")).and_then(|n| n.parse().ok())
+                });
+                match self.history_of(topic, limit, ctx.now()) {
+                    None => Answer::error(StatusCode::NOT_FOUND, "no_history", NO_HISTORY),
+                    Some((position, publications)) => {
+                        let mut body = String::new();
+                        let kept = publications.iter().map(|p| (p.offset, &*p.data));
+                        write_history(&mut body, None, topic, (position.offset, position.epoch.as_str()), kept);
+                        Answer::ok(body)
+                    }
+                }
+            }
             Call::Api(_) => Answer::error(StatusCode::NOT_FOUND, "not_found", "no such call"),
         }
     }

@@ -36,6 +36,9 @@
 //! | `{"op":"unsubscribe","topics":["a"],"id":2}` | stop receiving them |
 //! | `{"op":"publish","topic":"a","data":<any JSON>,"id":3}` | send `data` to the topic's subscribers |
 //! | `{"op":"ping","id":4}` | application-level liveness check |
+//! | `{"op":"connect","token":"<JWT>","id":5}` | who the client is, as its first message (see `docs/auth.md`) |
+//! | `{"op":"refresh","token":"<JWT>","id":6}` | a new token for the same user, before the old one expires |
+//! | `{"op":"history","topic":"a","limit":20,"id":7}` | the topic's position and last publications, where its namespace keeps history |
 //!
 //! - `id` is optional: any JSON number or string, echoed back verbatim in the reply.
 //! - `topics` (a list) or `topic` (one name) is accepted by subscribe, unsubscribe and publish.
@@ -43,11 +46,13 @@
 //!   request names at most 64 topics. Duplicates are collapsed. (Both limits are settings:
 //!   `limits.max_topic_len`, `limits.max_topics_per_request`.)
 //! - `publish` takes `"exclude_self": true` so the publisher doesn't receive its own message.
-//! - Subscribers receive `{"type":"message","topic":"a","data":...}`.
+//! - Subscribers receive `{"type":"message","topic":"a","data":...}`, with
+//!   `"offset":N,"epoch":"..."` after `data` where the topic's namespace keeps history.
 //! - `data` is delivered byte for byte as sent: key order, whitespace and big numbers are kept.
 //! - Unknown fields are ignored, and a field set to `null` counts as absent (except `data`).
 //! - Errors don't close the connection. Codes: `bad_json`, `unknown_op`, `missing_topic`,
-//!   `bad_topic`, `too_many_topics`, `missing_data`, and `not_text` for binary messages.
+//!   `bad_topic`, `too_many_topics`, `missing_data`, `forbidden`, `topic_full`,
+//!   `unauthorized`, `no_history`, and `not_text` for binary messages.
 //!
 //! # What `recipients` counts
 //!
@@ -73,6 +78,7 @@ mod api;
 #[cfg(feature = "jwt")]
 pub mod auth;
 mod echo;
+mod history;
 mod identity;
 mod namespaces;
 mod pubsub;

@@ -7,7 +7,7 @@
 //! In the TOML file the default namespace's options are the `[topics]`
 //! table and every other namespace is a `[[namespaces]]` table; in flags and
 //! the environment a namespace is one list entry,
-//! `PREFIX [anonymous=BOOL] [client_publish=BOOL] [max_subscribers=N]`:
+//! `PREFIX [anonymous=BOOL] [client_publish=BOOL] [max_subscribers=N] [history_size=N] [history_ttl=DURATION]`:
 //!
 //! ```
 //! use ferrows::app::{Namespace, Namespaces, NamespaceOptions};
@@ -21,6 +21,21 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+/// `500ms`, `10s`, `5m`, `1h`, or a whole number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let millis = match &text[digits..] {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(millis).map(Duration::from_millis)
+}
 
 /// What a namespace allows. Options a namespace does not give take the
 /// defaults below, not the default namespace's.
@@ -38,11 +53,23 @@ pub struct NamespaceOptions {
     /// subscribers together (0, the default: no limit). Past it a room answers
     /// 503 and a subscribe gets the error `topic_full`.
     pub max_subscribers: usize,
+    /// Most publications kept per topic, for the `history` request and the
+    /// `GET /api/history/{topic}` call (0, the default: no history, and the
+    /// topic's messages carry no position).
+    pub history_size: usize,
+    /// How long a topic's history outlives its last publication (default 300 s).
+    pub history_ttl: Duration,
 }
 
 impl Default for NamespaceOptions {
     fn default() -> Self {
-        Self { anonymous: false, client_publish: true, max_subscribers: 0 }
+        Self {
+            anonymous: false,
+            client_publish: true,
+            max_subscribers: 0,
+            history_size: 0,
+            history_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -79,7 +106,7 @@ impl Namespace {
 pub enum NamespaceError {
     /// A prefix that is empty, too long, or holds whitespace, a comma or a control character.
     BadPrefix,
-    /// An option other than `anonymous`, `client_publish` and `max_subscribers`.
+    /// An option that is none of those of [`NamespaceOptions`].
     UnknownOption(String),
     /// An option's value of the wrong form.
     BadValue(String),
@@ -94,7 +121,11 @@ impl fmt::Display for NamespaceError {
                 f.write_str("a namespace prefix is 1 to 256 bytes without whitespace, commas or control characters")
             }
             Self::UnknownOption(name) => {
-                write!(f, "unknown namespace option {name:?} (expected anonymous, client_publish or max_subscribers)")
+                write!(
+                    f,
+                    "unknown namespace option {name:?} (expected anonymous, client_publish, max_subscribers, \
+                     history_size or history_ttl)"
+                )
             }
             Self::BadValue(name) => write!(f, "bad value for the namespace option {name:?}"),
             Self::Duplicate(prefix) => write!(f, "the namespace prefix {prefix:?} is given twice"),
@@ -121,6 +152,8 @@ impl NamespaceOptions {
             "anonymous" => self.anonymous = flag(value)?,
             "client_publish" => self.client_publish = flag(value)?,
             "max_subscribers" => self.max_subscribers = value.parse().map_err(|_| bad())?,
+            "history_size" => self.history_size = value.parse().map_err(|_| bad())?,
+            "history_ttl" => self.history_ttl = parse_duration(value).ok_or_else(bad)?,
             _ => return Err(NamespaceError::UnknownOption(name.to_owned())),
         }
         Ok(())
@@ -146,10 +179,13 @@ impl FromStr for Namespace {
 impl fmt::Display for Namespace {
     /// The canonical text form, every option written out; it parses back to the same namespace.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let NamespaceOptions { anonymous, client_publish, max_subscribers } = &self.options;
+        let NamespaceOptions { anonymous, client_publish, max_subscribers, history_size, history_ttl } = &self.options;
+        let ttl = history_ttl.as_millis();
+        let ttl = if ttl % 1000 == 0 { format!("{}s", ttl / 1000) } else { format!("{ttl}ms") };
         write!(
             f,
-            "{} anonymous={anonymous} client_publish={client_publish} max_subscribers={max_subscribers}",
+            "{} anonymous={anonymous} client_publish={client_publish} max_subscribers={max_subscribers} \
+             history_size={history_size} history_ttl={ttl}",
             self.prefix
         )
     }
@@ -225,7 +261,16 @@ mod tests {
         assert!(news.options.anonymous && !news.options.client_publish);
         assert_eq!(news.options.max_subscribers, 0);
         assert_eq!(ns(&news.to_string()), news);
-        assert_eq!(news.to_string(), "news: anonymous=true client_publish=false max_subscribers=0");
+        assert_eq!(
+            news.to_string(),
+            "news: anonymous=true client_publish=false max_subscribers=0 history_size=0 history_ttl=300s"
+        );
+        let kept = ns("chat: history_size=50 history_ttl=90m");
+        assert_eq!((kept.options.history_size, kept.options.history_ttl), (50, Duration::from_secs(5400)));
+        assert_eq!(ns(&kept.to_string()), kept);
+        assert_eq!(ns("x history_ttl=1500ms").options.history_ttl, Duration::from_millis(1500));
+        assert_eq!(ns(&ns("x history_ttl=1500ms").to_string()).options.history_ttl, Duration::from_millis(1500));
+        assert_eq!("x history_ttl=5d".parse::<Namespace>(), Err(NamespaceError::BadValue("history_ttl".into())));
         for (bad, error) in [
             ("", NamespaceError::BadPrefix),
             ("news: colour=red", NamespaceError::UnknownOption("colour".into())),

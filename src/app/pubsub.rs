@@ -2,6 +2,7 @@
 //! namespaces' and the tokens' say, and answered from a kept buffer.
 
 use super::access::TOPIC_FULL;
+use super::history::{Position, Publication};
 use super::identity::{Outcome, User};
 use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError};
 use super::routes::{App, Member};
@@ -13,6 +14,7 @@ use crate::runtime::{Context, SessionId};
 /// where one was needed (private use, RFC 6455 §7.4.2).
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
+pub(super) const NO_HISTORY: &str = "the topic's namespace keeps no history";
 
 impl App {
     /// Acts on one request of a `/pubsub` session and answers it.
@@ -81,7 +83,7 @@ impl App {
                 }
                 let exclude = exclude_self.then_some(session);
                 let recipients: usize =
-                    topics.iter().map(|topic| self.publisher.publish(ctx, topic, Payload::Json(data), exclude)).sum();
+                    topics.iter().map(|topic| self.publish(ctx, topic, Payload::Json(data), exclude)).sum();
                 protocol::write_ack_publish(reply, id, recipients);
             }
             Request::Ping { id } => protocol::write_ack_ping(reply, id),
@@ -96,6 +98,16 @@ impl App {
                 let user = self.check_token(&token, None, id)?;
                 protocol::write_ack_connect(reply, id, Some(user.id()));
                 self.sign_in(ctx, session, user);
+            }
+            Request::History { id, topic, limit } => {
+                if !self.may_read(user, &topic) {
+                    return forbidden(id, "the session may not read this topic");
+                }
+                let Some((position, publications)) = self.history_of(&topic, limit, ctx.now()) else {
+                    return Err(RequestError::new(ErrorCode::NoHistory, NO_HISTORY).with_id(id));
+                };
+                let kept = publications.iter().map(|p| (p.offset, &*p.data));
+                protocol::write_history(reply, Some(id), &topic, (position.offset, position.epoch.as_str()), kept);
             }
             Request::Refresh { id, token } => {
                 let Some(current) = user else {
@@ -137,6 +149,22 @@ impl App {
         if let Some(Member::PubSub { user: slot, .. } | Member::Room { user: slot, .. }) = ctx.state(session) {
             *slot = Some(user);
         }
+    }
+
+    /// `topic`'s position and its last `limit` publications (all kept without
+    /// a limit); `None` when its namespace keeps no history.
+    pub(super) fn history_of(
+        &self,
+        topic: &str,
+        limit: Option<usize>,
+        now: std::time::Instant,
+    ) -> Option<(Position, Vec<Publication>)> {
+        let options = self.config.namespaces.of(topic);
+        if options.history_size == 0 {
+            return None;
+        }
+        let limit = limit.unwrap_or(options.history_size);
+        Some(self.streams.lock().read(topic, limit, options.history_ttl, now))
     }
 
     /// Whether one of `topics` has as many subscribers on this node as its

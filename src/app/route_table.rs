@@ -39,6 +39,8 @@ pub enum RouteHandler {
     /// `api`: the backend's HTTP API, the call named by the path parameter
     /// (`broadcast`, `disconnect`, `topics`).
     Api,
+    /// `history`: `GET` the topic named by the path parameter's position and kept publications.
+    History,
     /// `metrics`: `GET` the server's metrics in the Prometheus text format.
     Metrics,
     /// `health`: `GET` answers 200 while the server accepts, 503 while it drains.
@@ -56,6 +58,7 @@ impl RouteHandler {
             Self::PubSub => "pubsub",
             Self::Publish => "publish",
             Self::Api => "api",
+            Self::History => "history",
             Self::Metrics => "metrics",
             Self::Health => "health",
         }
@@ -64,7 +67,7 @@ impl RouteHandler {
     /// Whether the handler takes the path's parameter segment (and needs one).
     #[must_use]
     pub fn takes_parameter(self) -> bool {
-        matches!(self, Self::Room { .. } | Self::Publish | Self::Api)
+        matches!(self, Self::Room { .. } | Self::Publish | Self::Api | Self::History)
     }
 
     /// Whether the handler speaks WebSocket (rather than plain HTTP).
@@ -166,6 +169,7 @@ impl RouteSpec {
             ("/rooms/{name}", RouteHandler::Room { echo_to_sender: true }),
             ("/pubsub", RouteHandler::PubSub),
             ("/publish/{topic}", RouteHandler::Publish),
+            ("/api/history/{topic}", RouteHandler::History),
             ("/api/{call}", RouteHandler::Api),
             ("/metrics", RouteHandler::Metrics),
             ("/healthz", RouteHandler::Health),
@@ -192,6 +196,7 @@ impl FromStr for RouteSpec {
             "pubsub" => RouteHandler::PubSub,
             "publish" => RouteHandler::Publish,
             "api" => RouteHandler::Api,
+            "history" => RouteHandler::History,
             "metrics" => RouteHandler::Metrics,
             "health" => RouteHandler::Health,
             other => return Err(fail(format!("unknown handler {other:?}"))),
@@ -272,6 +277,6 @@ mod tests {
     #[test]
     fn defaults_are_all_there() {
         let names: Vec<String> = RouteSpec::defaults().iter().map(ToString::to_string).collect();
-        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names.len(), 9, "{names:?}");
     }
 }

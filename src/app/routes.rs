@@ -16,16 +16,18 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::api::Call;
+use super::history::Streams;
 use super::identity::{AuthSettings, Identity, IdentityError, User};
 use super::namespaces::Namespaces;
 use super::pubsub::TOKEN_EXPIRED;
 use super::pubsub_protocol::{self as protocol, ProtocolLimits};
 use super::route_table::{RouteHandler, RouteSpec};
-use super::topics::{self, topic_from_segment, Payload, Publisher};
+use super::topics::{self, topic_from_segment, History, Payload, Publisher};
 use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
 use crate::proto::CloseCode;
@@ -49,6 +51,9 @@ pub struct AppConfig {
     pub namespaces: Namespaces,
     /// The token settings; with a key, sessions need tokens where namespaces are not anonymous.
     pub auth: AuthSettings,
+    /// Most bytes of history on this node, all topics together; past it the
+    /// topics published to least recently lose theirs (default 64 MiB).
+    pub history_max_bytes: usize,
     /// How long a `/pubsub` session opened without a token has to send its
     /// first message, when a key is configured (the handshake timeout).
     pub connect_timeout: Duration,
@@ -63,6 +68,7 @@ impl Default for AppConfig {
             namespaces: Namespaces::default(),
             auth: AuthSettings::default(),
             connect_timeout: Duration::from_secs(10),
+            history_max_bytes: 64 << 20,
         }
     }
 }
@@ -76,6 +82,7 @@ enum Route<'a> {
     PubSub,
     Publish(Cow<'a, str>),
     Api(&'a str),
+    History(Cow<'a, str>),
     Metrics,
     Health,
     NotFound,
@@ -99,6 +106,10 @@ fn route<'p>(table: &[RouteSpec], path: &'p str, limits: &ProtocolLimits) -> Rou
                 None => continue,
             },
             RouteHandler::Api => Route::Api(param),
+            RouteHandler::History => match topic_from_segment(param, limits) {
+                Some(name) => Route::History(name),
+                None => continue,
+            },
             RouteHandler::Metrics => Route::Metrics,
             RouteHandler::Health => Route::Health,
         };
@@ -141,6 +152,8 @@ pub struct App {
     pub(super) api_calls: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
     /// The keys in use and the authentication counts, shared by every loop.
     pub(super) identity: Arc<Identity>,
+    /// The topics' streams (positions and history), shared by every loop.
+    pub(super) streams: Arc<Streams>,
     /// The loop's own buffers (a clone starts empty).
     pub(super) publisher: Publisher,
     pub(super) reply: Reply,
@@ -180,7 +193,26 @@ impl App {
     }
 
     fn with_identity(config: AppConfig, identity: Identity) -> Self {
-        Self { config: Arc::new(config), identity: Arc::new(identity), ..Self::default() }
+        let streams = Arc::new(Streams::new(config.history_max_bytes));
+        Self { config: Arc::new(config), identity: Arc::new(identity), streams, ..Self::default() }
+    }
+
+    /// Publishes `payload` to `topic` in both forms, keeping it in the
+    /// topic's stream when its namespace has history; returns the recipients on this node.
+    pub(super) fn publish(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        topic: &str,
+        payload: Payload<'_>,
+        exclude: Option<SessionId>,
+    ) -> usize {
+        let options = self.config.namespaces.of(topic);
+        let history = (options.history_size > 0).then_some(History {
+            streams: &self.streams,
+            size: options.history_size,
+            ttl: options.history_ttl,
+        });
+        self.publisher.publish(ctx, topic, payload, exclude, history)
     }
 
     /// The keys in use, shared by every clone: [`Identity::reload`] reads them again (SIGHUP).
@@ -201,6 +233,22 @@ impl App {
                 text.sample(name, &[("call", call), ("status", &status.to_string())], *n);
             }
         }
+        let history = self.streams.stats();
+        let (bytes, topics) = {
+            let store = self.streams.lock();
+            (store.bytes(), store.topics())
+        };
+        let name = "ferrows_history_publications_total";
+        text.family(name, Kind::Counter, "Publications kept in topic history.");
+        text.sample(name, &[], history.appended.load(Ordering::Relaxed));
+        let name = "ferrows_history_dropped_total";
+        text.family(name, Kind::Counter, "Topic histories dropped: by the node cap (evicted) or their TTL (expired).");
+        text.sample(name, &[("reason", "evicted")], history.evicted.load(Ordering::Relaxed));
+        text.sample(name, &[("reason", "expired")], history.expired.load(Ordering::Relaxed));
+        text.family("ferrows_history_bytes", Kind::Gauge, "Bytes of topic history held on this node.");
+        text.sample("ferrows_history_bytes", &[], bytes as u64);
+        text.family("ferrows_history_topics", Kind::Gauge, "Topics with a history stream on this node.");
+        text.sample("ferrows_history_topics", &[], topics as u64);
         let name = "ferrows_auth_total";
         text.family(name, Kind::Counter, "Session authentication outcomes (token checks and grant checks), by result.");
         for (result, n) in self.identity.outcomes() {
@@ -229,9 +277,13 @@ impl Handler for App {
             Route::Echo => Decision::accept(Member::Echo),
             Route::Room { name, echo_to_sender } => self.admit_to_room(request, &name, echo_to_sender),
             Route::PubSub => self.admit_to_pubsub(request),
-            Route::Demo | Route::Publish(_) | Route::Api(_) | Route::Metrics | Route::Health | Route::NotFound => {
-                Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path")
-            }
+            Route::Demo
+            | Route::Publish(_)
+            | Route::Api(_)
+            | Route::History(_)
+            | Route::Metrics
+            | Route::Health
+            | Route::NotFound => Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path"),
         }
     }
 
@@ -292,7 +344,7 @@ impl Handler for App {
             Message::Text(text) => Payload::Text(text),
             Message::Binary(data) => Payload::Binary(data),
         };
-        self.publisher.publish(ctx, &room, payload, exclude);
+        self.publish(ctx, &room, payload, exclude);
     }
 
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
@@ -315,6 +367,7 @@ impl Handler for App {
             Route::Demo | Route::Metrics | Route::Health => method_not_allowed("GET, HEAD"),
             Route::Publish(topic) => self.backend_api(ctx, request, &Call::Publish(&topic)),
             Route::Api(call) => self.backend_api(ctx, request, &Call::Api(call)),
+            Route::History(topic) => self.backend_api(ctx, request, &Call::History(&topic)),
             Route::Echo | Route::Room { .. } | Route::PubSub => {
                 HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
             }

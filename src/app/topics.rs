@@ -18,7 +18,8 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::pubsub_protocol::{write_delivery, write_delivery_of_text, ProtocolLimits};
+use super::history::Streams;
+use super::pubsub_protocol::{write_delivery, write_json_string, ProtocolLimits};
 use crate::runtime::{Context, Message, SessionId};
 
 /// The engine topic of a room's members.
@@ -74,6 +75,9 @@ pub(super) enum Payload<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Publisher {
     key: String,
+    /// The published value's JSON text.
+    data: String,
+    /// The message for `/pubsub` subscribers.
     text: String,
 }
 
@@ -87,30 +91,56 @@ impl Clone for Publisher {
 impl Publisher {
     /// Publishes `payload` to the topic `name` on every loop and node,
     /// leaving out `exclude`; returns the recipients on this node.
+    ///
+    /// With `history`, the publication is kept in the topic's stream and its
+    /// JSON form carries its position; the streams stay locked until both
+    /// forms are handed to the loops, so that every loop gets the topic's
+    /// publications in the order of their offsets.
     pub(super) fn publish<S>(
         &mut self,
         ctx: &mut Context<'_, S>,
         name: &str,
         payload: Payload<'_>,
         exclude: Option<SessionId>,
+        history: Option<History<'_>>,
     ) -> usize {
-        let Self { key, text } = self;
+        let Self { key, data, text } = self;
+        data.clear();
+        match payload {
+            Payload::Text(message) => write_json_string(data, message),
+            Payload::Json(value) => data.push_str(value.get()),
+            Payload::Binary(bytes) => {
+                room_key(key, name);
+                return ctx.publish(key, Message::Binary(bytes), exclude);
+            }
+        }
+        // The lock, when the topic keeps history: held to the end.
+        let mut store = history.as_ref().map(|h| h.streams.lock());
+        let position = match (&history, store.as_deref_mut()) {
+            (Some(h), Some(store)) => Some(h.streams.append(store, name, data, h.size, h.ttl, ctx.now())),
+            _ => None,
+        };
         room_key(key, name);
         let mut recipients = match payload {
+            Payload::Json(value) => ctx.publish(key, Message::Text(&json_as_text(value)), exclude),
             Payload::Text(message) => ctx.publish(key, Message::Text(message), exclude),
-            Payload::Binary(data) => return ctx.publish(key, Message::Binary(data), exclude),
-            Payload::Json(data) => ctx.publish(key, Message::Text(&json_as_text(data)), exclude),
+            Payload::Binary(_) => 0,
         };
         text.clear();
-        match payload {
-            Payload::Text(message) => write_delivery_of_text(text, name, message),
-            Payload::Json(data) => write_delivery(text, name, data.get()),
-            Payload::Binary(_) => {}
-        }
+        write_delivery(text, name, data, position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
         subscriber_key(key, name);
         recipients += ctx.publish(key, Message::Text(text), exclude);
+        drop(store);
         recipients
     }
+}
+
+/// A topic's history settings and this node's streams, for a publish that keeps it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct History<'a> {
+    pub(super) streams: &'a Streams,
+    pub(super) size: usize,
+    pub(super) ttl: std::time::Duration,
 }
 
 /// What a room member receives of published JSON: a string's text, any other value's JSON text.

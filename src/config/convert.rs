@@ -87,6 +87,8 @@ impl Settings {
             anonymous: self.bool("topics.anonymous"),
             client_publish: self.bool("topics.client_publish"),
             max_subscribers: self.usize("topics.max_subscribers"),
+            history_size: self.usize("topics.history_size"),
+            history_ttl: self.duration("topics.history_ttl"),
         };
         // Entries were checked where they entered, duplicates included: parsing them again cannot fail.
         let prefixed = self.list("namespaces").iter().filter_map(|n| n.parse().ok()).collect();
@@ -106,6 +108,7 @@ impl Settings {
             protocol_limits,
             auth,
             connect_timeout: self.duration("timeouts.handshake"),
+            history_max_bytes: self.usize("history.max_bytes"),
         }
     }
 }

@@ -162,14 +162,14 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "routes",
         Kind::List { item: Item::Route, non_empty: true },
         "/ = demo,/echo = echo,/rooms/{name} = room,/pubsub = pubsub,/publish/{topic} = publish,\
-         /api/{call} = api,/metrics = metrics,/healthz = health",
+         /api/history/{topic} = history,/api/{call} = api,/metrics = metrics,/healthz = health",
         "routing table, entries `PATH = HANDLER [OPTION=VALUE ...]`; the first match wins",
     ),
     setting(
         "namespaces",
         Kind::List { item: Item::Namespace, non_empty: false },
         "",
-        "topic namespaces, entries `PREFIX [anonymous=BOOL] [client_publish=BOOL] [max_subscribers=N]` \
+        "topic namespaces, entries `PREFIX [OPTION=VALUE ...]` with the options of [topics] \
          ([[namespaces]] tables in the file); a topic takes the longest prefix it starts with",
     ),
     setting("limits.max_connections", count(1), "20000", "connections open at once over all loops; over it: 503"),
@@ -199,6 +199,18 @@ pub(crate) static SETTINGS: &[Setting] = &[
         count(0),
         "0",
         "default namespace: most subscribers of one topic on this node; 0 = no limit",
+    ),
+    setting(
+        "topics.history_size",
+        count(0),
+        "0",
+        "default namespace: publications kept per topic for history requests; 0 = no history",
+    ),
+    setting(
+        "topics.history_ttl",
+        NONZERO_DURATION,
+        "5m",
+        "default namespace: how long a topic's history outlives its last publication",
     ),
     setting("timeouts.handshake", NONZERO_DURATION, "10s", "time from accept to a complete upgrade request"),
     setting("timeouts.idle", DURATION, "0s", "close with 1001 after this long without a data message; 0 = off"),
@@ -253,6 +265,12 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "ask client_no_context_takeover of a client whose offer leaves its window at 15 bits while client_max_window_bits is lower",
     ),
     setting("deflate.min_message_size", size(0), "64", "messages shorter than this are sent uncompressed"),
+    setting(
+        "history.max_bytes",
+        size(0),
+        "64MiB",
+        "most bytes of topic history on this node; past it the topics published to least recently lose theirs",
+    ),
     setting(
         "auth.hmac_secret",
         Kind::Secret,

@@ -102,7 +102,9 @@ fn namespace_entry(item: &toml::Value) -> Result<String, Reason> {
         let value = match value {
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Integer(n) => n.to_string(),
-            _ => return Err(format!("namespace {prefix:?}: `{key}` takes true, false or a whole number")),
+            // Durations: "90s", "5m".
+            toml::Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => s.clone(),
+            _ => return Err(format!("namespace {prefix:?}: `{key}` takes true, false, a whole number or a duration")),
         };
         entry.push_str(&format!(" {key}={value}"));
     }

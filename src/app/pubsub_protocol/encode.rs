@@ -94,22 +94,52 @@ pub fn write_ack_connect(out: &mut String, id: Option<Id<'_>>, user: Option<&str
 
 /// Appends a message for a topic's subscribers: `{"type":"message","topic":"a","data":<data_json>}`,
 /// `data_json` pasted in as is (the text of one JSON value).
-pub fn write_delivery(out: &mut String, topic: &str, data_json: &str) {
-    write_delivery_with(out, topic, |out| out.push_str(data_json));
-}
-
-/// Appends a message whose `data` is `text` as a JSON string (what a room
-/// member's text message is to the topic's `/pubsub` subscribers).
-pub fn write_delivery_of_text(out: &mut String, topic: &str, text: &str) {
-    write_delivery_with(out, topic, |out| write_json_string(out, text));
-}
-
-fn write_delivery_with(out: &mut String, topic: &str, data: impl FnOnce(&mut String)) {
+///
+/// With a `position` (`(offset, epoch)`, for a topic that keeps history),
+/// `,"offset":42,"epoch":"k3f9"` follows `data`.
+pub fn write_delivery(out: &mut String, topic: &str, data_json: &str, position: Option<(u64, &str)>) {
     out.push_str(r#"{"type":"message","topic":"#);
     write_json_string(out, topic);
     out.push_str(r#","data":"#);
-    data(out);
+    out.push_str(data_json);
+    if let Some((offset, epoch)) = position {
+        let _ = write!(out, r#","offset":{offset},"epoch":"#);
+        write_json_string(out, epoch);
+    }
     out.push('}');
+}
+
+/// Appends a topic's history: `{"type":"history","id":7,"topic":"a","offset":41,"epoch":"k3f9",
+/// "publications":[{"offset":40,"data":...},{"offset":41,"data":...}]}`, oldest first
+/// (`type` and `id` left out with `answer: false`, for the HTTP API).
+pub fn write_history<'d>(
+    out: &mut String,
+    answer: Option<Option<Id<'_>>>,
+    topic: &str,
+    position: (u64, &str),
+    publications: impl Iterator<Item = (u64, &'d str)>,
+) {
+    out.push('{');
+    if let Some(id) = answer {
+        out.push_str(r#""type":"history","#);
+        if let Some(id) = id {
+            out.push_str(r#""id":"#);
+            out.push_str(id.as_json());
+            out.push(',');
+        }
+    }
+    out.push_str(r#""topic":"#);
+    write_json_string(out, topic);
+    let _ = write!(out, r#","offset":{},"epoch":"#, position.0);
+    write_json_string(out, position.1);
+    out.push_str(r#","publications":["#);
+    for (i, (offset, data)) in publications.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#"{{"offset":{offset},"data":{data}}}"#);
+    }
+    out.push_str("]}");
 }
 
 /// Appends an error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`.
@@ -166,7 +196,7 @@ pub fn encode_ack_ping(id: Option<Id<'_>>) -> String {
 /// per topic and share the result among the subscribers.
 #[must_use]
 pub fn encode_delivery(topic: &str, data_json: &str) -> String {
-    encoded(|out| write_delivery(out, topic, data_json))
+    encoded(|out| write_delivery(out, topic, data_json, None))
 }
 
 /// An error message: `{"type":"error","id":9,"code":"bad_topic","message":"..."}`
@@ -196,7 +226,10 @@ mod tests {
     fn writers_append_to_what_is_there() {
         let mut out = String::from("x");
         write_ack_ping(&mut out, None);
-        write_delivery(&mut out, "t\"", "1");
+        write_delivery(&mut out, "t\"", "1", None);
         assert_eq!(out, r#"x{"type":"ack","op":"ping"}{"type":"message","topic":"t\"","data":1}"#);
+        out.clear();
+        write_delivery(&mut out, "t", "[2]", Some((42, "k3f9")));
+        assert_eq!(out, r#"{"type":"message","topic":"t","data":[2],"offset":42,"epoch":"k3f9"}"#);
     }
 }

@@ -61,8 +61,8 @@ use serde_json::value::RawValue;
 
 pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
-    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_topics, write_delivery,
-    write_delivery_of_text, write_error, write_json_string,
+    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_topics, write_delivery, write_error,
+    write_history, write_json_string,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
@@ -290,6 +290,16 @@ pub enum Request<'a> {
         /// The new token.
         token: Cow<'a, str>,
     },
+    /// `{"op":"history","topic":"chat:x","limit":20}`: a topic's position and
+    /// its last `limit` kept publications (all kept, without `limit`).
+    History {
+        /// Echoed in the answer.
+        id: Option<Id<'a>>,
+        /// The topic.
+        topic: Cow<'a, str>,
+        /// The most publications wanted.
+        limit: Option<usize>,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -302,7 +312,8 @@ impl<'a> Request<'a> {
             | Self::Publish { id, .. }
             | Self::Ping { id }
             | Self::Connect { id, .. }
-            | Self::Refresh { id, .. } => *id,
+            | Self::Refresh { id, .. }
+            | Self::History { id, .. } => *id,
         }
     }
 }
@@ -321,6 +332,9 @@ impl PartialEq for Request<'_> {
             (Self::Ping { id }, Self::Ping { id: id2 }) => id == id2,
             (Self::Connect { id, token }, Self::Connect { id: id2, token: token2 }) => id == id2 && token == token2,
             (Self::Refresh { id, token }, Self::Refresh { id: id2, token: token2 }) => id == id2 && token == token2,
+            (Self::History { id, topic, limit }, Self::History { id: id2, topic: topic2, limit: limit2 }) => {
+                id == id2 && topic == topic2 && limit == limit2
+            }
             _ => false,
         }
     }
@@ -354,6 +368,8 @@ pub enum ErrorCode {
     TopicFull,
     /// `unauthorized`: a token that is missing, invalid or expired (`connect`, `refresh`).
     Unauthorized,
+    /// `no_history`: a history request for a topic whose namespace keeps none.
+    NoHistory,
 }
 
 impl ErrorCode {
@@ -371,6 +387,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::TopicFull => "topic_full",
             Self::Unauthorized => "unauthorized",
+            Self::NoHistory => "no_history",
         }
     }
 }
@@ -439,6 +456,8 @@ struct Envelope<'a> {
     exclude_self: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
 }
 
 /// `Some` for every field present, `null` included (a plain `Option` would read `null` as
@@ -472,6 +491,7 @@ pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Reque
     let request = match parse_op(envelope.op) {
         Ok(Op::Ping) => Ok(Request::Ping { id }),
         Ok(Op::Connect) => parse_token(envelope.token).map(|token| Request::Connect { id, token }),
+        Ok(Op::History) => parse_history(&envelope, limits).map(|(topic, limit)| Request::History { id, topic, limit }),
         Ok(Op::Refresh) => match parse_token(envelope.token) {
             Ok(Some(token)) => Ok(Request::Refresh { id, token }),
             Ok(None) => Err(RequestError::new(ErrorCode::Unauthorized, "a refresh needs `token`")),
@@ -497,6 +517,28 @@ enum Op {
     Ping,
     Connect,
     Refresh,
+    History,
+}
+
+/// A history request's one topic (`topic`) and its `limit`.
+fn parse_history<'a>(
+    envelope: &Envelope<'a>,
+    limits: &ProtocolLimits,
+) -> Result<(Cow<'a, str>, Option<usize>), RequestError<'a>> {
+    let Some(one) = given(envelope.topic) else {
+        return Err(RequestError::new(ErrorCode::MissingTopic, "a history request needs `topic`"));
+    };
+    let topic = read_raw(one, TopicName(limits))
+        .unwrap_or_else(|| Err(RequestError::new(ErrorCode::BadTopic, "`topic` must be a Unicode string")))?;
+    let limit = match given(envelope.limit) {
+        None => None,
+        Some(raw) => Some(
+            raw.get()
+                .parse::<usize>()
+                .map_err(|_| RequestError::new(ErrorCode::BadJson, "`limit` must be a whole number"))?,
+        ),
+    };
+    Ok((topic, limit))
 }
 
 /// A `token` field: absent or a string (never quoted in an error).
@@ -531,9 +573,10 @@ fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
         "ping" => Ok(Op::Ping),
         "connect" => Ok(Op::Connect),
         "refresh" => Ok(Op::Refresh),
+        "history" => Ok(Op::History),
         _ => Err(RequestError::new(
             ErrorCode::UnknownOp,
-            "unknown `op`: expected subscribe, unsubscribe, publish, ping, connect or refresh",
+            "unknown `op`: expected subscribe, unsubscribe, publish, ping, connect, refresh or history",
         )),
     }
 }
