@@ -438,3 +438,69 @@ fn a_topic_with_history_numbers_its_publications_and_gives_the_last_ones_back() 
     assert_eq!((status(&none), json_body(&none)["code"].as_str()), (404, Some("no_history")));
     server.stop();
 }
+
+#[test]
+fn a_subscriber_that_comes_back_recovers_what_it_missed_once_and_in_order() {
+    let mut config = AppConfig::default();
+    let entries = ["chat: history_size=10", "small: history_size=2"];
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), entries.map(|e| e.parse().unwrap()).to_vec())
+        .expect("distinct prefixes");
+    let server = start(config, 2);
+    let mut publisher = connect(&server, "/pubsub");
+    let publish = |publisher: &mut Ws, topic: &str, n: u64| {
+        send(publisher, json!({"op": "publish", "topic": topic, "data": n, "id": n}));
+        assert_eq!(json_reply(publisher)["op"], "publish");
+    };
+
+    let mut first = connect(&server, "/pubsub");
+    send(&mut first, json!({"op": "subscribe", "topics": ["chat:x", "small:y"], "id": 1}));
+    let ack = json_reply(&mut first);
+    assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
+    let epoch = ack["positions"]["chat:x"]["epoch"].as_str().unwrap().to_owned();
+    for n in 1..=3 {
+        publish(&mut publisher, "chat:x", n);
+        assert_eq!(json_reply(&mut first)["offset"], n);
+    }
+    drop(first);
+    for n in 4..=5 {
+        publish(&mut publisher, "chat:x", n);
+    }
+    for n in 1..=5 {
+        publish(&mut publisher, "small:y", n);
+    }
+
+    // Back, from where it left: 4 and 5 again, marked, then the ack, then live ones once.
+    let mut again = connect(&server, "/pubsub");
+    let since = json!({"chat:x": {"offset": 3, "epoch": epoch}, "small:y": {"offset": 1, "epoch": "whatever"}});
+    send(&mut again, json!({"op": "subscribe", "topics": ["chat:x", "small:y"], "since": since, "id": 2}));
+    for n in 4..=5 {
+        let message = json_reply(&mut again);
+        assert_eq!((message["offset"].as_u64(), message["data"].as_u64()), (Some(n), Some(n)), "{message}");
+        assert_eq!(message["recovered"], true);
+    }
+    let ack = json_reply(&mut again);
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["recovered"], json!({"chat:x": true, "small:y": false}), "the wrong epoch cannot recover");
+    assert_eq!(ack["positions"]["chat:x"], json!({"offset": 5, "epoch": epoch}));
+    publish(&mut publisher, "chat:x", 6);
+    let live = json_reply(&mut again);
+    assert_eq!((live["offset"].as_u64(), live.get("recovered")), (Some(6), None), "{live}");
+
+    // Too far behind for what is kept: told so, with the current position.
+    let mut late = connect(&server, "/pubsub");
+    let small_epoch = ack["positions"]["small:y"]["epoch"].as_str().unwrap().to_owned();
+    let since = json!({"small:y": {"offset": 1, "epoch": small_epoch}});
+    send(&mut late, json!({"op": "subscribe", "topic": "small:y", "since": since, "id": 3}));
+    let ack = json_reply(&mut late);
+    assert_eq!(
+        (ack["recovered"]["small:y"].as_bool(), ack["positions"]["small:y"]["offset"].as_u64()),
+        (Some(false), Some(5))
+    );
+    // Right behind the kept window: recovered.
+    let since = json!({"small:y": {"offset": 3, "epoch": small_epoch}});
+    send(&mut late, json!({"op": "subscribe", "topic": "small:y", "since": since, "id": 4}));
+    assert_eq!(json_reply(&mut late)["offset"], 4);
+    assert_eq!(json_reply(&mut late)["offset"], 5);
+    assert_eq!(json_reply(&mut late)["recovered"]["small:y"], true);
+    server.stop();
+}

@@ -27,7 +27,7 @@ fn raw(json: &str) -> &'static RawValue {
 }
 
 fn sub(id: Option<Id<'static>>, names: &[&'static str]) -> Request<'static> {
-    Request::Subscribe { id, topics: topics(names) }
+    Request::Subscribe { id, topics: topics(names), since: Default::default() }
 }
 
 fn unsub(id: Option<Id<'static>>, names: &[&'static str]) -> Request<'static> {
@@ -310,7 +310,9 @@ fn topic_length_is_counted_in_bytes() {
         let text = format!(r#"{{"op":"subscribe","topics":["{name}"]}}"#);
         parse(&text).map(|r| format!("{r:?}")).map_err(|e| e.code)
     };
-    let subscribed = |name: String| Ok(format!("{:?}", Request::Subscribe { id: None, topics: vec![name].into() }));
+    let subscribed = |name: String| {
+        Ok(format!("{:?}", Request::Subscribe { id: None, topics: vec![name].into(), since: Default::default() }))
+    };
 
     let at_limit = "x".repeat(256);
     assert_eq!(subscribe(&at_limit), subscribed(at_limit.clone()));
@@ -334,7 +336,11 @@ fn topic_names_may_hold_any_printable_text() {
     let names = ["a b", "a/b/c", "*", "#", "user:42", r#"quote"s"#, r"back\slash", "😀", "\u{200b}", "ünïcödé"];
     for name in names {
         let text = serde_json::to_string(&json!({"op": "subscribe", "topic": name})).unwrap();
-        assert_eq!(parse(&text), Ok(Request::Subscribe { id: None, topics: topics(&[name]) }), "{text}");
+        assert_eq!(
+            parse(&text),
+            Ok(Request::Subscribe { id: None, topics: topics(&[name]), since: Default::default() }),
+            "{text}"
+        );
     }
 }
 
@@ -344,7 +350,10 @@ fn topic_count_is_limited_as_sent() {
     let distinct: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
 
     let at_limit = format!(r#"{{"op":"subscribe","topics":{}}}"#, list(&distinct[..64]));
-    assert_eq!(parse(&at_limit), Ok(Request::Subscribe { id: None, topics: distinct[..64].to_vec().into() }));
+    assert_eq!(
+        parse(&at_limit),
+        Ok(Request::Subscribe { id: None, topics: distinct[..64].to_vec().into(), since: Default::default() })
+    );
     let over = format!(r#"{{"op":"subscribe","topics":{},"id":1}}"#, list(&distinct));
     let err = parse(&over).unwrap_err();
     assert_eq!((err.code, err.id), (ErrorCode::TooManyTopics, id("1")));
@@ -352,7 +361,7 @@ fn topic_count_is_limited_as_sent() {
     // Duplicates count: 64 copies collapse to one, 65 are too many.
     let copies = vec!["same".to_owned(); 65];
     let text = format!(r#"{{"op":"subscribe","topics":{}}}"#, list(&copies[..64]));
-    assert_eq!(parse(&text), Ok(Request::Subscribe { id: None, topics: topics(&["same"]) }));
+    assert_eq!(parse(&text), Ok(Request::Subscribe { id: None, topics: topics(&["same"]), since: Default::default() }));
     let text = format!(r#"{{"op":"subscribe","topics":{}}}"#, list(&copies));
     assert_eq!(parse(&text).unwrap_err().code, ErrorCode::TooManyTopics);
 

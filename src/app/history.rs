@@ -113,6 +113,10 @@ pub struct HistoryStats {
     pub evicted: AtomicU64,
     /// Streams dropped because their TTL passed.
     pub expired: AtomicU64,
+    /// Subscribes with `since` that recovered everything after their position.
+    pub recovered: AtomicU64,
+    /// Subscribes with `since` that could not (another epoch, or no longer kept).
+    pub not_recovered: AtomicU64,
 }
 
 /// Every topic's stream on this node.

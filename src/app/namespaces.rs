@@ -219,6 +219,12 @@ impl Namespaces {
         self.find(topic).map_or(&self.default, |ns| &ns.options)
     }
 
+    /// Whether any namespace keeps history.
+    #[must_use]
+    pub fn keep_history(&self) -> bool {
+        self.default.history_size > 0 || self.prefixed.iter().any(|ns| ns.options.history_size > 0)
+    }
+
     /// The prefix of `topic`'s namespace; `None` for the default namespace.
     #[must_use]
     pub fn prefix_of(&self, topic: &str) -> Option<&str> {

@@ -4,7 +4,7 @@
 use super::access::TOPIC_FULL;
 use super::history::{Position, Publication};
 use super::identity::{Outcome, User};
-use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError};
+use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError, TopicPosition};
 use super::routes::{App, Member};
 use super::topics::{self, Payload};
 use crate::proto::CloseCode;
@@ -53,7 +53,7 @@ impl App {
         let forbidden = |id, message: &'static str| Err(RequestError::new(ErrorCode::Forbidden, message).with_id(id));
         let mut key = String::new();
         match request {
-            Request::Subscribe { id, topics } => {
+            Request::Subscribe { id, topics, since } => {
                 if !topics.iter().all(|topic| self.may_read(user, topic)) {
                     self.identity.count(Outcome::Forbidden);
                     return forbidden(id, "the session may not subscribe to a topic of these");
@@ -61,11 +61,25 @@ impl App {
                 if self.any_full(ctx, session, topics.iter()) {
                     return Err(RequestError::new(ErrorCode::TopicFull, TOPIC_FULL).with_id(id));
                 }
+                let mut positions = Vec::new();
                 for topic in topics.iter() {
                     topics::subscriber_key(&mut key, topic);
-                    let _ = ctx.subscribe(session, &key);
+                    match self.subscribe_in_order(ctx, session, topic, &key, since.get(topic)) {
+                        Some((position, recovered)) => positions.push((topic, Some(position), recovered)),
+                        // Nothing kept, nothing to recover.
+                        None if since.get(topic).is_some() => positions.push((topic, None, Some(false))),
+                        None => {}
+                    }
                 }
-                protocol::write_ack_topics(reply, "subscribe", id, &topics);
+                let positions: Vec<TopicPosition<'_>> = positions
+                    .iter()
+                    .map(|(topic, at, recovered)| TopicPosition {
+                        topic,
+                        position: at.as_ref().map(|p| (p.offset, p.epoch.as_str())),
+                        recovered: *recovered,
+                    })
+                    .collect();
+                protocol::write_ack_subscribe(reply, id, &topics, &positions);
             }
             Request::Unsubscribe { id, topics } => {
                 for topic in topics.iter() {
@@ -149,6 +163,59 @@ impl App {
         if let Some(Member::PubSub { user: slot, .. } | Member::Room { user: slot, .. }) = ctx.state(session) {
             *slot = Some(user);
         }
+    }
+
+    /// Subscribes `session` to `topic` (its engine topic `key`); where the
+    /// topic keeps history, returns its position and, with `since` (where
+    /// the client left it), whether every publication after that was sent
+    /// again first (`None`: the namespace keeps no history).
+    ///
+    /// The streams stay locked from reading the position to subscribing, so
+    /// no publication falls between; the subscription is held back from the
+    /// publications up to the position still on their way to this loop, so
+    /// none comes twice.
+    fn subscribe_in_order(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        topic: &str,
+        key: &str,
+        since: Option<(u64, &str)>,
+    ) -> Option<(Position, Option<bool>)> {
+        let options = self.config.namespaces.of(topic);
+        if options.history_size == 0 {
+            let _ = ctx.subscribe(session, key);
+            return None;
+        }
+        let streams = self.streams.clone();
+        let mut store = streams.lock();
+        let (position, kept) = store.read(topic, options.history_size, options.history_ttl, ctx.now());
+        let recovered = since.map(|(offset, epoch)| {
+            // Everything after `offset` is kept: the first kept is at most the next one.
+            let whole = kept.first().map_or(offset == position.offset, |first| first.offset <= offset + 1);
+            let recoverable = epoch == position.epoch.as_str() && offset <= position.offset && whole;
+            if recoverable {
+                let mut text = std::mem::take(&mut self.reply.0);
+                for publication in kept.iter().filter(|p| p.offset > offset) {
+                    text.clear();
+                    protocol::write_recovered(
+                        &mut text,
+                        topic,
+                        &publication.data,
+                        publication.offset,
+                        position.epoch.as_str(),
+                    );
+                    let _ = ctx.send_text(session, &text);
+                }
+                self.reply.0 = text;
+            }
+            let counter = if recoverable { &streams.stats().recovered } else { &streams.stats().not_recovered };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            recoverable
+        });
+        let _ = ctx.subscribe_after(session, key, position.offset);
+        drop(store);
+        Some((position, recovered))
     }
 
     /// `topic`'s position and its last `limit` publications (all kept without

@@ -245,6 +245,10 @@ impl App {
         text.family(name, Kind::Counter, "Topic histories dropped: by the node cap (evicted) or their TTL (expired).");
         text.sample(name, &[("reason", "evicted")], history.evicted.load(Ordering::Relaxed));
         text.sample(name, &[("reason", "expired")], history.expired.load(Ordering::Relaxed));
+        let name = "ferrows_recoveries_total";
+        text.family(name, Kind::Counter, "Subscribes with a position to recover from, by outcome.");
+        text.sample(name, &[("result", "recovered")], history.recovered.load(Ordering::Relaxed));
+        text.sample(name, &[("result", "not_recovered")], history.not_recovered.load(Ordering::Relaxed));
         text.family("ferrows_history_bytes", Kind::Gauge, "Bytes of topic history held on this node.");
         text.sample("ferrows_history_bytes", &[], bytes as u64);
         text.family("ferrows_history_topics", Kind::Gauge, "Topics with a history stream on this node.");

@@ -120,18 +120,34 @@ impl Publisher {
             (Some(h), Some(store)) => Some(h.streams.append(store, name, data, h.size, h.ttl, ctx.now())),
             _ => None,
         };
+        let seq = position.map(|p| p.offset);
         room_key(key, name);
         let mut recipients = match payload {
-            Payload::Json(value) => ctx.publish(key, Message::Text(&json_as_text(value)), exclude),
-            Payload::Text(message) => ctx.publish(key, Message::Text(message), exclude),
+            Payload::Json(value) => send(ctx, key, Message::Text(&json_as_text(value)), exclude, seq),
+            Payload::Text(message) => send(ctx, key, Message::Text(message), exclude, seq),
             Payload::Binary(_) => 0,
         };
         text.clear();
         write_delivery(text, name, data, position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
         subscriber_key(key, name);
-        recipients += ctx.publish(key, Message::Text(text), exclude);
+        recipients += send(ctx, key, Message::Text(text), exclude, seq);
         drop(store);
         recipients
+    }
+}
+
+/// A numbered publication (`seq`: its offset) goes to every loop through
+/// its channel, so that each takes the topic's publications in offset order.
+fn send<S>(
+    ctx: &mut Context<'_, S>,
+    key: &str,
+    message: Message<'_>,
+    exclude: Option<SessionId>,
+    seq: Option<u64>,
+) -> usize {
+    match seq {
+        Some(seq) => ctx.publish_numbered(key, message, exclude, seq),
+        None => ctx.publish(key, message, exclude),
     }
 }
 

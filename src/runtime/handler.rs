@@ -325,6 +325,20 @@ impl<S> Context<'_, S> {
         Ok(())
     }
 
+    /// Subscribes `session` to `topic`, held back from the publications
+    /// numbered up to `mark` ([`publish_numbered`](Self::publish_numbered)):
+    /// for a subscriber that got those another way (a recovery from
+    /// history), so that one still on its way to this loop is not sent twice.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_after(&mut self, session: SessionId, topic: &str, mark: u64) -> Result<(), SendError> {
+        self.subscribe(session, topic)?;
+        self.topics.hold_until(session, topic, mark);
+        Ok(())
+    }
+
     /// Unsubscribes `session` from `topic`; returns whether it was subscribed.
     pub fn unsubscribe(&mut self, session: SessionId, topic: &str) -> bool {
         let left = self.topics.unsubscribe(session, topic);
@@ -369,6 +383,35 @@ impl<S> Context<'_, S> {
         }
         // The other loops' subscribers, as the directory counts them: their queues are theirs to judge.
         delivered + on_node.saturating_sub(self.topics.subscriber_count(topic))
+    }
+
+    /// Publishes a publication numbered `seq` in its topic (its offset:
+    /// numbers rise with each publication of the topic, and the caller sends
+    /// them in that order, from whichever loop). Unlike
+    /// [`publish`](Self::publish), every loop's subscribers get it through
+    /// the loop's channel, this loop's too, so that a topic's numbered
+    /// publications reach each subscriber in number order; and subscribers
+    /// held back up to a mark at or past `seq` ([`subscribe_after`](Self::subscribe_after))
+    /// do not get it. Returns the subscribers of `topic` on this node, as the
+    /// directory counts them.
+    pub fn publish_numbered(
+        &mut self,
+        topic: &str,
+        message: Message<'_>,
+        exclude: Option<SessionId>,
+        seq: u64,
+    ) -> usize {
+        let frame = self.encode_shared(message);
+        let key = self.topics.of_topic_key(topic).or_else(|| self.bus.directory_key(topic));
+        let exclude = exclude.map(|id| (self.loop_index, id));
+        let on_node = key.as_ref().map_or(0, |key| self.bus.send_numbered(key, &frame, seq, exclude));
+        if self.bus.uplink.is_some() {
+            let key = key.unwrap_or_else(|| Arc::from(topic));
+            self.bus.send_to_uplink(Some(&key), &frame);
+        }
+        on_node.saturating_sub(usize::from(
+            exclude.is_some_and(|(_, id)| self.topics.of_session(id).iter().any(|t| &**t == topic)),
+        ))
     }
 
     /// Closes every subscriber of `topic` with `code` and `reason`: on this

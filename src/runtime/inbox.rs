@@ -25,8 +25,10 @@ impl<H: Handler> EventLoop<H> {
                     });
                     continue;
                 }
-                Publication::Topic { topic, frame } => {
-                    targets.extend(self.topics.subscribers(&topic));
+                Publication::Topic { topic, frame, seq, exclude } => {
+                    let exclude = exclude.filter(|(at, _)| *at == self.index).map(|(_, id)| id);
+                    targets.extend(self.topics.subscribers_at(&topic, seq).filter(|s| Some(*s) != exclude));
+                    self.topics.release(&topic, seq);
                     frame
                 }
                 Publication::All { frame } => {

@@ -45,11 +45,14 @@ pub struct Topics<K = SessionId> {
     by_topic: HashMap<Topic, HashSet<K>>,
     by_session: HashMap<K, Vec<Topic>>,
     subscriptions: usize,
+    /// Subscriptions held back until publications numbered past a mark
+    /// (after a subscriber caught up by other means): few, and short-lived.
+    held: Vec<(K, Topic, u64)>,
 }
 
 impl<K> Default for Topics<K> {
     fn default() -> Self {
-        Self { by_topic: HashMap::new(), by_session: HashMap::new(), subscriptions: 0 }
+        Self { by_topic: HashMap::new(), by_session: HashMap::new(), subscriptions: 0, held: Vec::new() }
     }
 }
 
@@ -76,6 +79,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
             return None;
         }
         let last = sessions.is_empty();
+        self.held.retain(|(k, t, _)| !(*k == session && &**t == topic));
         // A topic with no subscribers leaves no trace.
         let key =
             if last { self.by_topic.remove_entry(topic)?.0 } else { self.by_topic.get_key_value(topic)?.0.clone() };
@@ -97,6 +101,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         let Some(list) = self.by_session.remove(&session) else {
             return Vec::new();
         };
+        self.held.retain(|(k, _, _)| *k != session);
         self.subscriptions -= list.len();
         let mut left = Vec::with_capacity(list.len());
         for topic in list {
@@ -123,6 +128,30 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         self.by_topic.get(topic).into_iter().flatten().copied()
     }
 
+    /// The loop's subscribers of `topic` that take a publication numbered
+    /// `seq` (0: not numbered, taken by all): those held back up to a mark
+    /// at or past `seq` are left out.
+    pub fn subscribers_at<'a>(&'a self, topic: &'a str, seq: u64) -> impl Iterator<Item = K> + 'a {
+        let held = seq != 0 && !self.held.is_empty();
+        self.subscribers(topic)
+            .filter(move |s| !held || !self.held.iter().any(|(k, t, mark)| k == s && &**t == topic && *mark >= seq))
+    }
+
+    /// Holds `session`'s subscription of `topic` back from publications
+    /// numbered up to `mark` (it has them already, or knows it missed them).
+    pub fn hold_until(&mut self, session: K, topic: &str, mark: u64) {
+        let Some(key) = self.of_topic_key(topic) else { return };
+        self.held.retain(|(k, t, _)| !(*k == session && *t == key));
+        self.held.push((session, key, mark));
+    }
+
+    /// A publication of `topic` numbered `seq` went out: marks below it are done with.
+    pub fn release(&mut self, topic: &str, seq: u64) {
+        if seq != 0 && !self.held.is_empty() {
+            self.held.retain(|(_, t, mark)| &**t != topic || *mark >= seq);
+        }
+    }
+
     /// The shared name of `topic`, if the loop has subscribers of it.
     pub fn of_topic_key(&self, topic: &str) -> Option<Topic> {
         self.by_topic.get_key_value(topic).map(|(k, _)| k.clone())
@@ -142,8 +171,9 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
 /// A publish on its way to another loop.
 #[derive(Debug)]
 pub(crate) enum Publication {
-    /// To the loop's subscribers of a topic.
-    Topic { topic: Topic, frame: SharedFrame },
+    /// To the loop's subscribers of a topic; `seq` numbers it (0: not
+    /// numbered); `exclude` is a session left out, with its loop.
+    Topic { topic: Topic, frame: SharedFrame, seq: u64, exclude: Option<(usize, SessionId)> },
     /// To every session of the loop.
     All { frame: SharedFrame },
     /// Close the loop's subscribers of a topic with this code and reason.
@@ -303,8 +333,30 @@ impl Bus {
             None => (u64::MAX, 0),
         };
         self.send_to_loops(from_loop, mask, || match topic {
-            Some(topic) => Publication::Topic { topic: topic.clone(), frame: frame.clone() },
+            Some(topic) => Publication::Topic { topic: topic.clone(), frame: frame.clone(), seq: 0, exclude: None },
             None => Publication::All { frame: frame.clone() },
+        });
+        subscribers
+    }
+
+    /// Sends a publication numbered `seq` to every loop with subscribers of
+    /// `topic`, the publishing loop included: through the channels only, so
+    /// that each loop takes a topic's numbered publications in the order
+    /// they were sent, whichever loop sent them. Returns the subscribers of
+    /// `topic` on all loops, as the directory counts them.
+    pub(crate) fn send_numbered(
+        &self,
+        topic: &Topic,
+        frame: &SharedFrame,
+        seq: u64,
+        exclude: Option<(usize, SessionId)>,
+    ) -> usize {
+        let (mask, subscribers) = self.loops_of(topic);
+        self.send_to_loops(usize::MAX, mask, || Publication::Topic {
+            topic: topic.clone(),
+            frame: frame.clone(),
+            seq,
+            exclude,
         });
         subscribers
     }
@@ -413,5 +465,26 @@ mod tests {
         assert_eq!(t.subscribers("b").collect::<Vec<_>>(), [id(2)]);
         assert_eq!(t.of_session(id(1)), &[] as &[Topic]);
         assert_eq!(t.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_held_subscription_skips_numbered_publications_up_to_its_mark() {
+        let mut t = Topics::default();
+        t.subscribe(id(1), "a");
+        t.subscribe(id(2), "a");
+        t.hold_until(id(2), "a", 5);
+        let at = |t: &Topics, seq| t.subscribers_at("a", seq).collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(at(&t, 5), [id(1)].into(), "5 is held back from 2");
+        assert_eq!(at(&t, 0), [id(1), id(2)].into(), "unnumbered: everyone");
+        t.release("a", 5);
+        assert_eq!(at(&t, 4), [id(1)].into(), "still held: its mark was not passed");
+        assert_eq!(at(&t, 6), [id(1), id(2)].into());
+        t.release("a", 6);
+        assert_eq!(at(&t, 3), [id(1), id(2)].into(), "released once passed");
+        // A session that leaves takes its hold along.
+        t.hold_until(id(2), "a", 9);
+        t.remove_session(id(2));
+        t.subscribe(id(2), "a");
+        assert_eq!(at(&t, 7), [id(1), id(2)].into());
     }
 }

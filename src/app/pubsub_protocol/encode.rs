@@ -98,6 +98,16 @@ pub fn write_ack_connect(out: &mut String, id: Option<Id<'_>>, user: Option<&str
 /// With a `position` (`(offset, epoch)`, for a topic that keeps history),
 /// `,"offset":42,"epoch":"k3f9"` follows `data`.
 pub fn write_delivery(out: &mut String, topic: &str, data_json: &str, position: Option<(u64, &str)>) {
+    write_message(out, topic, data_json, position, false);
+}
+
+/// Appends a publication sent again from history to a subscriber that
+/// recovers: as [`write_delivery`], with `"recovered":true` at the end.
+pub fn write_recovered(out: &mut String, topic: &str, data_json: &str, offset: u64, epoch: &str) {
+    write_message(out, topic, data_json, Some((offset, epoch)), true);
+}
+
+fn write_message(out: &mut String, topic: &str, data_json: &str, position: Option<(u64, &str)>, recovered: bool) {
     out.push_str(r#"{"type":"message","topic":"#);
     write_json_string(out, topic);
     out.push_str(r#","data":"#);
@@ -105,6 +115,57 @@ pub fn write_delivery(out: &mut String, topic: &str, data_json: &str, position: 
     if let Some((offset, epoch)) = position {
         let _ = write!(out, r#","offset":{offset},"epoch":"#);
         write_json_string(out, epoch);
+    }
+    if recovered {
+        out.push_str(r#","recovered":true"#);
+    }
+    out.push('}');
+}
+
+/// A topic's position in a subscribe's ack, and for a topic the client
+/// named in `since`, whether what it missed was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicPosition<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// Its last publication's offset and its epoch; `None` for a topic that keeps no history.
+    pub position: Option<(u64, &'a str)>,
+    /// `Some(true)`: every publication after the client's position was sent;
+    /// `Some(false)`: not (the epoch changed, or they are no longer kept).
+    pub recovered: Option<bool>,
+}
+
+/// Appends the ack of a subscribe: `{"type":"ack","op":"subscribe","id":1,"topics":["a"],
+/// "positions":{"a":{"offset":41,"epoch":"k3f9"}},"recovered":{"a":true}}`, `positions` for
+/// the topics that keep history and `recovered` for those named in `since` (each left out when empty).
+pub fn write_ack_subscribe(out: &mut String, id: Option<Id<'_>>, topics: &Topics<'_>, positions: &[TopicPosition<'_>]) {
+    write_ack_head(out, "subscribe", id);
+    write_topics(out, topics);
+    let mut kept = positions.iter().filter_map(|p| p.position.map(|at| (p.topic, at))).peekable();
+    if kept.peek().is_some() {
+        out.push_str(r#","positions":{"#);
+        for (i, (topic, (offset, epoch))) in kept.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, topic);
+            let _ = write!(out, r#":{{"offset":{offset},"epoch":"#);
+            write_json_string(out, epoch);
+            out.push('}');
+        }
+        out.push('}');
+    }
+    let mut recovered = positions.iter().filter_map(|p| p.recovered.map(|r| (p.topic, r))).peekable();
+    if recovered.peek().is_some() {
+        out.push_str(r#","recovered":{"#);
+        for (i, (topic, done)) in recovered.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, topic);
+            let _ = write!(out, ":{done}");
+        }
+        out.push('}');
     }
     out.push('}');
 }
@@ -166,7 +227,7 @@ fn encoded(write: impl FnOnce(&mut String)) -> String {
 /// (`id` left out when the request had none).
 #[must_use]
 pub fn encode_ack_subscribe(id: Option<Id<'_>>, topics: &Topics<'_>) -> String {
-    encoded(|out| write_ack_topics(out, "subscribe", id, topics))
+    encoded(|out| write_ack_subscribe(out, id, topics, &[]))
 }
 
 /// The ack of an unsubscribe: `{"type":"ack","op":"unsubscribe","id":8,"topics":["a"]}`.

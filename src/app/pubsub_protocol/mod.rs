@@ -61,8 +61,8 @@ use serde_json::value::RawValue;
 
 pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
-    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_topics, write_delivery, write_error,
-    write_history, write_json_string,
+    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_subscribe, write_ack_topics,
+    write_delivery, write_error, write_history, write_json_string, write_recovered, TopicPosition,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
@@ -250,6 +250,9 @@ pub enum Request<'a> {
         id: Option<Id<'a>>,
         /// The topics.
         topics: Topics<'a>,
+        /// `"since":{"a":{"offset":41,"epoch":"k3f9"}}`: where the client
+        /// left topics it subscribed to before, to recover what it missed.
+        since: Since<'a>,
     },
     /// `{"op":"unsubscribe","topics":[..]}`: remove the sender from these topics.
     Unsubscribe {
@@ -321,8 +324,10 @@ impl<'a> Request<'a> {
 impl PartialEq for Request<'_> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Self::Subscribe { id, topics }, Self::Subscribe { id: id2, topics: topics2 })
-            | (Self::Unsubscribe { id, topics }, Self::Unsubscribe { id: id2, topics: topics2 }) => {
+            (Self::Subscribe { id, topics, since }, Self::Subscribe { id: id2, topics: topics2, since: since2 }) => {
+                id == id2 && topics == topics2 && since == since2
+            }
+            (Self::Unsubscribe { id, topics }, Self::Unsubscribe { id: id2, topics: topics2 }) => {
                 id == id2 && topics == topics2
             }
             (
@@ -458,6 +463,49 @@ struct Envelope<'a> {
     token: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+}
+
+/// The positions a client left its topics at: `{"a":{"offset":41,"epoch":"k3f9"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Since<'a>(Vec<(Cow<'a, str>, u64, Cow<'a, str>)>);
+
+impl Since<'_> {
+    /// Where the client left `topic`: its last offset and the epoch.
+    #[must_use]
+    pub fn get(&self, topic: &str) -> Option<(u64, &str)> {
+        self.0.iter().find(|(t, _, _)| t == topic).map(|(_, offset, epoch)| (*offset, &**epoch))
+    }
+
+    /// Whether no position was given.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, u64, &'a str)> for Since<'a> {
+    fn from_iter<I: IntoIterator<Item = (&'a str, u64, &'a str)>>(positions: I) -> Self {
+        Self(positions.into_iter().map(|(t, o, e)| (Cow::Borrowed(t), o, Cow::Borrowed(e))).collect())
+    }
+}
+
+#[derive(Deserialize)]
+struct SincePosition<'a> {
+    offset: u64,
+    #[serde(borrow)]
+    epoch: Cow<'a, str>,
+}
+
+/// A subscribe's `since` (absent or `null`: none).
+fn parse_since(raw: Option<&RawValue>) -> Result<Since<'_>, RequestError<'static>> {
+    let Some(raw) = given(raw) else { return Ok(Since::default()) };
+    let positions: std::collections::BTreeMap<Cow<'_, str>, SincePosition<'_>> = serde_json::from_str(raw.get())
+        .map_err(|_| {
+            RequestError::new(ErrorCode::BadJson, "`since` must map topics to {\"offset\":N,\"epoch\":\"...\"}")
+        })?;
+    Ok(Since(positions.into_iter().map(|(topic, p)| (topic, p.offset, p.epoch)).collect()))
 }
 
 /// `Some` for every field present, `null` included (a plain `Option` would read `null` as
@@ -497,7 +545,8 @@ pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Reque
             Ok(None) => Err(RequestError::new(ErrorCode::Unauthorized, "a refresh needs `token`")),
             Err(e) => Err(e),
         },
-        Ok(Op::Subscribe) => parse_topics(&envelope, limits).map(|topics| Request::Subscribe { id, topics }),
+        Ok(Op::Subscribe) => parse_topics(&envelope, limits)
+            .and_then(|topics| Ok(Request::Subscribe { id, topics, since: parse_since(envelope.since)? })),
         Ok(Op::Unsubscribe) => parse_topics(&envelope, limits).map(|topics| Request::Unsubscribe { id, topics }),
         Ok(Op::Publish) => parse_publish(&envelope, limits).map(|(topics, data, exclude_self)| Request::Publish {
             id,
