@@ -504,3 +504,46 @@ fn a_subscriber_that_comes_back_recovers_what_it_missed_once_and_in_order() {
     assert_eq!(json_reply(&mut late)["recovered"]["small:y"], true);
     server.stop();
 }
+
+#[test]
+fn presence_says_who_is_in_a_topic_and_join_leave_tells_the_others() {
+    let mut config = AppConfig::default();
+    let live: ferrows::app::Namespace = "live: presence=true join_leave=true".parse().unwrap();
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), vec![live]).unwrap();
+    let server = start(config, 2);
+    let mut watcher = connect(&server, "/pubsub");
+    send(&mut watcher, json!({"op": "subscribe", "topic": "live:x", "id": 1}));
+    assert_eq!(json_reply(&mut watcher)["type"], "ack");
+    let member = connect(&server, "/rooms/live:x");
+    let join = json_reply(&mut watcher);
+    assert_eq!((join["type"].as_str(), join["topic"].as_str()), (Some("join"), Some("live:x")), "{join}");
+    let member_id = join["client"].as_str().unwrap().to_owned();
+
+    send(&mut watcher, json!({"op": "presence", "topic": "live:x", "id": 2}));
+    let presence = json_reply(&mut watcher);
+    assert_eq!((presence["type"].as_str(), presence["id"].as_i64()), (Some("presence"), Some(2)), "{presence}");
+    let clients: Vec<&str> =
+        presence["clients"].as_array().unwrap().iter().map(|c| c["client"].as_str().unwrap()).collect();
+    assert_eq!(clients.len(), 2, "{presence}");
+    assert!(clients.contains(&member_id.as_str()));
+    assert!(presence["clients"][0]["since"].as_u64().unwrap() > 1_700_000_000);
+    send(&mut watcher, json!({"op": "presence_count", "topic": "live:x", "id": 3}));
+    assert_eq!(json_reply(&mut watcher), json!({"type": "presence_count", "id": 3, "topic": "live:x", "count": 2}));
+    let answer = http_answer(&server, b"GET /api/presence/live:x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(json_body(&answer)["clients"].as_array().map(Vec::len), Some(2), "{answer}");
+
+    // The member goes: the others hear it, and it is gone from presence.
+    drop(member);
+    let leave = json_reply(&mut watcher);
+    assert_eq!((leave["type"].as_str(), leave["client"].as_str()), (Some("leave"), Some(member_id.as_str())));
+    send(&mut watcher, json!({"op": "presence_count", "topic": "live:x", "id": 4}));
+    assert_eq!(json_reply(&mut watcher)["count"], 1);
+    send(&mut watcher, json!({"op": "unsubscribe", "topic": "live:x"}));
+    json_reply(&mut watcher);
+    send(&mut watcher, json!({"op": "presence_count", "topic": "live:x", "id": 5}));
+    assert_eq!(json_reply(&mut watcher)["count"], 0);
+    // A topic whose namespace keeps no presence.
+    send(&mut watcher, json!({"op": "presence", "topic": "other", "id": 6}));
+    assert_eq!(json_reply(&mut watcher)["code"], "no_presence");
+    server.stop();
+}

@@ -6,6 +6,7 @@
 //! | `POST /api/broadcast` | `{"topics":["a","b"],"data":<any JSON>}` | `{"recipients":N}` |
 //! | `POST /api/disconnect` | `{"user":"<sub>"}` | `{"sessions":N}`: that user's sessions on every node are closed with 4003 |
 //! | `GET /api/topics` | | `{"topics":[{"topic":"a","subscribers":N},...]}`: topics with subscribers on this node |
+//! | `GET /api/presence/{topic}` | | `{"topic":"a","clients":[{"client":"...","user":"...","since":N}]}` (404 `no_presence` where the namespace keeps none) |
 //! | `GET /api/history/{topic}?limit=N` | | `{"topic":"a","offset":41,"epoch":"k3f9","publications":[{"offset":41,"data":...}]}` (404 `no_history` where the namespace keeps none) |
 //!
 //! Every call wants the API key (`Authorization: Bearer KEY`) when one is
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::presence::write_clients;
 use super::pubsub::NO_HISTORY;
 use super::pubsub_protocol::{write_history, write_json_string, ProtocolLimits};
 use super::routes::{App, Member};
@@ -41,6 +43,8 @@ pub(super) enum Call<'a> {
     Api(&'a str),
     /// `GET /api/history/{topic}`.
     History(&'a str),
+    /// `GET /api/presence/{topic}`.
+    Presence(&'a str),
 }
 
 impl Call<'_> {
@@ -48,6 +52,7 @@ impl Call<'_> {
         match self {
             Self::Publish(_) => "publish",
             Self::History(_) => "history",
+            Self::Presence(_) => "presence",
             Self::Api(name @ ("broadcast" | "disconnect" | "topics")) => name,
             Self::Api(_) => "other",
         }
@@ -103,7 +108,11 @@ impl App {
             *calls.entry((call.name().to_owned(), status.as_u16())).or_default() += 1;
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            let allow = if matches!(call, Call::Api("topics") | Call::History(_)) { "GET, HEAD" } else { "POST" };
+            let allow = if matches!(call, Call::Api("topics") | Call::History(_) | Call::Presence(_)) {
+                "GET, HEAD"
+            } else {
+                "POST"
+            };
             let mut bytes = Vec::new();
             // The Allow value is one of two constants: a valid field.
             let _ = write_response(status, "application/json", &[("Allow", allow)], body.as_bytes(), &mut bytes);
@@ -123,7 +132,7 @@ impl App {
             Call::Publish(_) | Call::Api("broadcast" | "disconnect") if !post => {
                 Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this call takes POST")
             }
-            Call::Api("topics") | Call::History(_) if !get => {
+            Call::Api("topics") | Call::History(_) | Call::Presence(_) if !get => {
                 Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this call takes GET")
             }
             Call::Publish(topic) => {
@@ -181,6 +190,21 @@ impl App {
                         Answer::ok(body)
                     }
                 }
+            }
+            Call::Presence(topic) => {
+                if !self.config.namespaces.of(topic).presence {
+                    return Answer::error(
+                        StatusCode::NOT_FOUND,
+                        "no_presence",
+                        "the topic's namespace keeps no presence",
+                    );
+                }
+                let mut body = String::from(r#"{"topic":"#);
+                write_json_string(&mut body, topic);
+                body.push(',');
+                write_clients(&mut body, &self.presence.clients(topic));
+                body.push('}');
+                Answer::ok(body)
             }
             Call::Api(_) => Answer::error(StatusCode::NOT_FOUND, "not_found", "no such call"),
         }

@@ -39,6 +39,7 @@
 //! | `{"op":"connect","token":"<JWT>","id":5}` | who the client is, as its first message (see `docs/auth.md`) |
 //! | `{"op":"refresh","token":"<JWT>","id":6}` | a new token for the same user, before the old one expires |
 //! | `{"op":"history","topic":"a","limit":20,"id":7}` | the topic's position and last publications, where its namespace keeps history |
+//! | `{"op":"presence","topic":"a","id":9}`, `{"op":"presence_count",...}` | who subscribes to the topic, or how many, where its namespace keeps presence |
 //! | `{"op":"subscribe","topic":"a","since":{"a":{"offset":41,"epoch":"..."}},"id":8}` | subscribe, first sending again what was published after that position (see `docs/history.md`) |
 //!
 //! - `id` is optional: any JSON number or string, echoed back verbatim in the reply.
@@ -81,7 +82,9 @@ pub mod auth;
 mod echo;
 mod history;
 mod identity;
+mod joining;
 mod namespaces;
+mod presence;
 mod pubsub;
 pub mod pubsub_protocol;
 mod route_table;

@@ -7,7 +7,7 @@
 //! In the TOML file the default namespace's options are the `[topics]`
 //! table and every other namespace is a `[[namespaces]]` table; in flags and
 //! the environment a namespace is one list entry,
-//! `PREFIX [anonymous=BOOL] [client_publish=BOOL] [max_subscribers=N] [history_size=N] [history_ttl=DURATION]`:
+//! `PREFIX [OPTION=VALUE ...]` with the options of [`NamespaceOptions`]:
 //!
 //! ```
 //! use ferrows::app::{Namespace, Namespaces, NamespaceOptions};
@@ -59,6 +59,12 @@ pub struct NamespaceOptions {
     pub history_size: usize,
     /// How long a topic's history outlives its last publication (default 300 s).
     pub history_ttl: Duration,
+    /// Whether the node keeps who subscribes to each topic (client id, user,
+    /// since when), for the `presence` request and `GET /api/presence/{topic}`.
+    pub presence: bool,
+    /// Whether subscribers get `{"type":"join",...}` and `{"type":"leave",...}`
+    /// as others come and go (needs `presence`).
+    pub join_leave: bool,
 }
 
 impl Default for NamespaceOptions {
@@ -69,6 +75,8 @@ impl Default for NamespaceOptions {
             max_subscribers: 0,
             history_size: 0,
             history_ttl: Duration::from_secs(300),
+            presence: false,
+            join_leave: false,
         }
     }
 }
@@ -124,7 +132,7 @@ impl fmt::Display for NamespaceError {
                 write!(
                     f,
                     "unknown namespace option {name:?} (expected anonymous, client_publish, max_subscribers, \
-                     history_size or history_ttl)"
+                     history_size, history_ttl, presence or join_leave)"
                 )
             }
             Self::BadValue(name) => write!(f, "bad value for the namespace option {name:?}"),
@@ -154,6 +162,8 @@ impl NamespaceOptions {
             "max_subscribers" => self.max_subscribers = value.parse().map_err(|_| bad())?,
             "history_size" => self.history_size = value.parse().map_err(|_| bad())?,
             "history_ttl" => self.history_ttl = parse_duration(value).ok_or_else(bad)?,
+            "presence" => self.presence = flag(value)?,
+            "join_leave" => self.join_leave = flag(value)?,
             _ => return Err(NamespaceError::UnknownOption(name.to_owned())),
         }
         Ok(())
@@ -179,13 +189,21 @@ impl FromStr for Namespace {
 impl fmt::Display for Namespace {
     /// The canonical text form, every option written out; it parses back to the same namespace.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let NamespaceOptions { anonymous, client_publish, max_subscribers, history_size, history_ttl } = &self.options;
+        let NamespaceOptions {
+            anonymous,
+            client_publish,
+            max_subscribers,
+            history_size,
+            history_ttl,
+            presence,
+            join_leave,
+        } = &self.options;
         let ttl = history_ttl.as_millis();
         let ttl = if ttl % 1000 == 0 { format!("{}s", ttl / 1000) } else { format!("{ttl}ms") };
         write!(
             f,
             "{} anonymous={anonymous} client_publish={client_publish} max_subscribers={max_subscribers} \
-             history_size={history_size} history_ttl={ttl}",
+             history_size={history_size} history_ttl={ttl} presence={presence} join_leave={join_leave}",
             self.prefix
         )
     }
@@ -269,7 +287,8 @@ mod tests {
         assert_eq!(ns(&news.to_string()), news);
         assert_eq!(
             news.to_string(),
-            "news: anonymous=true client_publish=false max_subscribers=0 history_size=0 history_ttl=300s"
+            "news: anonymous=true client_publish=false max_subscribers=0 history_size=0 history_ttl=300s \
+             presence=false join_leave=false"
         );
         let kept = ns("chat: history_size=50 history_ttl=90m");
         assert_eq!((kept.options.history_size, kept.options.history_ttl), (50, Duration::from_secs(5400)));

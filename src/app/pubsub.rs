@@ -2,8 +2,11 @@
 //! namespaces' and the tokens' say, and answered from a kept buffer.
 
 use super::access::TOPIC_FULL;
+use std::fmt::Write as _;
+
 use super::history::{Position, Publication};
 use super::identity::{Outcome, User};
+use super::presence::write_clients;
 use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError, TopicPosition};
 use super::routes::{App, Member};
 use super::topics::{self, Payload};
@@ -70,6 +73,7 @@ impl App {
                         None if since.get(topic).is_some() => positions.push((topic, None, Some(false))),
                         None => {}
                     }
+                    self.joined(ctx, session, topic, user);
                 }
                 let positions: Vec<TopicPosition<'_>> = positions
                     .iter()
@@ -84,7 +88,9 @@ impl App {
             Request::Unsubscribe { id, topics } => {
                 for topic in topics.iter() {
                     topics::subscriber_key(&mut key, topic);
-                    ctx.unsubscribe(session, &key);
+                    if ctx.unsubscribe(session, &key) {
+                        self.left(ctx, session, topic);
+                    }
                 }
                 protocol::write_ack_topics(reply, "unsubscribe", id, &topics);
             }
@@ -122,6 +128,18 @@ impl App {
                 };
                 let kept = publications.iter().map(|p| (p.offset, &*p.data));
                 protocol::write_history(reply, Some(id), &topic, (position.offset, position.epoch.as_str()), kept);
+            }
+            Request::Presence { id, topic } => {
+                self.check_presence(user, &topic, id)?;
+                protocol::write_answer_head(reply, "presence", id, &topic);
+                reply.push(',');
+                write_clients(reply, &self.presence.clients(&topic));
+                reply.push('}');
+            }
+            Request::PresenceCount { id, topic } => {
+                self.check_presence(user, &topic, id)?;
+                protocol::write_answer_head(reply, "presence_count", id, &topic);
+                let _ = write!(reply, r#","count":{}}}"#, self.presence.count(&topic));
             }
             Request::Refresh { id, token } => {
                 let Some(current) = user else {
@@ -216,6 +234,18 @@ impl App {
         let _ = ctx.subscribe_after(session, key, position.offset);
         drop(store);
         Some((position, recovered))
+    }
+
+    /// Whether a presence request for `topic` may be answered.
+    fn check_presence<'r>(&self, user: Option<&User>, topic: &str, id: Option<Id<'r>>) -> Result<(), RequestError<'r>> {
+        if !self.may_read(user, topic) {
+            self.identity.count(Outcome::Forbidden);
+            return Err(RequestError::new(ErrorCode::Forbidden, "the session may not read this topic").with_id(id));
+        }
+        if !self.config.namespaces.of(topic).presence {
+            return Err(RequestError::new(ErrorCode::NoPresence, "the topic's namespace keeps no presence").with_id(id));
+        }
+        Ok(())
     }
 
     /// `topic`'s position and its last `limit` publications (all kept without

@@ -41,6 +41,8 @@ pub enum RouteHandler {
     Api,
     /// `history`: `GET` the topic named by the path parameter's position and kept publications.
     History,
+    /// `presence`: `GET` who subscribes to the topic named by the path parameter.
+    Presence,
     /// `metrics`: `GET` the server's metrics in the Prometheus text format.
     Metrics,
     /// `health`: `GET` answers 200 while the server accepts, 503 while it drains.
@@ -59,6 +61,7 @@ impl RouteHandler {
             Self::Publish => "publish",
             Self::Api => "api",
             Self::History => "history",
+            Self::Presence => "presence",
             Self::Metrics => "metrics",
             Self::Health => "health",
         }
@@ -67,7 +70,7 @@ impl RouteHandler {
     /// Whether the handler takes the path's parameter segment (and needs one).
     #[must_use]
     pub fn takes_parameter(self) -> bool {
-        matches!(self, Self::Room { .. } | Self::Publish | Self::Api | Self::History)
+        matches!(self, Self::Room { .. } | Self::Publish | Self::Api | Self::History | Self::Presence)
     }
 
     /// Whether the handler speaks WebSocket (rather than plain HTTP).
@@ -170,6 +173,7 @@ impl RouteSpec {
             ("/pubsub", RouteHandler::PubSub),
             ("/publish/{topic}", RouteHandler::Publish),
             ("/api/history/{topic}", RouteHandler::History),
+            ("/api/presence/{topic}", RouteHandler::Presence),
             ("/api/{call}", RouteHandler::Api),
             ("/metrics", RouteHandler::Metrics),
             ("/healthz", RouteHandler::Health),
@@ -197,6 +201,7 @@ impl FromStr for RouteSpec {
             "publish" => RouteHandler::Publish,
             "api" => RouteHandler::Api,
             "history" => RouteHandler::History,
+            "presence" => RouteHandler::Presence,
             "metrics" => RouteHandler::Metrics,
             "health" => RouteHandler::Health,
             other => return Err(fail(format!("unknown handler {other:?}"))),
@@ -277,6 +282,6 @@ mod tests {
     #[test]
     fn defaults_are_all_there() {
         let names: Vec<String> = RouteSpec::defaults().iter().map(ToString::to_string).collect();
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
     }
 }

@@ -24,6 +24,7 @@ use super::api::Call;
 use super::history::Streams;
 use super::identity::{AuthSettings, Identity, IdentityError, User};
 use super::namespaces::Namespaces;
+use super::presence::Presence;
 use super::pubsub::TOKEN_EXPIRED;
 use super::pubsub_protocol::{self as protocol, ProtocolLimits};
 use super::route_table::{RouteHandler, RouteSpec};
@@ -83,6 +84,7 @@ enum Route<'a> {
     Publish(Cow<'a, str>),
     Api(&'a str),
     History(Cow<'a, str>),
+    Presence(Cow<'a, str>),
     Metrics,
     Health,
     NotFound,
@@ -108,6 +110,10 @@ fn route<'p>(table: &[RouteSpec], path: &'p str, limits: &ProtocolLimits) -> Rou
             RouteHandler::Api => Route::Api(param),
             RouteHandler::History => match topic_from_segment(param, limits) {
                 Some(name) => Route::History(name),
+                None => continue,
+            },
+            RouteHandler::Presence => match topic_from_segment(param, limits) {
+                Some(name) => Route::Presence(name),
                 None => continue,
             },
             RouteHandler::Metrics => Route::Metrics,
@@ -154,6 +160,10 @@ pub struct App {
     pub(super) identity: Arc<Identity>,
     /// The topics' streams (positions and history), shared by every loop.
     pub(super) streams: Arc<Streams>,
+    /// Who is in each topic that keeps presence, shared by every loop.
+    pub(super) presence: Arc<Presence>,
+    /// This node's prefix of client ids, drawn at start.
+    pub(super) node: Arc<str>,
     /// The loop's own buffers (a clone starts empty).
     pub(super) publisher: Publisher,
     pub(super) reply: Reply,
@@ -194,7 +204,13 @@ impl App {
 
     fn with_identity(config: AppConfig, identity: Identity) -> Self {
         let streams = Arc::new(Streams::new(config.history_max_bytes));
-        Self { config: Arc::new(config), identity: Arc::new(identity), streams, ..Self::default() }
+        let mut random = [0u8; 4];
+        // Without the OS's randomness the node's prefix only has to differ between nodes that log together.
+        if getrandom::fill(&mut random).is_err() {
+            random = std::process::id().to_le_bytes();
+        }
+        let node = random.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+        Self { config: Arc::new(config), identity: Arc::new(identity), streams, node, ..Self::default() }
     }
 
     /// Publishes `payload` to `topic` in both forms, keeping it in the
@@ -253,6 +269,12 @@ impl App {
         text.sample("ferrows_history_bytes", &[], bytes as u64);
         text.family("ferrows_history_topics", Kind::Gauge, "Topics with a history stream on this node.");
         text.sample("ferrows_history_topics", &[], topics as u64);
+        text.family(
+            "ferrows_presence_entries",
+            Kind::Gauge,
+            "Clients recorded in topics that keep presence, on this node.",
+        );
+        text.sample("ferrows_presence_entries", &[], self.presence.entries() as u64);
         let name = "ferrows_auth_total";
         text.family(name, Kind::Counter, "Session authentication outcomes (token checks and grant checks), by result.");
         for (result, n) in self.identity.outcomes() {
@@ -285,6 +307,7 @@ impl Handler for App {
             | Route::Publish(_)
             | Route::Api(_)
             | Route::History(_)
+            | Route::Presence(_)
             | Route::Metrics
             | Route::Health
             | Route::NotFound => Decision::refuse(StatusCode::NOT_FOUND, "no WebSocket service at this path"),
@@ -297,10 +320,13 @@ impl Handler for App {
             Some(Member::PubSub { user, greeted }) => (None, user.clone(), *greeted),
             _ => return,
         };
-        if let Some(name) = room {
+        if let Some(name) = &room {
             let mut key = String::new();
-            topics::room_key(&mut key, &name);
+            topics::room_key(&mut key, name);
             let _ = ctx.subscribe(session, &key);
+        }
+        if let Some(name) = &room {
+            self.joined(ctx, session, name, user.as_ref());
         }
         if let Some(user) = user {
             self.sign_in(ctx, session, user);
@@ -351,6 +377,10 @@ impl Handler for App {
         self.publish(ctx, &room, payload, exclude);
     }
 
+    fn on_close(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, _code: CloseCode, _reason: &str) {
+        self.leave_all(ctx, session);
+    }
+
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {
         let get = request.method() == "GET" || request.method() == "HEAD";
         match route(&self.config.routes, request.path(), &self.config.protocol_limits) {
@@ -372,6 +402,7 @@ impl Handler for App {
             Route::Publish(topic) => self.backend_api(ctx, request, &Call::Publish(&topic)),
             Route::Api(call) => self.backend_api(ctx, request, &Call::Api(call)),
             Route::History(topic) => self.backend_api(ctx, request, &Call::History(&topic)),
+            Route::Presence(topic) => self.backend_api(ctx, request, &Call::Presence(&topic)),
             Route::Echo | Route::Room { .. } | Route::PubSub => {
                 HttpResponse::text(StatusCode::UPGRADE_REQUIRED, "this path speaks WebSocket")
             }

@@ -89,6 +89,8 @@ impl Settings {
             max_subscribers: self.usize("topics.max_subscribers"),
             history_size: self.usize("topics.history_size"),
             history_ttl: self.duration("topics.history_ttl"),
+            presence: self.bool("topics.presence"),
+            join_leave: self.bool("topics.join_leave"),
         };
         // Entries were checked where they entered, duplicates included: parsing them again cannot fail.
         let prefixed = self.list("namespaces").iter().filter_map(|n| n.parse().ok()).collect();

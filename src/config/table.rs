@@ -162,7 +162,7 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "routes",
         Kind::List { item: Item::Route, non_empty: true },
         "/ = demo,/echo = echo,/rooms/{name} = room,/pubsub = pubsub,/publish/{topic} = publish,\
-         /api/history/{topic} = history,/api/{call} = api,/metrics = metrics,/healthz = health",
+         /api/history/{topic} = history,/api/presence/{topic} = presence,/api/{call} = api,/metrics = metrics,/healthz = health",
         "routing table, entries `PATH = HANDLER [OPTION=VALUE ...]`; the first match wins",
     ),
     setting(
@@ -211,6 +211,13 @@ pub(crate) static SETTINGS: &[Setting] = &[
         NONZERO_DURATION,
         "5m",
         "default namespace: how long a topic's history outlives its last publication",
+    ),
+    setting("topics.presence", Kind::Bool, "false", "default namespace: keep who subscribes to each topic"),
+    setting(
+        "topics.join_leave",
+        Kind::Bool,
+        "false",
+        "default namespace: send join and leave events to subscribers (needs presence)",
     ),
     setting("timeouts.handshake", NONZERO_DURATION, "10s", "time from accept to a complete upgrade request"),
     setting("timeouts.idle", DURATION, "0s", "close with 1001 after this long without a data message; 0 = off"),

@@ -170,6 +170,20 @@ pub fn write_ack_subscribe(out: &mut String, id: Option<Id<'_>>, topics: &Topics
     out.push('}');
 }
 
+/// Appends the start of an answer about a topic, without its closing brace:
+/// `{"type":"presence","id":3,"topic":"a"`.
+pub fn write_answer_head(out: &mut String, kind: &str, id: Option<Id<'_>>, topic: &str) {
+    out.push_str(r#"{"type":""#);
+    out.push_str(kind);
+    out.push('"');
+    if let Some(id) = id {
+        out.push_str(r#","id":"#);
+        out.push_str(id.as_json());
+    }
+    out.push_str(r#","topic":"#);
+    write_json_string(out, topic);
+}
+
 /// Appends a topic's history: `{"type":"history","id":7,"topic":"a","offset":41,"epoch":"k3f9",
 /// "publications":[{"offset":40,"data":...},{"offset":41,"data":...}]}`, oldest first
 /// (`type` and `id` left out with `answer: false`, for the HTTP API).

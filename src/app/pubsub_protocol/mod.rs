@@ -62,7 +62,7 @@ use serde_json::value::RawValue;
 pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
     write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_subscribe, write_ack_topics,
-    write_delivery, write_error, write_history, write_json_string, write_recovered, TopicPosition,
+    write_answer_head, write_delivery, write_error, write_history, write_json_string, write_recovered, TopicPosition,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
@@ -303,6 +303,20 @@ pub enum Request<'a> {
         /// The most publications wanted.
         limit: Option<usize>,
     },
+    /// `{"op":"presence","topic":"chat:x"}`: who subscribes to a topic that keeps presence.
+    Presence {
+        /// Echoed in the answer.
+        id: Option<Id<'a>>,
+        /// The topic.
+        topic: Cow<'a, str>,
+    },
+    /// `{"op":"presence_count","topic":"chat:x"}`: how many subscribe to it.
+    PresenceCount {
+        /// Echoed in the answer.
+        id: Option<Id<'a>>,
+        /// The topic.
+        topic: Cow<'a, str>,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -316,7 +330,9 @@ impl<'a> Request<'a> {
             | Self::Ping { id }
             | Self::Connect { id, .. }
             | Self::Refresh { id, .. }
-            | Self::History { id, .. } => *id,
+            | Self::History { id, .. }
+            | Self::Presence { id, .. }
+            | Self::PresenceCount { id, .. } => *id,
         }
     }
 }
@@ -339,6 +355,10 @@ impl PartialEq for Request<'_> {
             (Self::Refresh { id, token }, Self::Refresh { id: id2, token: token2 }) => id == id2 && token == token2,
             (Self::History { id, topic, limit }, Self::History { id: id2, topic: topic2, limit: limit2 }) => {
                 id == id2 && topic == topic2 && limit == limit2
+            }
+            (Self::Presence { id, topic }, Self::Presence { id: id2, topic: topic2 })
+            | (Self::PresenceCount { id, topic }, Self::PresenceCount { id: id2, topic: topic2 }) => {
+                id == id2 && topic == topic2
             }
             _ => false,
         }
@@ -375,6 +395,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// `no_history`: a history request for a topic whose namespace keeps none.
     NoHistory,
+    /// `no_presence`: a presence request for a topic whose namespace keeps none.
+    NoPresence,
 }
 
 impl ErrorCode {
@@ -393,6 +415,7 @@ impl ErrorCode {
             Self::TopicFull => "topic_full",
             Self::Unauthorized => "unauthorized",
             Self::NoHistory => "no_history",
+            Self::NoPresence => "no_presence",
         }
     }
 }
@@ -540,6 +563,8 @@ pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Reque
         Ok(Op::Ping) => Ok(Request::Ping { id }),
         Ok(Op::Connect) => parse_token(envelope.token).map(|token| Request::Connect { id, token }),
         Ok(Op::History) => parse_history(&envelope, limits).map(|(topic, limit)| Request::History { id, topic, limit }),
+        Ok(Op::Presence) => parse_one_topic(&envelope, limits).map(|topic| Request::Presence { id, topic }),
+        Ok(Op::PresenceCount) => parse_one_topic(&envelope, limits).map(|topic| Request::PresenceCount { id, topic }),
         Ok(Op::Refresh) => match parse_token(envelope.token) {
             Ok(Some(token)) => Ok(Request::Refresh { id, token }),
             Ok(None) => Err(RequestError::new(ErrorCode::Unauthorized, "a refresh needs `token`")),
@@ -567,6 +592,17 @@ enum Op {
     Connect,
     Refresh,
     History,
+    Presence,
+    PresenceCount,
+}
+
+/// A request's one topic (`topic`).
+fn parse_one_topic<'a>(envelope: &Envelope<'a>, limits: &ProtocolLimits) -> Result<Cow<'a, str>, RequestError<'a>> {
+    let Some(one) = given(envelope.topic) else {
+        return Err(RequestError::new(ErrorCode::MissingTopic, "this request needs `topic`"));
+    };
+    read_raw(one, TopicName(limits))
+        .unwrap_or_else(|| Err(RequestError::new(ErrorCode::BadTopic, "`topic` must be a Unicode string")))
 }
 
 /// A history request's one topic (`topic`) and its `limit`.
@@ -574,11 +610,7 @@ fn parse_history<'a>(
     envelope: &Envelope<'a>,
     limits: &ProtocolLimits,
 ) -> Result<(Cow<'a, str>, Option<usize>), RequestError<'a>> {
-    let Some(one) = given(envelope.topic) else {
-        return Err(RequestError::new(ErrorCode::MissingTopic, "a history request needs `topic`"));
-    };
-    let topic = read_raw(one, TopicName(limits))
-        .unwrap_or_else(|| Err(RequestError::new(ErrorCode::BadTopic, "`topic` must be a Unicode string")))?;
+    let topic = parse_one_topic(envelope, limits)?;
     let limit = match given(envelope.limit) {
         None => None,
         Some(raw) => Some(
@@ -623,9 +655,12 @@ fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
         "connect" => Ok(Op::Connect),
         "refresh" => Ok(Op::Refresh),
         "history" => Ok(Op::History),
+        "presence" => Ok(Op::Presence),
+        "presence_count" => Ok(Op::PresenceCount),
         _ => Err(RequestError::new(
             ErrorCode::UnknownOp,
-            "unknown `op`: expected subscribe, unsubscribe, publish, ping, connect, refresh or history",
+            "unknown `op`: expected subscribe, unsubscribe, publish, ping, connect, refresh, history, presence \
+             or presence_count",
         )),
     }
 }
