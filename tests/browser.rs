@@ -132,7 +132,8 @@ fn run_chat_script(
         .arg(&script)
         .arg(url)
         .arg(screenshot)
-        .args(token)
+        // With a token, the script also checks recovery (the server keeps history).
+        .args(token.map(|t| vec![t, "recover"]).unwrap_or_default())
         .current_dir(manifest_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -195,13 +196,17 @@ fn chromium_chat_between_two_pages() {
 }
 
 /// The same chat on a server that checks tokens: the page passes one as a
-/// `bearer.` subprotocol entry, and Chromium accepts the protocol the server answers.
+/// `bearer.` subprotocol entry, and Chromium accepts the protocol the server
+/// answers. Then the pages' sessions are cut and what is published meanwhile
+/// appears once they are back, marked as recovered.
 #[cfg(feature = "jwt")]
 #[test]
 fn chromium_chat_with_a_token() {
     const SECRET: &str = "the browser test's secret, 32 bytes or more";
     require_browser_tools();
-    let server = ServerProcess::start_with_env("browser-token", &[], "info", &[("FERROWS_AUTH_HMAC_SECRET", SECRET)]);
+    // With history, so that the page gets back what was published while its session was cut.
+    let args = ["--topics-history-size", "50"];
+    let server = ServerProcess::start_with_env("browser-token", &args, "info", &[("FERROWS_AUTH_HMAC_SECRET", SECRET)]);
     let claims = serde_json::json!({
         "sub": "browser", "exp": tokens::unix_now() + 300, "topics": ["browser-*"], "publish": ["browser-*"],
     });

@@ -1,6 +1,11 @@
 // Two Chromium pages chat through the demo page served at URL.
 //
-//   node tests/browser/chat.mjs URL SCREENSHOT_PATH [TOKEN]
+//   node tests/browser/chat.mjs URL SCREENSHOT_PATH [TOKEN [recover]]
+//
+// With `recover` (a server keeping history, the token's user disconnectable
+// through the API): the pages' sessions are cut, two messages are published
+// while they are away, and page B must show both once it is back, marked
+// as recovered.
 //
 // With TOKEN, every socket shows it as the page does: a `bearer.` subprotocol
 // entry beside "chat" (the server must answer "chat", or Chromium fails the
@@ -18,7 +23,7 @@ const WAIT_MS = 10_000;
 const RUN_MS = 60_000;
 const CHROMIUM = "/usr/bin/chromium";
 
-const [url, screenshotPath, token] = process.argv.slice(2);
+const [url, screenshotPath, token, mode] = process.argv.slice(2);
 if (!url || !screenshotPath) {
   console.log("usage: node chat.mjs URL SCREENSHOT_PATH [TOKEN]");
   process.exit(2);
@@ -137,6 +142,28 @@ try {
     [room, "plain text, not JSON", token || ""],
   );
   await waitForLine("page B", b, "plain text, not JSON");
+
+  if (mode === "recover") {
+    step = "recover: cut the pages' sessions (POST /api/disconnect) and publish while they are away";
+    const post = async (path, body) => {
+      const response = await fetch(new URL(path, url), { method: "POST", body: JSON.stringify(body) });
+      if (!response.ok) throw new Error(`POST ${path} answered ${response.status}: ${await response.text()}`);
+    };
+    await post("api/disconnect", { user: "browser" });
+    for (const text of ["missed one", "missed two"]) {
+      await post(`publish/${encodeURIComponent(room)}`, { name: "server", text });
+    }
+    for (const text of ["missed one", "missed two"]) {
+      step = `page B: wait for ${JSON.stringify(text)} shown as recovered`;
+      await b.waitForFunction(
+        (expected) =>
+          [...document.querySelectorAll("#messages li.recovered")].some((li) => li.textContent === expected),
+        `server: ${text}`,
+        { timeout: WAIT_MS },
+      );
+    }
+    await waitConnected("page B", b);
+  }
 
   step = `page B: screenshot to ${screenshotPath}`;
   await b.screenshot({ path: screenshotPath, timeout: WAIT_MS });
