@@ -28,7 +28,6 @@ impl<H: Handler> EventLoop<H> {
                 Publication::Topic { topic, frame, seq, exclude } => {
                     let exclude = exclude.filter(|(at, _)| *at == self.index).map(|(_, id)| id);
                     targets.extend(self.topics.subscribers_at(&topic, seq).filter(|s| Some(*s) != exclude));
-                    self.topics.release(&topic, seq);
                     frame
                 }
                 Publication::All { frame } => {
@@ -53,5 +52,7 @@ impl<H: Handler> EventLoop<H> {
             self.shared.counters.loops[self.index].messages_out.add(delivered);
         }
         self.scratch.targets = targets;
+        // Whatever a hold was for came through the channel before it: drained now.
+        self.topics.end_holds();
     }
 }

@@ -47,12 +47,13 @@ pub struct Topics<K = SessionId> {
     subscriptions: usize,
     /// Subscriptions held back until publications numbered past a mark
     /// (after a subscriber caught up by other means): few, and short-lived.
-    held: Vec<(K, Topic, u64)>,
+    /// By session, so that a publication checks each subscriber in constant time.
+    held: HashMap<K, Vec<(Topic, u64)>>,
 }
 
 impl<K> Default for Topics<K> {
     fn default() -> Self {
-        Self { by_topic: HashMap::new(), by_session: HashMap::new(), subscriptions: 0, held: Vec::new() }
+        Self { by_topic: HashMap::new(), by_session: HashMap::new(), subscriptions: 0, held: HashMap::new() }
     }
 }
 
@@ -79,7 +80,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
             return None;
         }
         let last = sessions.is_empty();
-        self.held.retain(|(k, t, _)| !(*k == session && &**t == topic));
+        self.unhold(session, topic);
         // A topic with no subscribers leaves no trace.
         let key =
             if last { self.by_topic.remove_entry(topic)?.0 } else { self.by_topic.get_key_value(topic)?.0.clone() };
@@ -101,7 +102,7 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
         let Some(list) = self.by_session.remove(&session) else {
             return Vec::new();
         };
-        self.held.retain(|(k, _, _)| *k != session);
+        self.held.remove(&session);
         self.subscriptions -= list.len();
         let mut left = Vec::with_capacity(list.len());
         for topic in list {
@@ -133,22 +134,36 @@ impl<K: Copy + Eq + std::hash::Hash> Topics<K> {
     /// at or past `seq` are left out.
     pub fn subscribers_at<'a>(&'a self, topic: &'a str, seq: u64) -> impl Iterator<Item = K> + 'a {
         let held = seq != 0 && !self.held.is_empty();
-        self.subscribers(topic)
-            .filter(move |s| !held || !self.held.iter().any(|(k, t, mark)| k == s && &**t == topic && *mark >= seq))
+        self.subscribers(topic).filter(move |s| {
+            !held || !self.held.get(s).is_some_and(|marks| marks.iter().any(|(t, mark)| &**t == topic && *mark >= seq))
+        })
     }
 
     /// Holds `session`'s subscription of `topic` back from publications
-    /// numbered up to `mark` (it has them already, or knows it missed them).
+    /// numbered up to `mark` (it has them already, or knows it missed them),
+    /// until [`end_holds`](Self::end_holds).
     pub fn hold_until(&mut self, session: K, topic: &str, mark: u64) {
         let Some(key) = self.of_topic_key(topic) else { return };
-        self.held.retain(|(k, t, _)| !(*k == session && *t == key));
-        self.held.push((session, key, mark));
+        let marks = self.held.entry(session).or_default();
+        marks.retain(|(t, _)| *t != key);
+        marks.push((key, mark));
     }
 
-    /// A publication of `topic` numbered `seq` went out: marks below it are done with.
-    pub fn release(&mut self, topic: &str, seq: u64) {
-        if seq != 0 && !self.held.is_empty() {
-            self.held.retain(|(_, t, mark)| &**t != topic || *mark >= seq);
+    /// Ends every hold: called once the loop's channel was drained after
+    /// the holds were made, when every numbered publication up to a mark
+    /// (sent before the mark was taken) has come through and been held back.
+    pub fn end_holds(&mut self) {
+        if !self.held.is_empty() {
+            self.held.clear();
+        }
+    }
+
+    fn unhold(&mut self, session: K, topic: &str) {
+        if let Some(marks) = self.held.get_mut(&session) {
+            marks.retain(|(t, _)| &**t != topic);
+            if marks.is_empty() {
+                self.held.remove(&session);
+            }
         }
     }
 
@@ -476,11 +491,9 @@ mod tests {
         let at = |t: &Topics, seq| t.subscribers_at("a", seq).collect::<std::collections::BTreeSet<_>>();
         assert_eq!(at(&t, 5), [id(1)].into(), "5 is held back from 2");
         assert_eq!(at(&t, 0), [id(1), id(2)].into(), "unnumbered: everyone");
-        t.release("a", 5);
-        assert_eq!(at(&t, 4), [id(1)].into(), "still held: its mark was not passed");
-        assert_eq!(at(&t, 6), [id(1), id(2)].into());
-        t.release("a", 6);
-        assert_eq!(at(&t, 3), [id(1), id(2)].into(), "released once passed");
+        assert_eq!(at(&t, 6), [id(1), id(2)].into(), "past its mark");
+        t.end_holds();
+        assert_eq!(at(&t, 3), [id(1), id(2)].into(), "no hold left");
         // A session that leaves takes its hold along.
         t.hold_until(id(2), "a", 9);
         t.remove_session(id(2));
