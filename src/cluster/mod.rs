@@ -292,7 +292,8 @@ pub mod fuzzing {
     }
 
     /// Reads `data` as a message from another node; what passes is one
-    /// whole, unmasked text or binary frame.
+    /// whole, unmasked text or binary frame, or a Close (closing a topic's
+    /// subscribers).
     ///
     /// # Panics
     ///
@@ -302,7 +303,7 @@ pub mod fuzzing {
         let message = envelope::decode(data)?;
         let frame = message.frame;
         assert!(frame.len() >= 2 && frame[0] & 0x80 != 0 && frame[1] & 0x80 == 0, "not a final unmasked frame");
-        assert!(matches!(frame[0] & 0x0f, 1 | 2), "not a data frame");
+        assert!(matches!(frame[0] & 0x0f, 1 | 2 | 8), "not a data frame nor a Close");
         // Wrapping again gives the same bytes.
         assert_eq!(envelope::encode(message.run, message.seq, message.node, frame), data);
         Some(frame.len())
