@@ -256,9 +256,11 @@ impl User {
         ""
     }
 
-    /// When the session must end unless the token is refreshed, from `now` (when it was checked).
-    pub(super) fn expires(&self, now: Instant) -> Instant {
-        now + self.0.valid_for
+    /// When the session must end unless the token is refreshed, from `now`
+    /// (when it was checked); `None` past what the clock can say (an `exp`
+    /// centuries away): no deadline.
+    pub(super) fn expires(&self, now: Instant) -> Option<Instant> {
+        now.checked_add(self.0.valid_for)
     }
 
     /// Whether the token lets its user subscribe to `topic` (or join it as a room).

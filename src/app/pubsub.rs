@@ -73,7 +73,10 @@ impl App {
                         None if since.get(topic).is_some() => positions.push((topic, None, Some(false))),
                         None => {}
                     }
-                    self.joined(ctx, session, topic, user);
+                    // Only a subscription that took (not one of a session already closing).
+                    if ctx.is_subscribed(session, &key) {
+                        self.joined(ctx, session, topic, user);
+                    }
                 }
                 let positions: Vec<TopicPosition<'_>> = positions
                     .iter()
@@ -176,7 +179,7 @@ impl App {
     /// Makes `user` the session's: its grants, its expiry, its user topic.
     pub(super) fn sign_in(&self, ctx: &mut Context<'_, Member>, session: SessionId, user: User) {
         let expires = user.expires(ctx.now());
-        let _ = ctx.close_at(session, Some(expires), TOKEN_EXPIRED, "token expired");
+        let _ = ctx.close_at(session, expires, TOKEN_EXPIRED, "token expired");
         let _ = ctx.subscribe(session, &topics::user_key(user.id()));
         if let Some(Member::PubSub { user: slot, .. } | Member::Room { user: slot, .. }) = ctx.state(session) {
             *slot = Some(user);
@@ -210,7 +213,8 @@ impl App {
         let (position, kept) = store.read(topic, options.history_size, options.history_ttl, ctx.now());
         let recovered = since.map(|(offset, epoch)| {
             // Everything after `offset` is kept: the first kept is at most the next one.
-            let whole = kept.first().map_or(offset == position.offset, |first| first.offset <= offset + 1);
+            let whole =
+                kept.first().map_or(offset == position.offset, |first| first.offset <= offset.saturating_add(1));
             let recoverable = epoch == position.epoch.as_str() && offset <= position.offset && whole;
             if recoverable {
                 let mut text = std::mem::take(&mut self.reply.0);

@@ -284,14 +284,14 @@ pub enum Request<'a> {
         /// Echoed in the ack.
         id: Option<Id<'a>>,
         /// The token, if any.
-        token: Option<Cow<'a, str>>,
+        token: Option<Token<'a>>,
     },
     /// `{"op":"refresh","token":"<JWT>"}`: a new token for the same user, before the old one expires.
     Refresh {
         /// Echoed in the ack.
         id: Option<Id<'a>>,
         /// The new token.
-        token: Cow<'a, str>,
+        token: Token<'a>,
     },
     /// `{"op":"history","topic":"chat:x","limit":20}`: a topic's position and
     /// its last `limit` kept publications (all kept, without `limit`).
@@ -570,8 +570,14 @@ pub fn parse_request<'a>(text: &'a str, limits: &ProtocolLimits) -> Result<Reque
             Ok(None) => Err(RequestError::new(ErrorCode::Unauthorized, "a refresh needs `token`")),
             Err(e) => Err(e),
         },
-        Ok(Op::Subscribe) => parse_topics(&envelope, limits)
-            .and_then(|topics| Ok(Request::Subscribe { id, topics, since: parse_since(envelope.since)? })),
+        Ok(Op::Subscribe) => parse_topics(&envelope, limits).and_then(|topics| {
+            let since = parse_since(envelope.since)?;
+            // A position per topic of the request, at most.
+            if since.0.len() > limits.max_topics_per_request {
+                return Err(too_many_topics(limits));
+            }
+            Ok(Request::Subscribe { id, topics, since })
+        }),
         Ok(Op::Unsubscribe) => parse_topics(&envelope, limits).map(|topics| Request::Unsubscribe { id, topics }),
         Ok(Op::Publish) => parse_publish(&envelope, limits).map(|(topics, data, exclude_self)| Request::Publish {
             id,
@@ -622,8 +628,26 @@ fn parse_history<'a>(
     Ok((topic, limit))
 }
 
+/// A token a request carries. `Debug` never shows it: tokens stay out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Token<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
 /// A `token` field: absent or a string (never quoted in an error).
-fn parse_token(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, RequestError<'static>> {
+fn parse_token(raw: Option<&RawValue>) -> Result<Option<Token<'_>>, RequestError<'static>> {
     let Some(raw) = given(raw) else { return Ok(None) };
     let token = match serde_json::from_str::<&str>(raw.get()) {
         Ok(token) => Cow::Borrowed(token),
@@ -632,7 +656,7 @@ fn parse_token(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, RequestEr
                 .map_err(|_| RequestError::new(ErrorCode::BadJson, "`token` must be a string"))?,
         ),
     };
-    Ok(Some(token))
+    Ok(Some(Token(token)))
 }
 
 fn parse_op(raw: Option<&RawValue>) -> Result<Op, RequestError<'static>> {
