@@ -367,15 +367,19 @@ impl<S> Context<'_, S> {
     /// loop whose queue took it, and all of the other loops' (their queues
     /// decide there). Subscribers on other nodes are not counted.
     pub fn publish(&mut self, topic: &str, message: Message<'_>, exclude: Option<SessionId>) -> usize {
+        // The topic's shared name, when some loop has subscribers: a topic
+        // nobody on this node reads costs no name of its own unless the uplink
+        // takes it, and no frame at all without an uplink.
+        let key = self.topics.of_topic_key(topic).or_else(|| self.bus.directory_key(topic));
+        if key.is_none() && self.bus.uplink.is_none() {
+            return 0;
+        }
         let frame = self.encode_shared(message);
         let mut local = std::mem::take(&mut self.scratch.targets);
         local.clear();
         local.extend(self.topics.subscribers(topic).filter(|s| Some(*s) != exclude));
         let delivered = self.deliver(&local, &frame);
         self.scratch.targets = local;
-        // The topic's shared name, when some loop has subscribers: a topic
-        // nobody on this node reads costs no name of its own unless the uplink takes it.
-        let key = self.topics.of_topic_key(topic).or_else(|| self.bus.directory_key(topic));
         let on_node = key.as_ref().map_or(0, |key| self.bus.send_to_others(self.loop_index, Some(key), &frame));
         if self.bus.uplink.is_some() {
             let key = key.unwrap_or_else(|| Arc::from(topic));
