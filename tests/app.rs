@@ -547,3 +547,66 @@ fn presence_says_who_is_in_a_topic_and_join_leave_tells_the_others() {
     assert_eq!(json_reply(&mut watcher)["code"], "no_presence");
     server.stop();
 }
+
+#[test]
+fn with_history_a_rooms_text_and_binary_messages_keep_their_order() {
+    let mut config = AppConfig::default();
+    let chat: ferrows::app::Namespace = "chat: history_size=10".parse().unwrap();
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), vec![chat]).unwrap();
+    let server = start(config, 2);
+    // Several members, so that some share the sender's loop and some do not.
+    let mut members: Vec<Ws> = (0..4).map(|_| connect(&server, "/rooms/chat:r")).collect();
+    let mut sender = connect(&server, "/rooms/chat:r");
+    for n in 0..100 {
+        let message = if n % 2 == 0 { WsMessage::text(n.to_string()) } else { WsMessage::binary(vec![n as u8]) };
+        sender.send(message).unwrap();
+    }
+    for member in &mut members {
+        for n in 0..100 {
+            let got = match member.read().expect("a message") {
+                WsMessage::Text(t) => t.as_str().parse::<u8>().expect("a number"),
+                WsMessage::Binary(b) => b[0],
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(got, n, "in the order sent");
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn a_recovery_larger_than_the_output_queue_answers_false() {
+    let mut config = AppConfig::default();
+    let chat: ferrows::app::Namespace = "chat: history_size=50".parse().unwrap();
+    config.namespaces = Namespaces::new(NamespaceOptions::default(), vec![chat]).unwrap();
+    let app = App::new(config);
+    let mut server_config = quick_config();
+    server_config.max_out_queue = 8 << 10;
+    let server = TestServer::start(server_config, 1, move |_| app.clone());
+    let mut publisher = connect(&server, "/pubsub");
+    send(&mut publisher, json!({"op": "subscribe", "topic": "chat:big", "id": 0}));
+    let epoch = json_reply(&mut publisher)["positions"]["chat:big"]["epoch"].as_str().unwrap().to_owned();
+    let kilobyte = "x".repeat(1000);
+    for n in 1..=20 {
+        send(&mut publisher, json!({"op": "publish", "topic": "chat:big", "data": kilobyte, "id": n}));
+        // The ack and the message, in either order.
+        let (a, b) = (json_reply(&mut publisher), json_reply(&mut publisher));
+        let offsets: Vec<u64> = [&a, &b].iter().filter_map(|v| v["offset"].as_u64()).collect();
+        assert_eq!(offsets, [n], "{a} {b}");
+    }
+    let mut reader = connect(&server, "/pubsub");
+    let since = json!({"chat:big": {"offset": 0, "epoch": epoch}});
+    send(&mut reader, json!({"op": "subscribe", "topic": "chat:big", "since": since, "id": 1}));
+    let ack = json_reply(&mut reader);
+    assert_eq!((ack["type"].as_str(), ack["recovered"]["chat:big"].as_bool()), (Some("ack"), Some(false)), "{ack}");
+    assert_eq!(ack["positions"]["chat:big"]["offset"], 20);
+    // What fits is recovered.
+    let mut near = connect(&server, "/pubsub");
+    let since = json!({"chat:big": {"offset": 15, "epoch": epoch}});
+    send(&mut near, json!({"op": "subscribe", "topic": "chat:big", "since": since, "id": 2}));
+    for n in 16..=20 {
+        assert_eq!(json_reply(&mut near)["offset"], n);
+    }
+    assert_eq!(json_reply(&mut near)["recovered"]["chat:big"], true);
+    server.stop();
+}

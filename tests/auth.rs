@@ -190,6 +190,23 @@ fn an_expired_token_closes_the_session_unless_refreshed() {
 }
 
 #[test]
+fn a_refresh_with_narrower_grants_leaves_the_topics_no_longer_granted() {
+    let server = start();
+    let wide = token("gina", 60, &["chat:*", "news:*"], &["*"]);
+    let (mut client, _) = upgrade(&server, "/pubsub", &[&bearer(&wide)]);
+    send_json(&mut client, json!({"op": "subscribe", "topics": ["chat:a", "news:b"], "id": 1}));
+    assert_eq!(next_json(&mut client)["op"], "subscribe");
+    send_json(&mut client, json!({"op": "refresh", "token": token("gina", 60, &["chat:*"], &["*"]), "id": 2}));
+    assert_eq!(next_json(&mut client), json!({"type": "ack", "op": "refresh", "id": 2, "unsubscribed": ["news:b"]}));
+    send_json(&mut client, json!({"op": "publish", "topic": "news:b", "data": 1, "id": 3}));
+    assert_eq!(next_json(&mut client)["recipients"], 0, "no longer a subscriber");
+    send_json(&mut client, json!({"op": "publish", "topic": "chat:a", "data": 2, "id": 4}));
+    assert_eq!(next_json(&mut client)["data"], 2, "still a subscriber");
+    assert_eq!(next_json(&mut client)["recipients"], 1);
+    server.stop();
+}
+
+#[test]
 fn the_api_disconnects_one_user_and_nobody_else() {
     let mut config = config();
     config.api_key = Some("k".into());

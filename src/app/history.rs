@@ -11,9 +11,22 @@
 //! Memory is bounded three ways: `history_size` publications per topic, a
 //! topic's history goes `history_ttl` after its last publication, and the
 //! node cap (`history.max_bytes`) evicts the topics published to least
-//! recently first, counted in a metric.
+//! recently first, counted in a metric (and trims the oldest publications of
+//! the topic just published to, when it alone is over the cap).
+//!
+//! Reading a topic that has no stream creates none: it answers offset 0
+//! under the epoch the next stream will start with, which the node draws
+//! again each time it drops a stream. So a position read before a topic's
+//! first publication stays good after it, unless a stream was dropped in
+//! between (the reader is then told it cannot recover, never given a wrong
+//! history); and no amount of reading grows the store.
+//!
+//! Every publication handed to the loops under the lock also takes a
+//! number from one counter of the node ([`Store::number`]): a subscription
+//! is held back from the numbers taken before it ([`Store::mark`]), which
+//! stays right when a topic's offsets start again under a new epoch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -88,11 +101,13 @@ struct Stream {
     bytes: usize,
     last_publish: Instant,
     ttl: Duration,
+    /// Its place in [`Store::order`].
+    touched: u64,
 }
 
 impl Stream {
-    fn new(now: Instant, ttl: Duration) -> Self {
-        Self { epoch: Epoch::draw(), last: 0, entries: VecDeque::new(), bytes: STREAM_OVERHEAD, last_publish: now, ttl }
+    fn new(epoch: Epoch, now: Instant, ttl: Duration) -> Self {
+        Self { epoch, last: 0, entries: VecDeque::new(), bytes: STREAM_OVERHEAD, last_publish: now, ttl, touched: 0 }
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -130,11 +145,34 @@ pub struct Streams {
 /// The streams, locked: what a publish holds while it takes its offset and
 /// hands its frames to the loops, so that every loop gets a topic's
 /// publications in the order of their offsets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
-    topics: HashMap<String, Stream>,
+    topics: HashMap<Arc<str>, Stream>,
+    /// The streams by their last publication, least recent first (the keys
+    /// count publications), for the cap's evictions.
+    order: BTreeMap<u64, Arc<str>>,
+    /// What a publication last took of [`order`](Self::order)'s count.
+    touches: u64,
+    /// The epoch the next stream starts with, drawn again when one is dropped.
+    fresh: Epoch,
+    /// The last number handed out ([`Store::number`]).
+    numbered: u64,
     bytes: usize,
     next_sweep: Option<Instant>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            topics: HashMap::new(),
+            order: BTreeMap::new(),
+            touches: 0,
+            fresh: Epoch::draw(),
+            numbered: 0,
+            bytes: 0,
+            next_sweep: None,
+        }
+    }
 }
 
 impl Default for Streams {
@@ -162,8 +200,8 @@ impl Streams {
     }
 
     /// Appends a publication of `topic` (its `data` JSON text), keeping at
-    /// most `size` of them, and returns its position. `store` is this
-    /// node's streams, locked.
+    /// most `size` of them, and returns its position and its number in the
+    /// node's order ([`Store::number`]). `store` is this node's streams, locked.
     pub fn append(
         &self,
         store: &mut Store,
@@ -172,17 +210,26 @@ impl Streams {
         size: usize,
         ttl: Duration,
         now: Instant,
-    ) -> Position {
+    ) -> (Position, u64) {
         store.sweep(now, &self.stats);
         if store.topics.get(topic).is_some_and(|s| s.expired(now)) {
             store.remove(topic);
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
         }
-        if !store.topics.contains_key(topic) {
+        store.touches += 1;
+        let touched = store.touches;
+        if let Some(stream) = store.topics.get_mut(topic) {
+            if let Some(name) = store.order.remove(&stream.touched) {
+                store.order.insert(touched, name);
+            }
+        } else {
+            let name: Arc<str> = Arc::from(topic);
             store.bytes += STREAM_OVERHEAD + topic.len();
-            store.topics.insert(topic.to_owned(), Stream::new(now, ttl));
+            store.order.insert(touched, name.clone());
+            store.topics.insert(name, Stream::new(store.fresh, now, ttl));
         }
         let Some(stream) = store.topics.get_mut(topic) else { unreachable!("inserted above") };
+        stream.touched = touched;
         stream.last += 1;
         stream.last_publish = now;
         stream.ttl = ttl;
@@ -190,33 +237,50 @@ impl Streams {
         stream.entries.push_back(Publication { offset: stream.last, data: Arc::from(data) });
         stream.bytes += cost;
         store.bytes += cost;
-        while stream.entries.len() > size.max(1) {
-            if let Some(old) = stream.entries.pop_front() {
-                stream.bytes -= ENTRY_OVERHEAD + old.data.len();
-                store.bytes -= ENTRY_OVERHEAD + old.data.len();
-            }
-        }
+        store.bytes -= stream.trim(size.max(1), usize::MAX);
         let position = stream.position();
         self.stats.appended.fetch_add(1, Ordering::Relaxed);
         store.evict_over(self.max_bytes, topic, &self.stats);
-        position
+        (position, store.number())
+    }
+}
+
+impl Stream {
+    /// Drops the oldest publications until at most `keep` are left and the
+    /// stream's bytes are within `max_bytes` (the newest stays); returns the
+    /// bytes freed.
+    fn trim(&mut self, keep: usize, max_bytes: usize) -> usize {
+        let mut freed = 0;
+        while self.entries.len() > keep || (self.bytes > max_bytes && self.entries.len() > 1) {
+            let Some(old) = self.entries.pop_front() else { break };
+            freed += ENTRY_OVERHEAD + old.data.len();
+            self.bytes -= ENTRY_OVERHEAD + old.data.len();
+        }
+        freed
     }
 }
 
 impl Store {
     /// The position of `topic`'s stream and its last `limit` publications,
-    /// oldest first; a topic with no stream yet gets one (offset 0, a new
-    /// epoch), so that a position read before the first publication stays
-    /// good after it.
-    pub fn read(&mut self, topic: &str, limit: usize, ttl: Duration, now: Instant) -> (Position, Vec<Publication>) {
-        if self.topics.get(topic).is_some_and(|s| s.expired(now)) {
-            self.remove(topic);
-        }
-        if !self.topics.contains_key(topic) {
-            self.bytes += STREAM_OVERHEAD + topic.len();
-            self.topics.insert(topic.to_owned(), Stream::new(now, ttl));
-        }
-        self.recent(topic, limit, now).unwrap_or((Position { offset: 0, epoch: Epoch::draw() }, Vec::new()))
+    /// oldest first. A topic with no stream (or one past its TTL) reads as
+    /// offset 0 under the epoch its next stream will start with; nothing is
+    /// created.
+    pub fn read(&self, topic: &str, limit: usize, now: Instant) -> (Position, Vec<Publication>) {
+        self.recent(topic, limit, now).unwrap_or((Position { offset: 0, epoch: self.fresh }, Vec::new()))
+    }
+
+    /// Takes the next number of the node's order: every publication handed
+    /// to the loops under the lock takes one, so that a loop's channel
+    /// carries them in rising numbers.
+    pub fn number(&mut self) -> u64 {
+        self.numbered += 1;
+        self.numbered
+    }
+
+    /// The last number taken: a subscription made now is held back from the
+    /// publications numbered up to it (they were handed out before it).
+    pub fn mark(&self) -> u64 {
+        self.numbered
     }
 
     /// The last `limit` publications of `topic`, oldest first, with its position.
@@ -240,6 +304,9 @@ impl Store {
     fn remove(&mut self, topic: &str) {
         if let Some(stream) = self.topics.remove(topic) {
             self.bytes -= stream.bytes + topic.len();
+            self.order.remove(&stream.touched);
+            // A stream that comes back starts under another epoch than any reader was told.
+            self.fresh = Epoch::draw();
         }
     }
 
@@ -249,7 +316,8 @@ impl Store {
             return;
         }
         self.next_sweep = Some(now + SWEEP_EVERY);
-        let expired: Vec<String> = self.topics.iter().filter(|(_, s)| s.expired(now)).map(|(t, _)| t.clone()).collect();
+        let expired: Vec<Arc<str>> =
+            self.topics.iter().filter(|(_, s)| s.expired(now)).map(|(t, _)| t.clone()).collect();
         for topic in expired {
             self.remove(&topic);
             stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -257,17 +325,21 @@ impl Store {
     }
 
     /// Evicts the streams published to least recently until the store is
-    /// within `max_bytes`, sparing `keep` (the one just published to).
+    /// within `max_bytes`; `keep` (the one just published to, the most
+    /// recent) goes last: it loses its oldest publications instead, down to
+    /// the one just published.
     fn evict_over(&mut self, max_bytes: usize, keep: &str, stats: &HistoryStats) {
         while self.bytes > max_bytes {
-            let oldest = self
-                .topics
-                .iter()
-                .filter(|(t, _)| t.as_str() != keep)
-                .min_by_key(|(_, s)| s.last_publish)
-                .map(|(t, _)| t.clone());
-            let Some(topic) = oldest else { break };
-            self.remove(&topic);
+            let Some((_, oldest)) = self.order.first_key_value() else { break };
+            if &**oldest == keep {
+                let others = self.bytes - self.topics.get(keep).map_or(0, |s| s.bytes);
+                if let Some(stream) = self.topics.get_mut(keep) {
+                    self.bytes -= stream.trim(usize::MAX, max_bytes.saturating_sub(others));
+                }
+                break;
+            }
+            let oldest = oldest.clone();
+            self.remove(&oldest);
             stats.evicted.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -284,10 +356,10 @@ mod tests {
         let streams = Streams::new(1 << 20);
         let now = crate::test_clock();
         let mut store = streams.lock();
-        let first = streams.append(&mut store, "t", "1", 3, TTL, now);
+        let (first, _) = streams.append(&mut store, "t", "1", 3, TTL, now);
         assert_eq!(first.offset, 1);
         for n in 2..=5 {
-            let at = streams.append(&mut store, "t", &n.to_string(), 3, TTL, now);
+            let (at, _) = streams.append(&mut store, "t", &n.to_string(), 3, TTL, now);
             assert_eq!((at.offset, at.epoch), (n, first.epoch));
         }
         let (position, recent) = store.recent("t", 10, now).unwrap();
@@ -303,10 +375,10 @@ mod tests {
         let streams = Streams::new(1 << 20);
         let now = crate::test_clock();
         let mut store = streams.lock();
-        let before = streams.append(&mut store, "t", "1", 10, TTL, now);
+        let (before, _) = streams.append(&mut store, "t", "1", 10, TTL, now);
         let later = now + TTL + Duration::from_secs(1);
         assert_eq!(store.recent("t", 1, later), None, "past its TTL");
-        let after = streams.append(&mut store, "t", "2", 10, TTL, later);
+        let (after, _) = streams.append(&mut store, "t", "2", 10, TTL, later);
         assert_eq!(after.offset, 1);
         assert_ne!(after.epoch, before.epoch);
         assert_eq!(streams.stats().expired.load(Ordering::Relaxed), 1);
@@ -332,6 +404,56 @@ mod tests {
         streams.append(&mut store, "e", "1", 1, TTL, gone);
         assert_eq!(store.topics(), 1);
         assert_eq!(store.bytes(), STREAM_OVERHEAD + 1 + ENTRY_OVERHEAD + 1);
+    }
+
+    #[test]
+    fn reading_creates_nothing_and_a_position_read_first_stays_good() {
+        let streams = Streams::new(1 << 20);
+        let now = crate::test_clock();
+        let mut store = streams.lock();
+        let (read, kept) = store.read("new", 10, now);
+        assert_eq!((read.offset, kept.len()), (0, 0));
+        assert_eq!((store.topics(), store.bytes()), (0, 0), "a read keeps nothing");
+        let (first, _) = streams.append(&mut store, "new", "1", 10, TTL, now);
+        assert_eq!((first.offset, first.epoch), (1, read.epoch), "the read's epoch is the stream's");
+        // Once a stream was dropped, a position read before cannot match the next one.
+        let (unread, _) = store.read("other", 10, now);
+        let later = now + TTL + Duration::from_secs(2);
+        streams.append(&mut store, "third", "x", 10, TTL, later);
+        assert_eq!(store.topics(), 1, "the swept stream went");
+        let (next, _) = streams.append(&mut store, "other", "1", 10, TTL, later);
+        assert_ne!(next.epoch, unread.epoch);
+    }
+
+    #[test]
+    fn numbers_rise_across_topics_and_epochs() {
+        let streams = Streams::new(1 << 20);
+        let now = crate::test_clock();
+        let mut store = streams.lock();
+        let (_, a) = streams.append(&mut store, "a", "1", 10, TTL, now);
+        let mark = store.mark();
+        assert_eq!(mark, a);
+        let between = store.number();
+        let later = now + TTL * 2;
+        let (restarted, b) = streams.append(&mut store, "a", "2", 10, TTL, later);
+        assert_eq!(restarted.offset, 1, "a new life of the topic");
+        assert!(a < between && between < b && mark < b);
+    }
+
+    #[test]
+    fn one_topic_alone_over_the_cap_loses_its_oldest_publications() {
+        let streams = Streams::new(1_000);
+        let now = crate::test_clock();
+        let mut store = streams.lock();
+        for n in 0..10 {
+            streams.append(&mut store, "big", &format!("{n:0>200}"), 100, TTL, now);
+        }
+        assert!(store.bytes() <= 1_000, "{}", store.bytes());
+        let (position, kept) = store.recent("big", 100, now).unwrap();
+        assert_eq!(position.offset, 10);
+        assert!(!kept.is_empty() && kept.len() < 10, "{}", kept.len());
+        assert_eq!(kept.last().unwrap().offset, 10, "the newest stays");
+        assert_eq!(streams.stats().evicted.load(Ordering::Relaxed), 0);
     }
 
     #[test]

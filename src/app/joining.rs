@@ -70,7 +70,8 @@ impl App {
         write_event(&mut event, kind, topic, client, user);
         let mut key = String::new();
         topics::subscriber_key(&mut key, topic);
-        ctx.publish(&key, crate::runtime::Message::Text(&event), Some(session));
+        let streams = (self.config.namespaces.of(topic).history_size > 0).then_some(&*self.streams);
+        topics::publish_in_order(ctx, &key, crate::runtime::Message::Text(&event), Some(session), streams);
         self.reply.0 = event;
     }
 }

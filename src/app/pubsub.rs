@@ -18,6 +18,8 @@ use crate::runtime::{Context, SessionId};
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
 pub(super) const NO_HISTORY: &str = "the topic's namespace keeps no history";
+/// What a recovered message's frame holds beyond its topic and data, at most.
+const RECOVERED_OVERHEAD: usize = 96;
 
 impl App {
     /// Acts on one request of a `/pubsub` session and answers it.
@@ -149,7 +151,20 @@ impl App {
                     return forbidden(id, "only a session with a token can refresh it");
                 };
                 let user = self.check_token(&token, Some(current.id()), id)?;
-                protocol::write_ack(reply, "refresh", id);
+                // Topics the new token no longer grants are left.
+                let lost: Vec<String> = ctx
+                    .topics(session)
+                    .filter_map(|key| key.strip_prefix("topic/"))
+                    .filter(|topic| !self.may_read(Some(&user), topic))
+                    .map(str::to_owned)
+                    .collect();
+                for topic in &lost {
+                    topics::subscriber_key(&mut key, topic);
+                    if ctx.unsubscribe(session, &key) {
+                        self.left(ctx, session, topic);
+                    }
+                }
+                protocol::write_ack_refresh(reply, id, &lost);
                 self.sign_in(ctx, session, user);
             }
         }
@@ -192,9 +207,15 @@ impl App {
     /// again first (`None`: the namespace keeps no history).
     ///
     /// The streams stay locked from reading the position to subscribing, so
-    /// no publication falls between; the subscription is held back from the
+    /// no publication falls between; a new subscription (or one whose
+    /// missed publications were just sent again) is held back from the
     /// publications up to the position still on their way to this loop, so
-    /// none comes twice.
+    /// none comes twice. A subscription the session already had goes on
+    /// untouched.
+    ///
+    /// A recovery whose messages would take more than the server's
+    /// `max_out_queue` answers `false`: the client reads the history in
+    /// pages instead.
     fn subscribe_in_order(
         &mut self,
         ctx: &mut Context<'_, Member>,
@@ -208,14 +229,18 @@ impl App {
             let _ = ctx.subscribe(session, key);
             return None;
         }
+        let already = ctx.is_subscribed(session, key);
         let streams = self.streams.clone();
-        let mut store = streams.lock();
-        let (position, kept) = store.read(topic, options.history_size, options.history_ttl, ctx.now());
+        let store = streams.lock();
+        let (position, kept) = store.read(topic, options.history_size, ctx.now());
         let recovered = since.map(|(offset, epoch)| {
             // Everything after `offset` is kept: the first kept is at most the next one.
             let whole =
                 kept.first().map_or(offset == position.offset, |first| first.offset <= offset.saturating_add(1));
-            let recoverable = epoch == position.epoch.as_str() && offset <= position.offset && whole;
+            let missed = kept.iter().filter(|p| p.offset > offset);
+            let bytes: usize = missed.map(|p| p.data.len() + topic.len() + RECOVERED_OVERHEAD).sum();
+            let recoverable =
+                epoch == position.epoch.as_str() && offset <= position.offset && whole && bytes <= ctx.max_out_queue();
             if recoverable {
                 let mut text = std::mem::take(&mut self.reply.0);
                 for publication in kept.iter().filter(|p| p.offset > offset) {
@@ -235,7 +260,9 @@ impl App {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             recoverable
         });
-        let _ = ctx.subscribe_after(session, key, position.offset);
+        if !already || recovered == Some(true) {
+            let _ = ctx.subscribe_after(session, key, store.mark());
+        }
         drop(store);
         Some((position, recovered))
     }
@@ -265,7 +292,7 @@ impl App {
             return None;
         }
         let limit = limit.unwrap_or(options.history_size);
-        Some(self.streams.lock().read(topic, limit, options.history_ttl, now))
+        Some(self.streams.lock().read(topic, limit, now))
     }
 
     /// Whether one of `topics` has as many subscribers on this node as its

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::history::Streams;
+use super::history::{Store, Streams};
 use super::pubsub_protocol::{write_delivery, write_json_string, ProtocolLimits};
 use crate::runtime::{Context, Message, SessionId};
 
@@ -111,16 +111,16 @@ impl Publisher {
             Payload::Json(value) => data.push_str(value.get()),
             Payload::Binary(bytes) => {
                 room_key(key, name);
-                return ctx.publish(key, Message::Binary(bytes), exclude);
+                return publish_in_order(ctx, key, Message::Binary(bytes), exclude, history.map(|h| h.streams));
             }
         }
         // The lock, when the topic keeps history: held to the end.
         let mut store = history.as_ref().map(|h| h.streams.lock());
-        let position = match (&history, store.as_deref_mut()) {
+        let numbered = match (&history, store.as_deref_mut()) {
             (Some(h), Some(store)) => Some(h.streams.append(store, name, data, h.size, h.ttl, ctx.now())),
             _ => None,
         };
-        let seq = position.map(|p| p.offset);
+        let (position, seq) = (numbered.map(|(p, _)| p), numbered.map(|(_, seq)| seq));
         room_key(key, name);
         let mut recipients = match payload {
             Payload::Json(value) => send(ctx, key, Message::Text(&json_as_text(value)), exclude, seq),
@@ -136,8 +136,24 @@ impl Publisher {
     }
 }
 
-/// A numbered publication (`seq`: its offset) goes to every loop through
-/// its channel, so that each takes the topic's publications in offset order.
+/// Publishes to the engine topic `key`; with `streams` (the topic keeps
+/// history), numbered in the node's order like its kept publications, so
+/// that a subscriber gets everything of the topic in the order it was
+/// published (a room member's binary messages, join and leave events).
+pub(super) fn publish_in_order<S>(
+    ctx: &mut Context<'_, S>,
+    key: &str,
+    message: Message<'_>,
+    exclude: Option<SessionId>,
+    streams: Option<&Streams>,
+) -> usize {
+    let mut store = streams.map(Streams::lock);
+    let seq = store.as_deref_mut().map(Store::number);
+    send(ctx, key, message, exclude, seq)
+}
+
+/// A numbered publication (`seq`: its number in the node's order, [`Store::number`])
+/// goes to every loop through its channel, so that each takes them in that order.
 fn send<S>(
     ctx: &mut Context<'_, S>,
     key: &str,

@@ -339,6 +339,12 @@ impl<S> Context<'_, S> {
         Ok(())
     }
 
+    /// The most output a session may hold before sends to it from other
+    /// sessions are refused ([`ServerConfig::max_out_queue`](super::ServerConfig::max_out_queue)).
+    pub fn max_out_queue(&self) -> usize {
+        self.settings.max_out_queue
+    }
+
     /// Unsubscribes `session` from `topic`; returns whether it was subscribed.
     pub fn unsubscribe(&mut self, session: SessionId, topic: &str) -> bool {
         let left = self.topics.unsubscribe(session, topic);

@@ -46,12 +46,19 @@ fn write_ack_head(out: &mut String, op: &str, id: Option<Id<'_>>) {
 }
 
 fn write_topics(out: &mut String, topics: &Topics<'_>) {
-    out.push_str(r#","topics":["#);
-    for (i, topic) in topics.iter().enumerate() {
+    write_names(out, "topics", topics.iter());
+}
+
+/// Appends `,"key":["a","b"]`.
+fn write_names<'n>(out: &mut String, key: &str, names: impl Iterator<Item = &'n str>) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":[");
+    for (i, name) in names.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_json_string(out, topic);
+        write_json_string(out, name);
     }
     out.push(']');
 }
@@ -78,6 +85,16 @@ pub fn write_ack_ping(out: &mut String, id: Option<Id<'_>>) {
 /// Appends an ack that reports nothing but its op and id: `{"type":"ack","op":"refresh","id":3}`.
 pub fn write_ack(out: &mut String, op: &str, id: Option<Id<'_>>) {
     write_ack_head(out, op, id);
+    out.push('}');
+}
+
+/// Appends the ack of a refresh: `{"type":"ack","op":"refresh","id":3}`, with
+/// `"unsubscribed":["a"]` when the new token no longer grants topics the session had.
+pub fn write_ack_refresh(out: &mut String, id: Option<Id<'_>>, unsubscribed: &[String]) {
+    write_ack_head(out, "refresh", id);
+    if !unsubscribed.is_empty() {
+        write_names(out, "unsubscribed", unsubscribed.iter().map(String::as_str));
+    }
     out.push('}');
 }
 
