@@ -97,13 +97,6 @@ fn run(settings: &Settings) -> ExitCode {
     if let Some(loops) = settings.loops() {
         builder = builder.loops(loops);
     }
-    #[cfg(feature = "redis")]
-    if settings.cluster_config().is_some() && settings.app_config().namespaces.keep_history() {
-        log::warn!(
-            "topic history is kept by each node on its own: offsets and epochs from one node mean nothing \
-             to another, so a client recovers only on the node it left (docs/history.md)"
-        );
-    }
     let app = match App::try_new(settings.app_config()) {
         Ok(app) => app,
         Err(e) => {

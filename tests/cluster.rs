@@ -5,118 +5,22 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/redis.rs"]
+mod redis;
 #[cfg(feature = "jwt")]
 #[path = "support/tokens.rs"]
 mod tokens;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrows::client::{Client, ClientBuilder, ClientStream, Error, Message};
-use process::{free_loopback_port, ServerProcess};
+use process::ServerProcess;
+use redis::Redis;
 use serde_json::{json, Value};
-
-const INSTALL: &str = "redis-server is needed (Debian: apt-get install redis-server; .ci/run installs it)";
-
-/// A `redis-server` of the test's own, without persistence, killed when dropped.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let mut redis = Redis { port: free_loopback_port(), child: None };
-        redis.restart();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server on its port (again) and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{INSTALL}: {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.command(&["PING"]).as_deref() != Some("+PONG") {
-            assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to the clients).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends one inline command; returns the first line of the reply.
-    fn command(&self, args: &[&str]) -> Option<String> {
-        let mut socket = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).ok()?;
-        socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        socket.write_all(format!("{}\r\n", args.join(" ")).as_bytes()).ok()?;
-        let mut reply = Vec::new();
-        let mut buf = [0; 1024];
-        while !reply.ends_with(b"\r\n") {
-            let n = socket.read(&mut buf).ok()?;
-            if n == 0 {
-                return None;
-            }
-            reply.extend_from_slice(&buf[..n]);
-        }
-        Some(String::from_utf8_lossy(&reply).trim_end().to_owned())
-    }
-
-    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
-    fn subscribers(&self, channel: &str) -> usize {
-        let Ok(mut socket) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else { return 0 };
-        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        socket.write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes()).unwrap();
-        let mut reply = Vec::new();
-        let mut buf = [0; 512];
-        // *2\r\n$N\r\nCHANNEL\r\n:COUNT\r\n
-        while reply.iter().filter(|&&b| b == b'\n').count() < 4 {
-            match socket.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => reply.extend_from_slice(&buf[..n]),
-            }
-        }
-        let text = String::from_utf8_lossy(&reply);
-        text.lines().last().and_then(|l| l.strip_prefix(':')).and_then(|c| c.parse().ok()).unwrap_or(0)
-    }
-
-    /// Waits until exactly `n` connections subscribe to `channel`.
-    fn wait_for_subscribers(&self, channel: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let count = self.subscribers(channel);
-            if count == n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{channel} has {count} subscribers, not {n}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A ferrows node in the cluster.
 fn node(name: &str, redis: &Redis) -> ServerProcess {
@@ -431,7 +335,7 @@ fn redis_restarted_local_traffic_goes_on_and_cross_node_traffic_resumes() {
 
 #[test]
 fn a_node_starts_without_redis_and_joins_when_it_comes() {
-    let mut redis = Redis { port: free_loopback_port(), child: None };
+    let mut redis = Redis::not_started();
     let a = node("late-a", &redis);
     // Serves its own clients meanwhile.
     let mut sub = pubsub(a.addr);
@@ -517,4 +421,106 @@ fn two_nodes_share_one_port() {
     }
     let _ = b.kill();
     let _ = b.wait();
+}
+
+/// The next message of `topic` published (not an ack), as JSON.
+fn next_message(ws: &mut Ws) -> Value {
+    loop {
+        let value = next(ws).unwrap();
+        if value["type"] == "message" {
+            return value;
+        }
+    }
+}
+
+/// Publishes `n` on `publisher`'s node and waits until `watcher` has it: publications in a known order.
+fn publish_seen(publisher: &mut Ws, watcher: &mut Ws, topic: &str, n: u64) {
+    request(publisher, json!({"op": "publish", "topic": topic, "data": n, "exclude_self": true}));
+    assert_eq!(next(publisher).unwrap()["op"], "publish");
+    let message = next_message(watcher);
+    assert_eq!(message["data"], n, "{message}");
+}
+
+#[test]
+fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
+    let mut redis = Redis::start();
+    let history = [("FERROWS_TOPICS_HISTORY_SIZE", "100")];
+    let (a, b) = (node_with("kept-a", &redis, &history), node_with("kept-b", &redis, &history));
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let (mut on_a, mut on_b) = (pubsub(a.addr), pubsub(b.addr));
+    let mut watcher = pubsub(b.addr);
+    request(&mut watcher, json!({"op": "subscribe", "topic": "chat:x", "id": 0}));
+    let ack = next(&mut watcher).unwrap();
+    assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
+    let epoch = ack["positions"]["chat:x"]["epoch"].as_str().expect("an epoch").to_owned();
+
+    // A reader on node A sees publications of both nodes, numbered in one sequence.
+    let mut reader = pubsub(a.addr);
+    request(&mut reader, json!({"op": "subscribe", "topic": "chat:x", "id": 1}));
+    assert_eq!(next(&mut reader).unwrap()["positions"]["chat:x"]["epoch"], epoch.as_str());
+    for (n, publisher) in [(1, &mut on_a), (2, &mut on_b)] {
+        publish_seen(publisher, &mut watcher, "chat:x", n);
+        let message = next_message(&mut reader);
+        assert_eq!((message["offset"].as_u64(), message["data"].as_u64()), (Some(n), Some(n)), "{message}");
+        assert_eq!(message["epoch"], epoch.as_str());
+    }
+    drop(reader);
+    for n in 3..=5 {
+        let publisher = if n % 2 == 1 { &mut on_a } else { &mut on_b };
+        publish_seen(publisher, &mut watcher, "chat:x", n);
+    }
+
+    // Back on node B, from offset 2: 3, 4 and 5 again, marked, the ack, then live ones.
+    let mut back = pubsub(b.addr);
+    let since = json!({"chat:x": {"offset": 2, "epoch": epoch}});
+    request(&mut back, json!({"op": "subscribe", "topic": "chat:x", "since": since, "id": 2}));
+    for n in 3..=5 {
+        let message = next(&mut back).unwrap();
+        assert_eq!((message["offset"].as_u64(), message["recovered"].as_bool()), (Some(n), Some(true)), "{message}");
+    }
+    let ack = next(&mut back).unwrap();
+    assert_eq!(ack["recovered"]["chat:x"], true, "{ack}");
+    assert_eq!(ack["positions"]["chat:x"], json!({"offset": 5, "epoch": epoch}));
+    publish_seen(&mut on_a, &mut watcher, "chat:x", 6);
+    let live = next(&mut back).unwrap();
+    assert_eq!((live["offset"].as_u64(), live.get("recovered")), (Some(6), None), "{live}");
+    // The history request reads Redis too, on either node.
+    request(&mut on_a, json!({"op": "history", "topic": "chat:x", "limit": 2, "id": 3}));
+    let answer = next(&mut on_a).unwrap();
+    let offsets: Vec<u64> = answer["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [5, 6], "{answer}");
+
+    // Redis restarted without persistence: the history is gone, and a new epoch says so.
+    redis.kill();
+    wait_for_health(a.addr, "down", Duration::from_secs(5));
+    // Meanwhile a publish still reaches this node's subscribers, without a position, acked as not kept.
+    let mut local = pubsub(a.addr);
+    request(&mut local, json!({"op": "subscribe", "topic": "chat:x", "id": 4}));
+    let ack = next(&mut local).unwrap();
+    assert_eq!(ack.get("positions"), None, "no position without Redis: {ack}");
+    request(&mut on_a, json!({"op": "publish", "topic": "chat:x", "data": "unkept", "id": 5}));
+    let acked = next(&mut on_a).unwrap();
+    assert_eq!((acked["op"].as_str(), acked["kept"].as_bool()), (Some("publish"), Some(false)), "{acked}");
+    let message = next_message(&mut local);
+    assert_eq!((message["data"].as_str(), message.get("offset")), (Some("unkept"), None), "{message}");
+    assert!(metric(a.addr, "ferrows_history_unkept_total") >= 1);
+
+    redis.restart();
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut after = pubsub(a.addr);
+    let since = json!({"chat:x": {"offset": 6, "epoch": epoch}});
+    request(&mut after, json!({"op": "subscribe", "topic": "chat:x", "since": since, "id": 6}));
+    let ack = next(&mut after).unwrap();
+    assert_eq!(ack["recovered"]["chat:x"], false, "{ack}");
+    assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
+    assert_ne!(ack["positions"]["chat:x"]["epoch"], epoch.as_str(), "a new epoch");
 }

@@ -31,6 +31,9 @@ use crate::proto::handshake::{write_response, StatusCode};
 use crate::proto::CloseCode;
 use crate::runtime::{Context, HttpRequest, HttpResponse};
 
+/// The answer of `GET /api/history` where the cluster keeps the history.
+const KEPT_IN_CLUSTER: &str = "the cluster keeps this topic's history in Redis: read it with a /pubsub history request";
+
 /// The close code of a session ended by `POST /api/disconnect` (private use, RFC 6455 §7.4.2).
 pub const DISCONNECTED: CloseCode = CloseCode(4003);
 
@@ -181,6 +184,10 @@ impl App {
                 let limit = request.request().query().and_then(|query| {
                     query.split('&').find_map(|pair| pair.strip_prefix("limit=")).and_then(|n| n.parse().ok())
                 });
+                if self.kept_through_uplink(ctx, topic).is_some() {
+                    // Read from Redis only by a loop's request, answered later: over `/pubsub`.
+                    return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "no_history", KEPT_IN_CLUSTER);
+                }
                 match self.history_of(topic, limit, ctx.now()) {
                     None => Answer::error(StatusCode::NOT_FOUND, "no_history", NO_HISTORY),
                     Some((position, publications)) => {

@@ -128,6 +128,9 @@ pub struct HistoryStats {
     pub evicted: AtomicU64,
     /// Streams dropped because their TTL passed.
     pub expired: AtomicU64,
+    /// Publications to topics with history that could not be kept (the
+    /// cluster's store unreachable): delivered on this node without a position.
+    pub unkept: AtomicU64,
     /// Subscribes with `since` that recovered everything after their position.
     pub recovered: AtomicU64,
     /// Subscribes with `since` that could not (another epoch, or no longer kept).
@@ -343,6 +346,27 @@ impl Store {
             stats.evicted.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// What a recovered message's frame holds beyond its topic and data, at most.
+const RECOVERED_OVERHEAD: usize = 96;
+
+/// Whether a client that has `topic`'s publications up to `since` (offset,
+/// epoch) can be sent all the rest, by what is kept: the stream is at `at`
+/// under the same epoch, not behind the client; the first kept publication
+/// (`first`) is no later than the next one; and the missed publications'
+/// `data` texts (their lengths) fit within `max_bytes` once framed.
+pub(super) fn can_recover(
+    topic: &str,
+    since: (u64, &str),
+    at: (u64, &str),
+    first: Option<u64>,
+    missed: impl Iterator<Item = usize>,
+    max_bytes: usize,
+) -> bool {
+    let whole = first.map_or(since.0 == at.0, |first| first <= since.0.saturating_add(1));
+    let bytes: usize = missed.map(|len| len + topic.len() + RECOVERED_OVERHEAD).sum();
+    since.1 == at.1 && since.0 <= at.0 && whole && bytes <= max_bytes
 }
 
 #[cfg(test)]

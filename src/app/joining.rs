@@ -3,10 +3,10 @@
 //! namespace asks for them.
 
 use super::identity::User;
-use super::presence::write_event;
+use super::presence::{client_json, write_event};
 use super::routes::{App, Member};
 use super::topics;
-use crate::runtime::{Context, SessionId};
+use crate::runtime::{Context, MemberChange, SessionId, Topic};
 
 impl App {
     /// The client id of `session`: the node's prefix, the loop, the session's slot.
@@ -28,7 +28,11 @@ impl App {
         }
         let client = self.client_id(ctx, session);
         let user = user.map(User::id);
-        if self.presence.join(topic, &client, user) && options.join_leave {
+        let Some(member) = self.presence.join(topic, &client, user) else { return };
+        // With a cluster, every node's clients are read from Redis.
+        let value = client_json(&client, &member);
+        ctx.members(MemberChange::Add { topic: Topic::from(topic), member: client.clone(), value });
+        if options.join_leave {
             self.announce(ctx, session, "join", topic, &client, user);
         }
     }
@@ -41,6 +45,7 @@ impl App {
         }
         let client = self.client_id(ctx, session);
         if let Some(member) = self.presence.leave(topic, &client) {
+            ctx.members(MemberChange::Remove { topic: Topic::from(topic), member: client.clone() });
             if options.join_leave {
                 self.announce(ctx, session, "leave", topic, &client, member.user.as_deref());
             }
@@ -68,6 +73,10 @@ impl App {
         let mut event = std::mem::take(&mut self.reply.0);
         event.clear();
         write_event(&mut event, kind, topic, client, user);
+        if self.kept_through_uplink(ctx, topic).is_some() && self.append_event(ctx, topic, &event, session) {
+            self.reply.0 = event;
+            return;
+        }
         let mut key = String::new();
         topics::subscriber_key(&mut key, topic);
         let streams = (self.config.namespaces.of(topic).history_size > 0).then_some(&*self.streams);

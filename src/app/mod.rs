@@ -83,6 +83,7 @@ mod echo;
 mod history;
 mod identity;
 mod joining;
+mod kept;
 mod namespaces;
 mod presence;
 mod pubsub;

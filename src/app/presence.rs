@@ -27,16 +27,17 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Records `client` in `topic`; returns whether it was not there yet.
-    pub fn join(&self, topic: &str, client: &str, user: Option<&str>) -> bool {
+    /// Records `client` in `topic`; returns its entry if it was not there yet.
+    pub fn join(&self, topic: &str, client: &str, user: Option<&str>) -> Option<Member> {
         let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
         let clients = topics.entry(topic.to_owned()).or_default();
         if clients.contains_key(client) {
-            return false;
+            return None;
         }
-        clients.insert(client.to_owned(), Member { user: user.map(str::to_owned), since });
-        true
+        let member = Member { user: user.map(str::to_owned), since };
+        clients.insert(client.to_owned(), member.clone());
+        Some(member)
     }
 
     /// Removes `client` from `topic`; returns the entry it had, if any.
@@ -76,15 +77,26 @@ pub fn write_clients(out: &mut String, clients: &[(String, Member)]) {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(r#"{"client":"#);
-        write_json_string(out, client);
-        if let Some(user) = &member.user {
-            out.push_str(r#","user":"#);
-            write_json_string(out, user);
-        }
-        out.push_str(&format!(r#","since":{}}}"#, member.since));
+        write_client(out, client, member);
     }
     out.push(']');
+}
+
+/// One client as JSON: `{"client":"...","user":"...","since":N}`.
+pub fn client_json(client: &str, member: &Member) -> String {
+    let mut out = String::new();
+    write_client(&mut out, client, member);
+    out
+}
+
+fn write_client(out: &mut String, client: &str, member: &Member) {
+    out.push_str(r#"{"client":"#);
+    write_json_string(out, client);
+    if let Some(user) = &member.user {
+        out.push_str(r#","user":"#);
+        write_json_string(out, user);
+    }
+    out.push_str(&format!(r#","since":{}}}"#, member.since));
 }
 
 /// Appends a join or leave event (`kind`): `{"type":"join","topic":"a","client":"...","user":"..."}`.
@@ -109,9 +121,9 @@ mod tests {
     #[test]
     fn clients_join_once_and_leave() {
         let presence = Presence::default();
-        assert!(presence.join("t", "c1", Some("alice")));
-        assert!(!presence.join("t", "c1", Some("alice")), "already there");
-        assert!(presence.join("t", "c2", None));
+        assert!(presence.join("t", "c1", Some("alice")).is_some());
+        assert!(presence.join("t", "c1", Some("alice")).is_none(), "already there");
+        assert!(presence.join("t", "c2", None).is_some());
         assert_eq!(presence.count("t"), 2);
         let clients = presence.clients("t");
         assert_eq!(clients.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);

@@ -4,7 +4,7 @@
 use super::access::TOPIC_FULL;
 use std::fmt::Write as _;
 
-use super::history::{Position, Publication};
+use super::history::{can_recover, Position, Publication};
 use super::identity::{Outcome, User};
 use super::presence::write_clients;
 use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError, TopicPosition};
@@ -18,8 +18,6 @@ use crate::runtime::{Context, SessionId};
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
 pub(super) const NO_HISTORY: &str = "the topic's namespace keeps no history";
-/// What a recovered message's frame holds beyond its topic and data, at most.
-const RECOVERED_OVERHEAD: usize = 96;
 
 impl App {
     /// Acts on one request of a `/pubsub` session and answers it.
@@ -42,7 +40,10 @@ impl App {
         if let Err(error) = answer {
             protocol::write_error(&mut reply, &error);
         }
-        let _ = ctx.send_text(session, &reply);
+        // A request answered later (a read through the cluster) leaves the reply empty.
+        if !reply.is_empty() {
+            let _ = ctx.send_text(session, &reply);
+        }
         self.reply.0 = reply;
     }
 
@@ -67,8 +68,18 @@ impl App {
                     return Err(RequestError::new(ErrorCode::TopicFull, TOPIC_FULL).with_id(id));
                 }
                 let mut positions = Vec::new();
+                let through_uplink = ctx.keeps_records();
+                let mut kept = Vec::new();
                 for topic in topics.iter() {
                     topics::subscriber_key(&mut key, topic);
+                    if through_uplink && self.config.namespaces.of(topic).history_size > 0 {
+                        self.subscribe_kept(ctx, session, topic, &key);
+                        kept.push((topic.to_owned(), since.get(topic).map(|(o, e)| (o, e.to_owned()))));
+                        if ctx.is_subscribed(session, &key) {
+                            self.joined(ctx, session, topic, user);
+                        }
+                        continue;
+                    }
                     match self.subscribe_in_order(ctx, session, topic, &key, since.get(topic)) {
                         Some((position, recovered)) => positions.push((topic, Some(position), recovered)),
                         // Nothing kept, nothing to recover.
@@ -79,6 +90,11 @@ impl App {
                     if ctx.is_subscribed(session, &key) {
                         self.joined(ctx, session, topic, user);
                     }
+                }
+                if !kept.is_empty() {
+                    // The ack comes with the read's answer.
+                    self.read_for_subscribe(ctx, session, id, topics.iter().map(str::to_owned).collect(), kept);
+                    return Ok(());
                 }
                 let positions: Vec<TopicPosition<'_>> = positions
                     .iter()
@@ -96,6 +112,7 @@ impl App {
                     if ctx.unsubscribe(session, &key) {
                         self.left(ctx, session, topic);
                     }
+                    self.unsubscribe_kept(ctx, session, topic);
                 }
                 protocol::write_ack_topics(reply, "unsubscribe", id, &topics);
             }
@@ -107,9 +124,16 @@ impl App {
                     return forbidden(id, CLIENTS_MAY_NOT_PUBLISH);
                 }
                 let exclude = exclude_self.then_some(session);
-                let recipients: usize =
-                    topics.iter().map(|topic| self.publish(ctx, topic, Payload::Json(data), exclude)).sum();
-                protocol::write_ack_publish(reply, id, recipients);
+                let (mut recipients, mut unkept) = (0, false);
+                for topic in topics.iter() {
+                    recipients += self.publish(ctx, topic, Payload::Json(data), exclude);
+                    unkept |= self.unkept;
+                }
+                if unkept {
+                    protocol::write_ack_publish_unkept(reply, id, recipients);
+                } else {
+                    protocol::write_ack_publish(reply, id, recipients);
+                }
             }
             Request::Ping { id } => protocol::write_ack_ping(reply, id),
             Request::Connect { id, token } => {
@@ -128,11 +152,24 @@ impl App {
                 if !self.may_read(user, &topic) {
                     return forbidden(id, "the session may not read this topic");
                 }
+                if self.kept_through_uplink(ctx, &topic).is_some() {
+                    // Answered when the read comes back.
+                    self.read_for_history(ctx, session, id, &topic, limit);
+                    return Ok(());
+                }
                 let Some((position, publications)) = self.history_of(&topic, limit, ctx.now()) else {
                     return Err(RequestError::new(ErrorCode::NoHistory, NO_HISTORY).with_id(id));
                 };
                 let kept = publications.iter().map(|p| (p.offset, &*p.data));
                 protocol::write_history(reply, Some(id), &topic, (position.offset, position.epoch.as_str()), kept);
+            }
+            Request::Presence { id, topic } if ctx.keeps_records() => {
+                self.check_presence(user, &topic, id)?;
+                self.read_presence(ctx, session, id, &topic, false);
+            }
+            Request::PresenceCount { id, topic } if ctx.keeps_records() => {
+                self.check_presence(user, &topic, id)?;
+                self.read_presence(ctx, session, id, &topic, true);
             }
             Request::Presence { id, topic } => {
                 self.check_presence(user, &topic, id)?;
@@ -234,13 +271,10 @@ impl App {
         let store = streams.lock();
         let (position, kept) = store.read(topic, options.history_size, ctx.now());
         let recovered = since.map(|(offset, epoch)| {
-            // Everything after `offset` is kept: the first kept is at most the next one.
-            let whole =
-                kept.first().map_or(offset == position.offset, |first| first.offset <= offset.saturating_add(1));
-            let missed = kept.iter().filter(|p| p.offset > offset);
-            let bytes: usize = missed.map(|p| p.data.len() + topic.len() + RECOVERED_OVERHEAD).sum();
-            let recoverable =
-                epoch == position.epoch.as_str() && offset <= position.offset && whole && bytes <= ctx.max_out_queue();
+            let missed = kept.iter().filter(|p| p.offset > offset).map(|p| p.data.len());
+            let at = (position.offset, position.epoch.as_str());
+            let first = kept.first().map(|p| p.offset);
+            let recoverable = can_recover(topic, (offset, epoch), at, first, missed, ctx.max_out_queue());
             if recoverable {
                 let mut text = std::mem::take(&mut self.reply.0);
                 for publication in kept.iter().filter(|p| p.offset > offset) {

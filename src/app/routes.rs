@@ -32,7 +32,10 @@ use super::topics::{self, topic_from_segment, History, Payload, Publisher};
 use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
 use crate::proto::CloseCode;
-use crate::runtime::{Context, Decision, Handler, HttpRequest, HttpResponse, Message, SessionId, Upgrade};
+use crate::runtime::{
+    Context, Decision, Handler, HttpRequest, HttpResponse, MembersAnswer, Message, ReadAnswer, Record, SessionId,
+    Upgrade,
+};
 
 /// The demo page, embedded in the binary.
 const DEMO_PAGE: &str = include_str!("demo.html");
@@ -167,6 +170,11 @@ pub struct App {
     /// The loop's own buffers (a clone starts empty).
     pub(super) publisher: Publisher,
     pub(super) reply: Reply,
+    /// The loop's reads and cursors of history kept through the uplink.
+    pub(super) kept: super::kept::KeptState,
+    /// Whether the last [`publish`](Self::publish) was to a topic with
+    /// history that could not be kept.
+    pub(super) unkept: bool,
 }
 
 /// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
@@ -222,6 +230,15 @@ impl App {
         payload: Payload<'_>,
         exclude: Option<SessionId>,
     ) -> usize {
+        self.unkept = false;
+        if let Some(keep) = self.kept_through_uplink(ctx, topic) {
+            if let Some(recipients) = self.append_publication(ctx, topic, payload, exclude, keep) {
+                return recipients;
+            }
+            // The cluster's store is unreachable: this node's subscribers still get it.
+            self.unkept = true;
+            return self.publisher.publish(ctx, topic, payload, exclude, None);
+        }
         let options = self.config.namespaces.of(topic);
         let history = (options.history_size > 0).then_some(History {
             streams: &self.streams,
@@ -261,6 +278,13 @@ impl App {
         text.family(name, Kind::Counter, "Topic histories dropped: by the node cap (evicted) or their TTL (expired).");
         text.sample(name, &[("reason", "evicted")], history.evicted.load(Ordering::Relaxed));
         text.sample(name, &[("reason", "expired")], history.expired.load(Ordering::Relaxed));
+        let name = "ferrows_history_unkept_total";
+        text.family(
+            name,
+            Kind::Counter,
+            "Publications to topics with history that the cluster's store could not keep (delivered on this node only).",
+        );
+        text.sample(name, &[], history.unkept.load(Ordering::Relaxed));
         let name = "ferrows_recoveries_total";
         text.family(name, Kind::Counter, "Subscribes with a position to recover from, by outcome.");
         text.sample(name, &[("result", "recovered")], history.recovered.load(Ordering::Relaxed));
@@ -324,6 +348,10 @@ impl Handler for App {
             let mut key = String::new();
             topics::room_key(&mut key, name);
             let _ = ctx.subscribe(session, &key);
+            if self.kept_through_uplink(ctx, name).is_some() {
+                super::kept::stream_key(&mut key, name);
+                let _ = ctx.subscribe(session, &key);
+            }
         }
         if let Some(name) = &room {
             self.joined(ctx, session, name, user.as_ref());
@@ -379,6 +407,19 @@ impl Handler for App {
 
     fn on_close(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, _code: CloseCode, _reason: &str) {
         self.leave_all(ctx, session);
+        self.forget_kept(session);
+    }
+
+    fn on_record(&mut self, ctx: &mut Context<'_, Member>, record: &Record, exclude: Option<SessionId>) {
+        self.on_kept_record(ctx, record, exclude);
+    }
+
+    fn on_read(&mut self, ctx: &mut Context<'_, Member>, answer: ReadAnswer) {
+        self.on_read_answer(ctx, answer);
+    }
+
+    fn on_members(&mut self, ctx: &mut Context<'_, Member>, answer: MembersAnswer) {
+        self.on_members_answer(ctx, answer);
     }
 
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {

@@ -176,7 +176,7 @@ pub(super) struct History<'a> {
 }
 
 /// What a room member receives of published JSON: a string's text, any other value's JSON text.
-fn json_as_text(data: &RawValue) -> Cow<'_, str> {
+pub(super) fn json_as_text(data: &RawValue) -> Cow<'_, str> {
     let json = data.get();
     if json.starts_with('"') {
         // Borrowed when the string has no escapes to undo.

@@ -1,6 +1,8 @@
 //! The bridge thread: two RESP connections to Redis on a mio poll of its own.
 
-use std::collections::{HashMap, HashSet};
+mod records;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +14,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::resp::{encode_command, encode_command_parts, Reader, Value};
-use super::{envelope, ClusterConfig, ClusterStats, RedisUrl};
-use crate::runtime::{Inlet, Topic};
+use super::{envelope, record, ClusterConfig, ClusterStats, RedisUrl};
+use crate::runtime::{Append, Inlet, ReadRequest, Topic};
 use crate::session::SharedFrame;
+use records::{Expected, Keeping};
 
 /// The links, by index (and poll token): the subscribed connection and the publishing one.
 const SUBSCRIBER: usize = 0;
@@ -31,11 +34,15 @@ const SUBSCRIBE_BATCH: usize = 512;
 /// Entries kept in the sequence tables before they are reset.
 const MAX_SEQUENCES: usize = 1 << 16;
 
-/// A local publish or broadcast on its way to Redis (`topic: None`: a broadcast).
+/// What the loops hand the bridge, in the order they do.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
-    pub(crate) topic: Option<Topic>,
-    pub(crate) frame: SharedFrame,
+pub(crate) enum Outgoing {
+    /// A local publish or broadcast on its way to Redis (`topic: None`: a broadcast).
+    Publish { topic: Option<Topic>, frame: SharedFrame },
+    /// A record to append to its topic.
+    Append(Append),
+    /// Kept records to read.
+    Read(ReadRequest),
 }
 
 /// What the loops' threads (through the uplink) and the bridge's thread share.
@@ -89,6 +96,11 @@ struct Conn {
     ping_at: Instant,
     /// What the socket is registered for.
     interest: Interest,
+    /// What each reply still to come answers, in order (the publishing
+    /// connection's; the subscribed one's replies need no matching).
+    expected: VecDeque<Expected>,
+    /// Bytes the script calls in `expected` hold.
+    held: usize,
 }
 
 /// A link and its reconnect state.
@@ -122,6 +134,8 @@ pub(crate) struct Bridge {
     published: HashMap<Option<Topic>, u64>,
     /// The last sequence number received per publishing run and channel.
     seen: HashMap<(u64, Option<Topic>), u64>,
+    /// Kept records: reads waiting or in flight, confirmed subscriptions.
+    keeping: Keeping,
     scratch: Vec<u8>,
 }
 
@@ -154,6 +168,7 @@ impl Bridge {
             run: random_run(),
             published: HashMap::new(),
             seen: HashMap::new(),
+            keeping: Keeping::new(),
             scratch: vec![0; 64 << 10],
         })
     }
@@ -182,7 +197,8 @@ impl Bridge {
                 }
             }
             self.follow_subscriptions();
-            self.forward_publishes();
+            self.forward_outgoing(now);
+            self.release_reads(now);
             for index in [SUBSCRIBER, PUBLISHER] {
                 self.flush(index, now);
             }
@@ -190,7 +206,7 @@ impl Bridge {
             self.stats.set_up(up);
         }
         // What the loops published before they stopped: out if the socket takes it now.
-        self.forward_publishes();
+        self.forward_outgoing(Instant::now());
         self.flush(PUBLISHER, Instant::now());
         self.stats.set_up(false);
     }
@@ -207,7 +223,7 @@ impl Bridge {
         }
     }
 
-    /// The earliest timer of either link.
+    /// The earliest timer of either link, or of a read waiting for its subscription.
     fn next_deadline(&self) -> Option<Instant> {
         let ping = self.config.ping_interval;
         self.links
@@ -217,6 +233,7 @@ impl Bridge {
                 Link::Connecting { deadline, .. } => *deadline,
                 Link::Up(conn) => conn.ping_at.min(conn.heard + ping * 3),
             })
+            .chain(self.keeping.deadline())
             .min()
     }
 
@@ -235,11 +252,17 @@ impl Bridge {
                 Link::Up(conn) if now >= conn.ping_at => {
                     conn.ping_at = now + ping;
                     encode_command(&[b"PING"], &mut conn.out);
+                    if index == PUBLISHER {
+                        conn.expected.push_back(Expected::Plain);
+                    }
                     self.flush(index, now);
                 }
                 _ => {}
             }
         }
+        // Reads that waited too long are answered; any that can go now, go.
+        self.release_reads(now);
+        self.flush(PUBLISHER, now);
     }
 
     fn connect(&mut self, index: usize, now: Instant) {
@@ -265,6 +288,11 @@ impl Bridge {
         match was {
             Link::Up(mut conn) => {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
+                if index == PUBLISHER {
+                    self.publisher_lost(std::mem::take(&mut conn.expected));
+                } else {
+                    self.keeping.subscriber_lost();
+                }
             }
             Link::Connecting { mut stream, .. } => {
                 let _ = self.poll.registry().deregister(&mut stream);
@@ -317,15 +345,25 @@ impl Bridge {
             heard: now,
             ping_at: now + self.config.ping_interval,
             interest: Interest::READABLE | Interest::WRITABLE,
+            expected: VecDeque::new(),
+            held: 0,
         };
-        match (&self.url.user, &self.url.password) {
-            (Some(user), Some(password)) => {
-                encode_command(&[b"AUTH", user.as_bytes(), password.as_bytes()], &mut conn.out)
-            }
-            (None, Some(password)) => encode_command(&[b"AUTH", password.as_bytes()], &mut conn.out),
-            _ => {}
+        let auth = match (&self.url.user, &self.url.password) {
+            (Some(user), Some(password)) => Some(vec![&b"AUTH"[..], user.as_bytes(), password.as_bytes()]),
+            (None, Some(password)) => Some(vec![&b"AUTH"[..], password.as_bytes()]),
+            _ => None,
+        };
+        if let Some(auth) = auth {
+            encode_command(&auth, &mut conn.out);
+            conn.expected.push_back(Expected::Auth);
         }
-        if index == SUBSCRIBER {
+        if index == PUBLISHER {
+            // Pipelined after AUTH, so that EVALSHA normally finds them.
+            Self::load_scripts(&mut conn.out, &mut conn.expected);
+        } else {
+            for topic in &self.wanted {
+                self.keeping.sent(topic, true);
+            }
             let mut channels: Vec<Vec<u8>> = vec![self.channel(None)];
             channels.extend(self.wanted.iter().map(|t| self.channel(Some(t))));
             for batch in channels.chunks(SUBSCRIBE_BATCH) {
@@ -411,28 +449,44 @@ impl Bridge {
         }
     }
 
-    /// One value from Redis. An error reply ends the link (AUTH refused, say).
+    /// One value from Redis. On the publishing connection it answers the
+    /// oldest command not answered yet; on the subscribed one, an error
+    /// reply ends the link (AUTH refused, say).
     fn handle(&mut self, index: usize, value: Value) -> Result<(), String> {
+        if index == PUBLISHER {
+            return self.on_reply(value);
+        }
         match value {
             Value::Error(message) => Err(format!("Redis answered {}", String::from_utf8_lossy(&message))),
-            Value::Array(Some(items)) if index == SUBSCRIBER => {
-                if let [kind, channel, payload] = items.as_slice() {
-                    if kind.bytes() == Some(b"message") {
-                        if let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes()) {
-                            self.receive(channel, payload);
-                        }
+            Value::Array(Some(items)) => {
+                if let [kind, channel, third] = items.as_slice() {
+                    match (kind.bytes(), channel.bytes(), third.bytes()) {
+                        (Some(b"message"), Some(channel), Some(payload)) => self.receive(channel, payload),
+                        (Some(b"subscribe"), Some(channel), _) => self.on_confirmation(true, channel),
+                        (Some(b"unsubscribe"), Some(channel), _) => self.on_confirmation(false, channel),
+                        _ => {}
                     }
                 }
-                // subscribe / unsubscribe confirmations and PONGs need nothing.
+                // PONGs need nothing.
                 Ok(())
             }
-            // PUBLISH counts, +OK for AUTH, +PONG.
+            // +OK for AUTH.
             _ => Ok(()),
         }
     }
 
-    /// A message on one of the cluster's channels.
+    /// A message on one of the cluster's channels: a record, or a frame in its envelope.
     fn receive(&mut self, channel: &[u8], payload: &[u8]) {
+        if record::is_record(payload) {
+            match self.topic_of(channel) {
+                Some(Some(name)) => self.receive_record(name, payload),
+                _ => {
+                    ClusterStats::add(&self.stats.invalid, 1);
+                    log::debug!("cluster: dropped a record on {}", String::from_utf8_lossy(channel));
+                }
+            }
+            return;
+        }
         let (Some(topic), Some(message)) = (self.topic_of(channel), envelope::decode(payload)) else {
             ClusterStats::add(&self.stats.invalid, 1);
             log::debug!("cluster: dropped a message on {} that is not ours", String::from_utf8_lossy(channel));
@@ -524,12 +578,18 @@ impl Bridge {
         let latest: HashMap<Topic, bool> = changes.into_iter().collect();
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
+        let up = matches!(self.links[SUBSCRIBER].link, Link::Up(_));
         for (topic, has) in latest {
             if has && self.wanted.insert(topic.clone()) {
                 subscribe.push(self.channel(Some(&topic)));
             } else if !has && self.wanted.remove(&topic) {
                 unsubscribe.push(self.channel(Some(&topic)));
                 self.seen.retain(|(_, t), _| t.as_ref() != Some(&topic));
+            } else {
+                continue;
+            }
+            if up {
+                self.keeping.sent(&topic, has);
             }
         }
         // While the link is down, `wanted` is all a reconnect needs.
@@ -543,38 +603,46 @@ impl Bridge {
         }
     }
 
-    /// Publishes what the loops queued; what cannot go now is counted as lost.
-    /// A lost publish still takes its sequence number, so that receivers
-    /// see the gap once traffic resumes.
-    fn forward_publishes(&mut self) {
-        while let Ok(Outgoing { topic, frame }) = self.outgoing.try_recv() {
-            if self.published.len() >= MAX_SEQUENCES && !self.published.contains_key(&topic) {
-                // A new life: receivers start counting this run's sequences afresh.
-                self.published.clear();
-                self.run = random_run();
+    /// Takes what the loops queued, in order: publishes, appends and reads.
+    fn forward_outgoing(&mut self, now: Instant) {
+        while let Ok(outgoing) = self.outgoing.try_recv() {
+            match outgoing {
+                Outgoing::Publish { topic, frame } => self.forward_publish(topic, &frame),
+                Outgoing::Append(append) => self.forward_append(append),
+                Outgoing::Read(request) => self.queue_read(request, now),
             }
-            let seq = self.published.entry(topic.clone()).or_insert(0);
-            *seq += 1;
-            let seq = *seq;
-            let Link::Up(conn) = &mut self.links[PUBLISHER].link else {
-                ClusterStats::add(&self.stats.lost, 1);
-                continue;
-            };
-            if conn.out.len() >= MAX_UNWRITTEN {
-                ClusterStats::add(&self.stats.lost, 1);
-                continue;
-            }
-            // Written straight into the output: no envelope or channel name built apart.
-            let mut header = [0; envelope::MAX_HEADER];
-            let header = envelope::header(self.run, seq, &self.config.node_id, &mut header);
-            let prefix = self.config.prefix.as_bytes();
-            let channel: &[&[u8]] = match &topic {
-                Some(topic) => &[prefix, b"t:", topic.as_bytes()],
-                None => &[prefix, b"all"],
-            };
-            encode_command_parts(&[&[b"PUBLISH"], channel, &[header, &frame]], &mut conn.out);
-            ClusterStats::add(&self.stats.published, 1);
         }
+    }
+
+    /// Publishes a frame; what cannot go now is counted as lost. A lost
+    /// publish still takes its sequence number, so that receivers see the
+    /// gap once traffic resumes.
+    fn forward_publish(&mut self, topic: Option<Topic>, frame: &SharedFrame) {
+        if self.published.len() >= MAX_SEQUENCES && !self.published.contains_key(&topic) {
+            // A new life: receivers start counting this run's sequences afresh.
+            self.published.clear();
+            self.run = random_run();
+        }
+        let seq = self.published.entry(topic.clone()).or_insert(0);
+        *seq += 1;
+        let seq = *seq;
+        let Link::Up(conn) = &mut self.links[PUBLISHER].link else {
+            return ClusterStats::add(&self.stats.lost, 1);
+        };
+        if conn.out.len() >= MAX_UNWRITTEN {
+            return ClusterStats::add(&self.stats.lost, 1);
+        }
+        // Written straight into the output: no envelope or channel name built apart.
+        let mut header = [0; envelope::MAX_HEADER];
+        let header = envelope::header(self.run, seq, &self.config.node_id, &mut header);
+        let prefix = self.config.prefix.as_bytes();
+        let channel: &[&[u8]] = match &topic {
+            Some(topic) => &[prefix, b"t:", topic.as_bytes()],
+            None => &[prefix, b"all"],
+        };
+        encode_command_parts(&[&[b"PUBLISH"], channel, &[header, frame]], &mut conn.out);
+        conn.expected.push_back(Expected::Plain);
+        ClusterStats::add(&self.stats.published, 1);
     }
 }
 
@@ -629,7 +697,7 @@ mod tests {
     }
 
     /// A bridge on a one-loop bus, not connected; returns the loop's inbox.
-    fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Publication>) {
+    pub(super) fn bridge() -> (Bridge, std::sync::mpsc::Receiver<Publication>) {
         let loop_poll = Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(loop_poll.registry(), Token(9)).unwrap());
         let (bus, mut inboxes) = Bus::new(&[waker], 64, None);
@@ -645,12 +713,34 @@ mod tests {
         (bridge, inboxes.remove(0))
     }
 
+    /// A connection on a socket nobody reads, registered with no poll: for
+    /// tests that look at what is written, never flushing it.
+    pub(super) fn idle_conn(now: Instant) -> Conn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        Conn {
+            stream: TcpStream::from_std(stream),
+            reader: Reader::new(1 << 20),
+            out: Vec::new(),
+            written: 0,
+            heard: now,
+            ping_at: now + Duration::from_secs(60),
+            interest: Interest::READABLE,
+            expected: VecDeque::new(),
+            held: 0,
+        }
+    }
+
     fn delivered(inbox: &std::sync::mpsc::Receiver<Publication>) -> Vec<Vec<u8>> {
         inbox
             .try_iter()
             .map(|d| match d {
                 Publication::Topic { frame, .. } | Publication::All { frame } => frame.to_vec(),
                 Publication::Close { code, reason, .. } => format!("close {} {reason}", code.0).into_bytes(),
+                Publication::Record(record) => record.data.to_vec(),
+                Publication::Answer(answer) => format!("answer {}", answer.ticket).into_bytes(),
+                Publication::Members(answer) => format!("members {}", answer.ticket).into_bytes(),
             })
             .collect()
     }

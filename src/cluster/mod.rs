@@ -54,12 +54,61 @@
 //!   joins when Redis comes.
 //! - Within one node, order is kept per publisher.
 //!
+//! # Kept records
+//!
+//! The bridge keeps records ([`Uplink::keeps_records`](crate::runtime::Uplink::keeps_records)):
+//! a topic's history lives in Redis, where every node reaches it. For a
+//! topic T, `{prefix}h:{T}` is a hash with the topic's `epoch` and last
+//! `offset`, and `{prefix}h:{T}:l` a list of its last records, each
+//! `<offset> <data>`, oldest first. Two Lua scripts
+//! (`src/cluster/scripts.rs`) do the work, each whole and alone in Redis:
+//!
+//! - **APPEND** gives the record the next offset, pushes it on the list,
+//!   trims the list to the size kept, sets both keys to expire after the
+//!   TTL, and publishes the record on the topic's channel, `{prefix}t:{T}`.
+//!   A topic without an epoch (never written, expired, flushed) first gets
+//!   the bridge's new random one, its offset starts again at 1, and a list
+//!   left without its hash is dropped. Every node, this one included, gets
+//!   a topic's records from Redis, in offset order.
+//! - **READ** returns the epoch, the last offset and the last entries of
+//!   the list. A topic without an epoch gets one (offset 0, for the TTL of
+//!   the read), which its first record then keeps.
+//!
+//! A record not kept is a plain PUBLISH on the same connection, so that it
+//! keeps its place among the topic's records. Scripts are loaded (`SCRIPT
+//! LOAD`) when the publishing connection comes up and called by SHA
+//! (EVALSHA); one Redis has lost (`NOSCRIPT`) is called again with its
+//! source (EVAL). Replies on that connection are matched with the commands
+//! in the order they went: a script's error is counted and logged, a read
+//! that fails or is cut off by a lost connection gets `None`, and an
+//! append cut off so is counted as lost.
+//!
+//! On the channel, a record is not a frame's envelope but:
+//!
+//! ```text
+//! "FRR1" | run: u64 | exclude: u8 | loop: u32 | session key: u32 | generation: u16
+//!        | offset | ' ' | epoch | ' ' | data
+//! ```
+//!
+//! (offset 0 and an empty epoch for a record not kept; the session left out
+//! counts only on the node whose run it is).
+//!
+//! **No gap between a read and what follows.** A read of a topic this node
+//! follows is sent only once Redis has confirmed the SUBSCRIBE of its
+//! channel: a record appended after the read then comes through the
+//! subscription, and one appended before is in the read (it may come both
+//! ways; its offset tells). A read that waits longer than twice
+//! [`ClusterConfig::connect_timeout`], or while a connection is down, is
+//! answered with `None`.
+//!
 //! Running a cluster of the binary (settings, health, metrics, a proxy in
 //! front, what one Redis can carry) is described in `docs/cluster.md`.
 
 mod bridge;
 mod envelope;
+mod record;
 mod resp;
+mod scripts;
 mod uplink;
 
 use std::fmt;
@@ -214,8 +263,14 @@ pub struct ClusterStats {
     pub gaps: AtomicU64,
     /// Messages from other nodes seen twice, dropped.
     pub duplicates: AtomicU64,
-    /// Messages on the cluster's channels that were not a valid envelope, dropped.
+    /// Messages on the cluster's channels that were not a valid envelope
+    /// or record, dropped; and script answers (or read entries) that could
+    /// not be read.
     pub invalid: AtomicU64,
+    /// Records kept by Redis: APPEND calls answered with a position.
+    pub records_appended: AtomicU64,
+    /// APPEND and READ calls Redis answered with an error.
+    pub record_errors: AtomicU64,
 }
 
 impl ClusterStats {
@@ -256,7 +311,7 @@ mod tests {
 /// Redis, without a socket. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use super::{envelope, resp};
+    use super::{envelope, record, resp};
 
     /// Reads `data` as RESP replies, fed whole and then cut at `split`;
     /// both must read the same values, or fail alike. Returns how many
@@ -307,5 +362,22 @@ pub mod fuzzing {
         // Wrapping again gives the same bytes.
         assert_eq!(envelope::encode(message.run, message.seq, message.node, frame), data);
         Some(frame.len())
+    }
+
+    /// Reads `data` as a record message on a topic's channel; returns the
+    /// length of the record's data when it passes.
+    ///
+    /// # Panics
+    ///
+    /// When a message that passed does not encode back to the same bytes,
+    /// or its position breaks the layout's rules.
+    #[must_use]
+    pub fn record_message(data: &[u8]) -> Option<usize> {
+        let message = record::decode(data)?;
+        assert!(record::is_record(data));
+        assert!(message.epoch.len() <= record::MAX_EPOCH && message.epoch.bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(message.position().is_none(), message.epoch.is_empty(), "kept without an epoch");
+        assert_eq!(record::encode(&message), data, "decoding and encoding differ");
+        Some(message.data.len())
     }
 }

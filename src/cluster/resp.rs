@@ -99,7 +99,8 @@ impl fmt::Display for RespError {
 
 /// Limits on what one value may hold.
 const MAX_LINE: usize = 64;
-const MAX_ARRAY: usize = 1024;
+/// The most items in one array (a READ script's answer holds up to this many records).
+pub(crate) const MAX_ARRAY: usize = 1024;
 const MAX_DEPTH: usize = 4;
 
 /// Reads RESP2 values from bytes fed as they arrive.

@@ -13,7 +13,7 @@ use mio::{Poll, Waker};
 use super::bridge::{Bridge, Outgoing, Signals, BRIDGE_WAKER};
 use super::{ClusterConfig, ClusterError, ClusterStats};
 use crate::prometheus::{Kind, TextEncoder};
-use crate::runtime::{Inlet, Topic, Uplink};
+use crate::runtime::{Append, Inlet, ReadRequest, Topic, Uplink};
 use crate::session::SharedFrame;
 
 /// A node's place in a cluster: the Redis bridge, ready to plug into
@@ -106,11 +106,36 @@ impl Uplink for Cluster {
 
     /// Queued for the bridge; a full queue loses it, counted.
     fn publish(&self, topic: Option<&Topic>, frame: &SharedFrame) {
-        let outgoing = Outgoing { topic: topic.cloned(), frame: frame.clone() };
-        match self.outgoing.try_send(outgoing) {
-            Ok(()) => self.signals.wake(),
-            Err(_) => ClusterStats::add(&self.stats.lost, 1),
+        let outgoing = Outgoing::Publish { topic: topic.cloned(), frame: frame.clone() };
+        if !self.queue(outgoing) {
+            ClusterStats::add(&self.stats.lost, 1);
         }
+    }
+
+    /// Records are kept in Redis (see the module's "Kept records").
+    fn keeps_records(&self) -> bool {
+        true
+    }
+
+    /// Queued for the bridge while both its connections are up; a full
+    /// queue refuses it, counted as lost.
+    fn append(&self, append: Append) -> bool {
+        // Both links: the record comes back to this node's subscribers through the subscribed one.
+        if !self.stats.is_up() {
+            return false;
+        }
+        let queued = self.queue(Outgoing::Append(append));
+        if !queued {
+            ClusterStats::add(&self.stats.lost, 1);
+        }
+        queued
+    }
+
+    /// Queued for the bridge while both its connections are up; once
+    /// taken, it is always answered (with `None` results where Redis could
+    /// not be read).
+    fn read(&self, request: ReadRequest) -> bool {
+        self.stats.is_up() && self.queue(Outgoing::Read(request))
     }
 
     fn interest(&self, topic: &Topic, subscribed: bool) {
@@ -139,6 +164,17 @@ impl Uplink for Cluster {
     }
 }
 
+impl Cluster {
+    /// Hands `outgoing` to the bridge and wakes it; false when its queue is full.
+    fn queue(&self, outgoing: Outgoing) -> bool {
+        let queued = self.outgoing.try_send(outgoing).is_ok();
+        if queued {
+            self.signals.wake();
+        }
+        queued
+    }
+}
+
 impl ClusterStats {
     /// Appends the bridge's state and counters in the Prometheus text format
     /// (`ferrows_cluster_*`).
@@ -150,7 +186,7 @@ impl ClusterStats {
             "1 while both connections of the cluster bridge to Redis are up, else 0.",
             u64::from(self.is_up()),
         );
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             ("ferrows_cluster_reconnects_total", "Connections to Redis made again after a loss.", &self.reconnects),
             ("ferrows_cluster_published_total", "Local publishes and broadcasts sent to Redis.", &self.published),
             ("ferrows_cluster_received_total", "Messages from other nodes delivered here.", &self.received),
@@ -169,6 +205,16 @@ impl ClusterStats {
                 "ferrows_cluster_invalid_total",
                 "Messages on the cluster's channels that were not ours, dropped.",
                 &self.invalid,
+            ),
+            (
+                "ferrows_cluster_records_appended_total",
+                "Records kept in Redis: APPEND script calls answered with a position.",
+                &self.records_appended,
+            ),
+            (
+                "ferrows_cluster_record_errors_total",
+                "APPEND and READ script calls Redis answered with an error.",
+                &self.record_errors,
             ),
         ];
         for (name, help, value) in counters {
@@ -190,7 +236,7 @@ mod tests {
         assert!(out.starts_with("# HELP ferrows_cluster_up "), "{out}");
         assert!(out.contains("\nferrows_cluster_up 0\n"), "{out}");
         assert!(out.contains("\nferrows_cluster_gaps_total 3\n"), "{out}");
-        assert_eq!(out.matches("# TYPE ferrows_cluster_").count(), 8, "{out}");
+        assert_eq!(out.matches("# TYPE ferrows_cluster_").count(), 10, "{out}");
         assert_eq!(cluster.health().as_deref(), Some("cluster: down"));
     }
 

@@ -11,6 +11,9 @@ use slab::Slab;
 use super::http::{HttpRequest, HttpResponse};
 use super::metrics::{LoopCounters, Metrics};
 use super::pubsub::{Bus, Membership, Topic, Topics};
+use super::records::{
+    Append, Keep, MemberChange, MembersAnswer, MembersRequest, Read, ReadAnswer, ReadRequest, Record,
+};
 use super::slot::Slot;
 use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
@@ -167,6 +170,23 @@ pub trait Handler: 'static {
     /// lost without a Close. Called once for every opened session.
     fn on_close(&mut self, ctx: &mut Context<'_, Self::State>, session: SessionId, code: CloseCode, reason: &str) {
         let _ = (ctx, session, code, reason);
+    }
+
+    /// A record of a topic this loop has subscribers of came through the
+    /// uplink ([`Context::append`]); `exclude` is a session of this loop
+    /// the record leaves out. Nothing by default.
+    fn on_record(&mut self, ctx: &mut Context<'_, Self::State>, record: &Record, exclude: Option<SessionId>) {
+        let _ = (ctx, record, exclude);
+    }
+
+    /// The answer to this loop's [`Context::read_kept`]. Nothing by default.
+    fn on_read(&mut self, ctx: &mut Context<'_, Self::State>, answer: ReadAnswer) {
+        let _ = (ctx, answer);
+    }
+
+    /// The answer to this loop's [`Context::read_members`]. Nothing by default.
+    fn on_members(&mut self, ctx: &mut Context<'_, Self::State>, answer: MembersAnswer) {
+        let _ = (ctx, answer);
     }
 }
 
@@ -422,6 +442,64 @@ impl<S> Context<'_, S> {
         on_node.saturating_sub(usize::from(
             exclude.is_some_and(|(_, id)| self.topics.of_session(id).iter().any(|t| &**t == topic)),
         ))
+    }
+
+    /// Delivers `message` to this loop's subscribers of `topic` only (not to
+    /// other loops, nor through the uplink), leaving out the sessions in
+    /// `skip`; the frame is encoded once. Returns the subscribers whose
+    /// queue took it. For a handler that delivers a [`Record`] in
+    /// [`Handler::on_record`], which every loop gets.
+    pub fn publish_local(&mut self, topic: &str, message: Message<'_>, skip: &[SessionId]) -> usize {
+        if self.topics.subscriber_count(topic) == 0 {
+            return 0;
+        }
+        let frame = self.encode_shared(message);
+        let mut local = std::mem::take(&mut self.scratch.targets);
+        local.clear();
+        local.extend(self.topics.subscribers(topic).filter(|s| !skip.contains(s)));
+        let delivered = self.deliver(&local, &frame);
+        self.scratch.targets = local;
+        delivered
+    }
+
+    /// Whether the server's uplink keeps records ([`Uplink::keeps_records`](super::Uplink::keeps_records)).
+    pub fn keeps_records(&self) -> bool {
+        self.bus.uplink.as_ref().is_some_and(|u| u.keeps_records())
+    }
+
+    /// Appends a record to `topic` through the uplink (see [`Record`]):
+    /// `keep` says how it is kept (`None`: only ordered among the topic's
+    /// records), `exclude` a session of this loop left out. It comes back,
+    /// on every loop with subscribers of `topic` (on every node), in
+    /// [`Handler::on_record`]. Returns false when the uplink cannot take it
+    /// now (or there is none): deliver it another way.
+    pub fn append(&mut self, topic: &str, data: Vec<u8>, keep: Option<Keep>, exclude: Option<SessionId>) -> bool {
+        let Some(uplink) = &self.bus.uplink else { return false };
+        let topic = self.topics.of_topic_key(topic).unwrap_or_else(|| Topic::from(topic));
+        let exclude = exclude.map(|id| (self.loop_index, id));
+        uplink.append(Append { topic, data, keep, exclude })
+    }
+
+    /// Reads kept records through the uplink; the answer comes to this
+    /// loop's [`Handler::on_read`] with `ticket`. Returns false when the
+    /// uplink cannot take the request now (or there is none): no answer comes.
+    pub fn read_kept(&mut self, ticket: u64, reads: Vec<Read>) -> bool {
+        let Some(uplink) = &self.bus.uplink else { return false };
+        uplink.read(ReadRequest { loop_index: self.loop_index, ticket, reads })
+    }
+
+    /// Tells the uplink of a change to this node's members of a topic (see
+    /// [`MemberChange`]). Returns false when it keeps none, or cannot take it now.
+    pub fn members(&mut self, change: MemberChange) -> bool {
+        self.bus.uplink.as_ref().is_some_and(|u| u.members(change))
+    }
+
+    /// Reads `topic`'s members on every node through the uplink; the answer
+    /// comes to this loop's [`Handler::on_members`] with `ticket`. Returns
+    /// false when the uplink cannot take the request now: no answer comes.
+    pub fn read_members(&mut self, ticket: u64, topic: &str) -> bool {
+        let Some(uplink) = &self.bus.uplink else { return false };
+        uplink.read_members(MembersRequest { loop_index: self.loop_index, ticket, topic: Topic::from(topic) })
     }
 
     /// Closes every subscriber of `topic` with `code` and `reason`: on this

@@ -25,6 +25,19 @@ impl<H: Handler> EventLoop<H> {
                     });
                     continue;
                 }
+                Publication::Record(record) => {
+                    let exclude = record.exclude.filter(|(at, _)| *at == self.index).map(|(_, id)| id);
+                    self.with_context(now, None, |handler, ctx| handler.on_record(ctx, &record, exclude));
+                    continue;
+                }
+                Publication::Answer(answer) => {
+                    self.with_context(now, None, |handler, ctx| handler.on_read(ctx, answer));
+                    continue;
+                }
+                Publication::Members(answer) => {
+                    self.with_context(now, None, |handler, ctx| handler.on_members(ctx, answer));
+                    continue;
+                }
                 Publication::Topic { topic, frame, seq, exclude } => {
                     let exclude = exclude.filter(|(at, _)| *at == self.index).map(|(_, id)| id);
                     targets.extend(self.topics.subscribers_at(&topic, seq).filter(|s| Some(*s) != exclude));

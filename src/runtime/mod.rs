@@ -203,6 +203,7 @@ mod listener;
 mod metrics;
 mod origin;
 pub(crate) mod pubsub;
+mod records;
 mod server;
 mod shutdown;
 mod slot;
@@ -222,6 +223,9 @@ pub use http::{HttpRequest, HttpResponse};
 pub use metrics::Metrics;
 pub use origin::{OriginPatternError, OriginPolicy};
 pub use pubsub::{PubSubStats, Topic, Topics};
+pub use records::{
+    Append, Keep, Kept, MemberChange, MembersAnswer, MembersRequest, Position, Read, ReadAnswer, ReadRequest, Record,
+};
 pub use server::{Server, ServerBuilder, ServerHandle, ShutdownHandle};
 #[cfg(feature = "tls")]
 pub use tls::{TlsAcceptor, TlsError};

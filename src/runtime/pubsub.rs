@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use mio::Waker;
 
 use super::handler::SessionId;
+use super::records::{MembersAnswer, ReadAnswer, Record};
 use super::uplink::Uplink;
 use crate::proto::CloseCode;
 use crate::session::SharedFrame;
@@ -193,6 +194,12 @@ pub(crate) enum Publication {
     All { frame: SharedFrame },
     /// Close the loop's subscribers of a topic with this code and reason.
     Close { topic: Topic, code: CloseCode, reason: Arc<str> },
+    /// A record of a topic the loop has subscribers of, for its handler.
+    Record(Arc<Record>),
+    /// The answer to the loop's reads of kept records, for its handler.
+    Answer(ReadAnswer),
+    /// The answer to the loop's read of a topic's members, for its handler.
+    Members(MembersAnswer),
 }
 
 /// Counters of what the bus and the subscribers' queues could not take.
@@ -390,6 +397,24 @@ impl Bus {
         subscribers
     }
 
+    /// Hands `record` to every loop with subscribers of its topic; returns those subscribers.
+    pub(crate) fn send_record(&self, record: Record) -> usize {
+        let (mask, subscribers) = self.loops_of(&record.topic);
+        let record = Arc::new(record);
+        self.send_to_loops(usize::MAX, mask, || Publication::Record(record.clone()));
+        subscribers
+    }
+
+    /// Hands `answer` to loop `loop_index`; false if there is no such loop or its channel is full.
+    pub(crate) fn send_answer(&self, loop_index: usize, answer: ReadAnswer) -> bool {
+        self.send_to(loop_index, Publication::Answer(answer))
+    }
+
+    /// Hands `answer` to loop `loop_index`; as [`send_answer`](Self::send_answer).
+    pub(crate) fn send_members(&self, loop_index: usize, answer: MembersAnswer) -> bool {
+        self.send_to(loop_index, Publication::Members(answer))
+    }
+
     /// Which loops have subscribers of `topic` (a bit each), and how many subscribers in all.
     fn loops_of(&self, topic: &str) -> (u64, usize) {
         self.directory
@@ -401,25 +426,34 @@ impl Bus {
 
     /// Puts what `delivery` makes in the inbox of every loop in `mask` but `from_loop`.
     fn send_to_loops(&self, from_loop: usize, mask: u64, delivery: impl Fn() -> Publication) {
-        for (index, inbox) in self.inboxes.iter().enumerate() {
+        for index in 0..self.inboxes.len() {
             // Loops past the 64th are not in the directory: they always get a copy.
             if index == from_loop || (index < 64 && mask & Self::bit(index) == 0) {
                 continue;
             }
-            match inbox.sender.try_send(delivery()) {
-                Ok(()) => {
-                    if !inbox.woken.swap(true, Ordering::AcqRel) {
-                        if let Err(e) = inbox.waker.wake() {
-                            log::warn!("cannot wake loop {index}: {e}");
-                        }
+            self.send_to(index, delivery());
+        }
+    }
+
+    /// Puts `delivery` in loop `index`'s inbox and wakes it; false when it
+    /// could not (no such loop, or its inbox is full: counted).
+    fn send_to(&self, index: usize, delivery: Publication) -> bool {
+        let Some(inbox) = self.inboxes.get(index) else { return false };
+        match inbox.sender.try_send(delivery) {
+            Ok(()) => {
+                if !inbox.woken.swap(true, Ordering::AcqRel) {
+                    if let Err(e) = inbox.waker.wake() {
+                        log::warn!("cannot wake loop {index}: {e}");
                     }
                 }
-                Err(TrySendError::Full(_)) => {
-                    self.stats.dropped_channel_full.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("loop {index} inbox full: a publish is dropped there");
-                }
-                Err(TrySendError::Disconnected(_)) => {}
+                true
             }
+            Err(TrySendError::Full(_)) => {
+                self.stats.dropped_channel_full.fetch_add(1, Ordering::Relaxed);
+                log::debug!("loop {index} inbox full: a publish is dropped there");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 

@@ -22,6 +22,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::pubsub::{Bus, Topic};
+use super::records::{Append, MemberChange, MembersAnswer, MembersRequest, ReadAnswer, ReadRequest, Record};
 use crate::proto::close::parse_close_payload;
 use crate::proto::frame::{decode_header, Decoded, HeaderRules};
 use crate::proto::{CloseCode, OpCode, Role};
@@ -63,6 +64,47 @@ pub trait Uplink: fmt::Debug + Send + Sync + 'static {
     /// what [`Metrics::render`](super::Metrics::render) writes. None by default.
     fn render_metrics(&self, out: &mut String) {
         let _ = out;
+    }
+
+    /// Whether this uplink keeps records ([`Context::append`](super::Context::append),
+    /// [`Context::read_kept`](super::Context::read_kept)). No by default.
+    fn keeps_records(&self) -> bool {
+        false
+    }
+
+    /// A record to keep (or only to order) and to send to every node with
+    /// subscribers of its topic, this one included, which get it back
+    /// through [`Inlet::record`]. Returns false when it cannot be taken now
+    /// (the store is unreachable): the caller delivers it some other way.
+    fn append(&self, append: Append) -> bool {
+        let _ = append;
+        false
+    }
+
+    /// Reads kept records, answered through [`Inlet::answer`]. Returns false
+    /// when the request cannot be taken now (then no answer comes).
+    ///
+    /// A read must see every record published before the node follows the
+    /// topics read (those of subscribers of this node), so that what the
+    /// read returns and what comes after through [`Inlet::record`] leave no gap.
+    fn read(&self, request: ReadRequest) -> bool {
+        let _ = request;
+        false
+    }
+
+    /// A change to this node's members of a topic ([`Context::members`](super::Context::members)).
+    /// Returns false when the uplink keeps no members, or cannot take it now.
+    fn members(&self, change: MemberChange) -> bool {
+        let _ = change;
+        false
+    }
+
+    /// Reads a topic's members on every node, answered through
+    /// [`Inlet::answer_members`]. Returns false when the request cannot be
+    /// taken now (then no answer comes).
+    fn read_members(&self, request: MembersRequest) -> bool {
+        let _ = request;
+        false
     }
 
     /// A line for the application's health answer, such as `peers: up`
@@ -111,6 +153,26 @@ impl Inlet {
             }
             _ => Err(DeliverError::NotADataFrame),
         }
+    }
+
+    /// Hands a record to every loop with subscribers of its topic, for the
+    /// handler's [`on_record`](super::Handler::on_record). Returns those subscribers.
+    pub fn record(&self, record: Record) -> usize {
+        self.bus.send_record(record)
+    }
+
+    /// Hands the answer to a [`ReadRequest`] to the loop that asked, for its
+    /// handler's [`on_read`](super::Handler::on_read); false if that loop's
+    /// channel could not take it.
+    pub fn answer(&self, loop_index: usize, answer: ReadAnswer) -> bool {
+        self.bus.send_answer(loop_index, answer)
+    }
+
+    /// Hands the answer to a [`MembersRequest`] to the loop that asked, for
+    /// its handler's [`on_members`](super::Handler::on_members); false if
+    /// that loop's channel could not take it.
+    pub fn answer_members(&self, loop_index: usize, answer: MembersAnswer) -> bool {
+        self.bus.send_members(loop_index, answer)
     }
 
     /// Whether any loop of this node has subscribers of `topic`.

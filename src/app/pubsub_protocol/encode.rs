@@ -77,6 +77,14 @@ pub fn write_ack_publish(out: &mut String, id: Option<Id<'_>>, recipients: usize
     let _ = write!(out, r#","recipients":{recipients}}}"#);
 }
 
+/// Appends the ack of a publish to a topic with history that could not be
+/// kept: `{"type":"ack","op":"publish","id":9,"recipients":2,"kept":false}`.
+pub fn write_ack_publish_unkept(out: &mut String, id: Option<Id<'_>>, recipients: usize) {
+    write_ack_publish(out, id, recipients);
+    out.pop();
+    out.push_str(r#","kept":false}"#);
+}
+
 /// Appends the answer to a ping: `{"type":"ack","op":"ping","id":10}`.
 pub fn write_ack_ping(out: &mut String, id: Option<Id<'_>>) {
     write_ack(out, "ping", id);

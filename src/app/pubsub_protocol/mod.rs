@@ -61,9 +61,9 @@ use serde_json::value::RawValue;
 
 pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
-    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_refresh, write_ack_subscribe,
-    write_ack_topics, write_answer_head, write_delivery, write_error, write_history, write_json_string,
-    write_recovered, TopicPosition,
+    write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_publish_unkept, write_ack_refresh,
+    write_ack_subscribe, write_ack_topics, write_answer_head, write_delivery, write_error, write_history,
+    write_json_string, write_recovered, TopicPosition,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
@@ -172,6 +172,16 @@ impl<'a> Topics<'a> {
     /// The names, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         self.first.iter().chain(&self.rest).map(|name| &**name)
+    }
+
+    /// Names already checked (a request's, kept while its answer waits).
+    #[must_use]
+    pub fn from_names(names: &'a [String]) -> Self {
+        let mut topics = Self::default();
+        for name in names {
+            topics.push(Cow::Borrowed(name));
+        }
+        topics
     }
 
     /// How many names.

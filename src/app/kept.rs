@@ -1,0 +1,542 @@
+//! History across nodes: where the server's uplink keeps records (the
+//! cluster's Redis, see `ferrows::cluster`), a topic whose namespace keeps
+//! history keeps it there instead of in this node's streams, so that a
+//! client recovers on whichever node it reaches.
+//!
+//! Each publication of such a topic `NAME` is one record of the engine topic
+//! `stream/NAME`, appended through the uplink, which gives it its offset and
+//! epoch and sends it to every node with subscribers, this one included, in
+//! offset order. Room members and `/pubsub` subscribers of the topic also
+//! subscribe to `stream/NAME`, so their node follows the records; each loop
+//! makes both forms of a record (a room's bare text, the `/pubsub` message
+//! with its position) and delivers them to its own subscribers. A room
+//! member's binary messages and join and leave events are records too, not
+//! kept, so that they keep their place among the kept ones.
+//!
+//! A subscribe reads the topic's position and, with `since`, what was kept
+//! after it, through the uplink; the records that arrive for the session
+//! while the read is on its way wait in a cursor, and are sent after the
+//! recovered ones and the ack, those the read already gave left out. When
+//! the uplink cannot keep a record (Redis unreachable), the publication
+//! reaches this node's subscribers as a topic without history would, with no
+//! position, and the publish is acked with `"kept":false`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use serde_json::value::RawValue;
+
+use super::history::can_recover;
+use super::presence;
+use super::pubsub_protocol::{self as protocol, write_delivery, write_json_string, Id, TopicPosition};
+use super::routes::{App, Member};
+use super::topics::{self, json_as_text, Payload};
+use crate::runtime::{self, Context, Keep, MembersAnswer, Message, Read, ReadAnswer, Record, SessionId};
+
+/// The kinds of record bytes: the first byte, then the body.
+const TEXT: u8 = b'T';
+const JSON: u8 = b'J';
+const BINARY: u8 = b'B';
+const EVENT: u8 = b'E';
+
+/// Records that arrive for a session while its subscribe's read is on its
+/// way, at most; past it the session is told it did not recover.
+const MAX_WAITING: usize = 4096;
+
+/// The engine topic of a topic's records.
+pub(super) fn stream_key(out: &mut String, name: &str) {
+    out.clear();
+    out.push_str("stream/");
+    out.push_str(name);
+}
+
+/// A record's bytes: its kind, then its body.
+fn record(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + body.len());
+    data.push(kind);
+    data.extend_from_slice(body);
+    data
+}
+
+/// One loop's records in progress: reads on their way, and where each
+/// session that subscribed with a read stands. A clone starts empty.
+#[derive(Debug, Default)]
+pub(super) struct KeptState {
+    next_ticket: u64,
+    pending: HashMap<u64, Pending>,
+    cursors: HashMap<(SessionId, String), Cursor>,
+    skip: Vec<SessionId>,
+    text: String,
+}
+
+impl Clone for KeptState {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// What a read was for.
+#[derive(Debug)]
+enum Pending {
+    /// A subscribe: its id and topics, and for each topic with history its `since`.
+    Subscribe { session: SessionId, id: Option<Box<RawValue>>, topics: Vec<String>, kept: Vec<KeptTopic> },
+    /// A `history` request.
+    History { session: SessionId, id: Option<Box<RawValue>>, topic: String },
+    /// A `presence` (or, with `count`, `presence_count`) request.
+    Presence { session: SessionId, id: Option<Box<RawValue>>, topic: String, count: bool },
+}
+
+/// A topic of a subscribe that keeps history.
+#[derive(Debug)]
+struct KeptTopic {
+    topic: String,
+    since: Option<(u64, String)>,
+}
+
+/// Where a session that subscribed with a read stands in a topic.
+#[derive(Debug)]
+enum Cursor {
+    /// The read is on its way: records wait (`overflow`: some were dropped).
+    Reading { waiting: Vec<Record>, overflow: bool },
+    /// The read answered up to this position: records up to it came with
+    /// the read; the cursor goes at the first record after it.
+    After(runtime::Position),
+}
+
+impl App {
+    /// How `topic`'s publications are kept through the uplink, if they are:
+    /// its namespace keeps history and the uplink keeps records.
+    pub(super) fn kept_through_uplink(&self, ctx: &Context<'_, Member>, topic: &str) -> Option<Keep> {
+        let options = self.config.namespaces.of(topic);
+        (options.history_size > 0 && ctx.keeps_records())
+            .then_some(Keep { size: options.history_size, ttl: options.history_ttl })
+    }
+
+    /// Appends a publication of `name` as a record (see the module's doc);
+    /// returns its recipients on this node, or `None` when the uplink could
+    /// not take it.
+    pub(super) fn append_publication(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        name: &str,
+        payload: Payload<'_>,
+        exclude: Option<SessionId>,
+        keep: Keep,
+    ) -> Option<usize> {
+        let (data, keep) = match payload {
+            Payload::Text(text) => (record(TEXT, text.as_bytes()), Some(keep)),
+            Payload::Json(value) => (record(JSON, value.get().as_bytes()), Some(keep)),
+            Payload::Binary(bytes) => (record(BINARY, bytes), None),
+        };
+        let mut key = std::mem::take(&mut self.kept.text);
+        stream_key(&mut key, name);
+        let appended = ctx.append(&key, data, keep, exclude);
+        self.kept.text = key;
+        if !appended {
+            self.streams.stats().unkept.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(topics::subscribers(name, |k| ctx.subscribers(k)).saturating_sub(usize::from(exclude.is_some())))
+    }
+
+    /// Sends a join or leave `event` (its JSON) to `name`'s `/pubsub`
+    /// subscribers as a record in the topic's order; false when the uplink
+    /// could not take it.
+    pub(super) fn append_event(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        name: &str,
+        event: &str,
+        session: SessionId,
+    ) -> bool {
+        let mut key = String::new();
+        stream_key(&mut key, name);
+        ctx.append(&key, record(EVENT, event.as_bytes()), None, Some(session))
+    }
+
+    /// Subscribes `session` to `topic` (its `/pubsub` engine topic `key`)
+    /// and to its records, records arriving meanwhile waiting for the read.
+    pub(super) fn subscribe_kept(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, topic: &str, key: &str) {
+        let _ = ctx.subscribe(session, key);
+        let mut stream = String::new();
+        stream_key(&mut stream, topic);
+        let _ = ctx.subscribe(session, &stream);
+        self.kept.cursors.insert((session, topic.to_owned()), Cursor::Reading { waiting: Vec::new(), overflow: false });
+    }
+
+    /// Leaves `topic`'s records (an unsubscribe).
+    pub(super) fn unsubscribe_kept(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, topic: &str) {
+        let mut stream = String::new();
+        stream_key(&mut stream, topic);
+        ctx.unsubscribe(session, &stream);
+        self.kept.cursors.remove(&(session, topic.to_owned()));
+    }
+
+    /// A session ended: its cursors go.
+    pub(super) fn forget_kept(&mut self, session: SessionId) {
+        if !self.kept.cursors.is_empty() {
+            self.kept.cursors.retain(|(s, _), _| *s != session);
+        }
+    }
+
+    /// Asks the uplink for the positions (and, with `since`, the kept
+    /// publications) of a subscribe's topics with history; the ack is sent
+    /// when the answer comes ([`on_read`](Self::on_read_answer)), at once if
+    /// the uplink cannot take the request.
+    pub(super) fn read_for_subscribe(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        id: Option<Id<'_>>,
+        topics: Vec<String>,
+        kept: Vec<(String, Option<(u64, String)>)>,
+    ) {
+        let reads = kept.iter().map(|(topic, since)| self.read_of(topic, since.is_some())).collect();
+        let kept = kept.into_iter().map(|(topic, since)| KeptTopic { topic, since }).collect();
+        let pending = Pending::Subscribe { session, id: owned_id(id), topics, kept };
+        self.send_read(ctx, pending, reads);
+    }
+
+    /// Asks the uplink for `topic`'s last `limit` kept publications (a `history` request).
+    pub(super) fn read_for_history(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        id: Option<Id<'_>>,
+        topic: &str,
+        limit: Option<usize>,
+    ) {
+        let mut read = self.read_of(topic, true);
+        if let Some(limit) = limit {
+            read.limit = read.limit.min(limit);
+        }
+        let pending = Pending::History { session, id: owned_id(id), topic: topic.to_owned() };
+        self.send_read(ctx, pending, vec![read]);
+    }
+
+    fn read_of(&self, topic: &str, records: bool) -> Read {
+        let options = self.config.namespaces.of(topic);
+        let mut stream = String::new();
+        stream_key(&mut stream, topic);
+        let limit = if records { options.history_size } else { 0 };
+        Read { topic: stream.into(), limit, ttl: options.history_ttl }
+    }
+
+    fn send_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, reads: Vec<Read>) {
+        self.kept.next_ticket += 1;
+        let ticket = self.kept.next_ticket;
+        let count = reads.len();
+        if ctx.read_kept(ticket, reads) {
+            self.kept.pending.insert(ticket, pending);
+        } else {
+            self.answer_read(ctx, pending, vec![None; count]);
+        }
+    }
+
+    /// The uplink answered a read of this loop.
+    pub(super) fn on_read_answer(&mut self, ctx: &mut Context<'_, Member>, answer: ReadAnswer) {
+        if let Some(pending) = self.kept.pending.remove(&answer.ticket) {
+            self.answer_read(ctx, pending, answer.results);
+        }
+    }
+
+    /// Asks the uplink for `topic`'s clients on every node; answered when
+    /// the answer comes, at once from this node's own when it cannot be asked.
+    pub(super) fn read_presence(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        id: Option<Id<'_>>,
+        topic: &str,
+        count: bool,
+    ) {
+        self.kept.next_ticket += 1;
+        let ticket = self.kept.next_ticket;
+        let pending = Pending::Presence { session, id: owned_id(id), topic: topic.to_owned(), count };
+        if ctx.read_members(ticket, topic) {
+            self.kept.pending.insert(ticket, pending);
+        } else {
+            self.answer_presence(ctx, pending, None);
+        }
+    }
+
+    /// The uplink answered a read of a topic's clients.
+    pub(super) fn on_members_answer(&mut self, ctx: &mut Context<'_, Member>, answer: MembersAnswer) {
+        if let Some(pending) = self.kept.pending.remove(&answer.ticket) {
+            self.answer_presence(ctx, pending, answer.members);
+        }
+    }
+
+    /// Answers a presence request with every node's clients (`members`), or
+    /// this node's own where they could not be read.
+    fn answer_presence(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        pending: Pending,
+        members: Option<Vec<(String, String)>>,
+    ) {
+        let Pending::Presence { session, id, topic, count } = pending else { return };
+        let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
+        let mut reply = String::new();
+        protocol::write_answer_head(&mut reply, if count { "presence_count" } else { "presence" }, id, &topic);
+        let members = members.unwrap_or_else(|| {
+            let own = self.presence.clients(&topic);
+            own.iter().map(|(client, member)| (client.clone(), presence::client_json(client, member))).collect()
+        });
+        if count {
+            let _ = write!(reply, r#","count":{}}}"#, members.len());
+        } else {
+            reply.push_str(r#","clients":["#);
+            for (i, (_, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    reply.push(',');
+                }
+                reply.push_str(value);
+            }
+            reply.push_str("]}");
+        }
+        let _ = ctx.send_text(session, &reply);
+    }
+
+    fn answer_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, results: Vec<Option<runtime::Kept>>) {
+        match pending {
+            Pending::Presence { .. } => self.answer_presence(ctx, pending, None),
+            Pending::Subscribe { session, id, topics, kept } => {
+                self.finish_subscribe(ctx, session, id.as_deref(), &topics, kept, results);
+            }
+            Pending::History { session, id, topic } => {
+                let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
+                let mut reply = String::new();
+                match results.into_iter().next().flatten() {
+                    Some(kept) => {
+                        let position = (kept.position.offset, kept.position.epoch.as_str());
+                        let datas: Vec<(u64, String)> = kept
+                            .records
+                            .iter()
+                            .filter_map(|(offset, data)| Some((*offset, data_json(data)?)))
+                            .collect();
+                        let publications = datas.iter().map(|(offset, data)| (*offset, data.as_str()));
+                        protocol::write_history(&mut reply, Some(id), &topic, position, publications);
+                    }
+                    None => protocol::write_error(
+                        &mut reply,
+                        &protocol::RequestError::new(protocol::ErrorCode::NoHistory, HISTORY_UNREACHABLE).with_id(id),
+                    ),
+                }
+                let _ = ctx.send_text(session, &reply);
+            }
+        }
+    }
+
+    /// Sends what a subscribe recovered, its ack, then the records that
+    /// waited, and leaves each cursor after the position read.
+    fn finish_subscribe(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        id: Option<&RawValue>,
+        topics: &[String],
+        kept: Vec<KeptTopic>,
+        results: Vec<Option<runtime::Kept>>,
+    ) {
+        if ctx.state(session).is_none() {
+            self.forget_kept(session);
+            return;
+        }
+        let stats = self.streams.clone();
+        let stats = stats.stats();
+        let mut answers = Vec::with_capacity(kept.len());
+        for (item, result) in kept.into_iter().zip(results.into_iter().chain(std::iter::repeat(None))) {
+            let overflow = matches!(
+                self.kept.cursors.get(&(session, item.topic.clone())),
+                Some(Cursor::Reading { overflow: true, .. })
+            );
+            let recovered = item.since.as_ref().map(|(offset, epoch)| {
+                let done = result
+                    .as_ref()
+                    .is_some_and(|kept| !overflow && self.recover(ctx, session, &item.topic, kept, *offset, epoch));
+                let counter = if done { &stats.recovered } else { &stats.not_recovered };
+                counter.fetch_add(1, Ordering::Relaxed);
+                done
+            });
+            answers.push((item.topic, result.map(|k| k.position), recovered));
+        }
+        let positions: Vec<TopicPosition<'_>> = answers
+            .iter()
+            .map(|(topic, position, recovered)| TopicPosition {
+                topic,
+                position: position.as_ref().map(|p| (p.offset, p.epoch.as_str())),
+                recovered: *recovered,
+            })
+            .collect();
+        let names = protocol::Topics::from_names(topics);
+        let mut reply = std::mem::take(&mut self.reply.0);
+        reply.clear();
+        protocol::write_ack_subscribe(&mut reply, id.and_then(|raw| Id::from_json(raw.get())), &names, &positions);
+        let _ = ctx.send_text(session, &reply);
+        self.reply.0 = reply;
+        for (topic, position, _) in answers {
+            let Some(Cursor::Reading { waiting, .. }) = self.kept.cursors.remove(&(session, topic.clone())) else {
+                continue;
+            };
+            let mut after = position;
+            for record in &waiting {
+                if after.as_ref().is_some_and(|at| covered(record, at)) {
+                    continue;
+                }
+                after = None;
+                if let Some(text) = self.pubsub_form(&topic, record) {
+                    let _ = ctx.send_text(session, &text);
+                }
+            }
+            if let Some(at) = after {
+                self.kept.cursors.insert((session, topic), Cursor::After(at));
+            }
+        }
+    }
+
+    /// Sends the kept publications after `offset` to `session`, marked
+    /// recovered, when they are all there under `epoch` and fit the session's
+    /// output queue; returns whether it did.
+    fn recover(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        topic: &str,
+        kept: &runtime::Kept,
+        offset: u64,
+        epoch: &str,
+    ) -> bool {
+        let at = &kept.position;
+        let missed: Vec<(u64, String)> = kept
+            .records
+            .iter()
+            .filter(|(o, _)| *o > offset)
+            .filter_map(|(o, data)| Some((*o, data_json(data)?)))
+            .collect();
+        let first = kept.records.first().map(|(first, _)| *first);
+        let lengths = missed.iter().map(|(_, data)| data.len());
+        if !can_recover(topic, (offset, epoch), (at.offset, &at.epoch), first, lengths, ctx.max_out_queue()) {
+            return false;
+        }
+        let mut text = String::new();
+        for (o, data) in &missed {
+            text.clear();
+            protocol::write_recovered(&mut text, topic, data, *o, &at.epoch);
+            let _ = ctx.send_text(session, &text);
+        }
+        true
+    }
+
+    /// A record came through the uplink: both forms to this loop's
+    /// subscribers, sessions whose read is on its way left waiting.
+    pub(super) fn on_kept_record(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        record: &Record,
+        exclude: Option<SessionId>,
+    ) {
+        let Some(name) = record.topic.strip_prefix("stream/") else { return };
+        let Some((&kind, body)) = record.data.split_first() else { return };
+        let mut key = String::new();
+        let skip: &[SessionId] = exclude.as_slice();
+        // The room's form.
+        topics::room_key(&mut key, name);
+        match kind {
+            TEXT | JSON => {
+                let Ok(text) = std::str::from_utf8(body) else { return };
+                let text = if kind == JSON {
+                    match serde_json::from_str::<&RawValue>(text) {
+                        Ok(value) => json_as_text(value).into_owned(),
+                        Err(_) => return,
+                    }
+                } else {
+                    text.to_owned()
+                };
+                ctx.publish_local(&key, Message::Text(&text), skip);
+            }
+            BINARY => {
+                ctx.publish_local(&key, Message::Binary(body), skip);
+                return;
+            }
+            EVENT => {}
+            _ => return,
+        }
+        // The `/pubsub` form.
+        let Some(text) = self.pubsub_form(name, record) else { return };
+        let mut skip = std::mem::take(&mut self.kept.skip);
+        skip.clear();
+        skip.extend(exclude);
+        if !self.kept.cursors.is_empty() {
+            self.kept.cursors.retain(|(session, topic), cursor| {
+                if topic != name || exclude == Some(*session) {
+                    return true;
+                }
+                match cursor {
+                    Cursor::Reading { waiting, overflow } => {
+                        if waiting.len() < MAX_WAITING {
+                            waiting.push(record.clone());
+                        } else {
+                            *overflow = true;
+                        }
+                        skip.push(*session);
+                        true
+                    }
+                    Cursor::After(at) if covered(record, at) => {
+                        skip.push(*session);
+                        true
+                    }
+                    // Past the read: the cursor is done; unkept records leave it in place.
+                    Cursor::After(_) => record.position.is_none(),
+                }
+            });
+        }
+        topics::subscriber_key(&mut key, name);
+        ctx.publish_local(&key, Message::Text(&text), &skip);
+        self.kept.skip = skip;
+    }
+
+    /// What a `/pubsub` subscriber receives of a record: the message with its
+    /// position, or the event; `None` for a record of no such form.
+    fn pubsub_form(&self, name: &str, record: &Record) -> Option<String> {
+        let (&kind, body) = record.data.split_first()?;
+        if kind == EVENT {
+            return std::str::from_utf8(body).ok().map(str::to_owned);
+        }
+        let data = data_json(&record.data)?;
+        let mut text = String::with_capacity(data.len() + name.len() + 64);
+        write_delivery(&mut text, name, &data, record.position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
+        Some(text)
+    }
+}
+
+/// Whether `record` is at or before `at` (same epoch, offset not past it):
+/// a read that answered `at` gave it already.
+fn covered(record: &Record, at: &runtime::Position) -> bool {
+    record.position.as_ref().is_some_and(|p| p.epoch == at.epoch && p.offset <= at.offset)
+}
+
+/// The `data` JSON of a kept record's bytes (a text as a JSON string);
+/// `None` for bytes that are not a kept publication.
+fn data_json(data: &[u8]) -> Option<String> {
+    let (&kind, body) = data.split_first()?;
+    let text = std::str::from_utf8(body).ok()?;
+    match kind {
+        TEXT => {
+            let mut json = String::with_capacity(text.len() + 2);
+            write_json_string(&mut json, text);
+            Some(json)
+        }
+        JSON => serde_json::from_str::<&RawValue>(text).is_ok().then(|| text.to_owned()),
+        _ => None,
+    }
+}
+
+fn owned_id(id: Option<Id<'_>>) -> Option<Box<RawValue>> {
+    id.and_then(|id| RawValue::from_string(id.as_json().to_owned()).ok())
+}
+
+/// The error of a `history` request when the uplink's store cannot be read.
+pub(super) const HISTORY_UNREACHABLE: &str =
+    "the topic's history cannot be read now (the cluster's store is unreachable)";

@@ -1,0 +1,144 @@
+//! A `redis-server` of the test's own for the cluster tests (Debian's;
+//! `.ci/run` installs it): on a free loopback port, without persistence,
+//! killed when dropped; with the few commands the tests use to look at it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const INSTALL: &str = "redis-server is needed (Debian: apt-get install redis-server; .ci/run installs it)";
+
+/// A `redis-server` of the test's own, without persistence, killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Self::not_started();
+        redis.restart();
+        redis
+    }
+
+    /// One with its port chosen, to start later ([`restart`](Self::restart)).
+    pub fn not_started() -> Redis {
+        Redis { port: free_loopback_port(), child: None }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on its port (again) and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{INSTALL}: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.command(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one inline command; returns the first line of the reply.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut socket = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        socket.write_all(format!("{}\r\n", args.join(" ")).as_bytes()).ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0; 1024];
+        while !reply.ends_with(b"\r\n") {
+            let n = socket.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        Some(String::from_utf8_lossy(&reply).trim_end().to_owned())
+    }
+
+    /// How many times Redis ran `command` (from `INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let mut socket = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        socket.write_all(b"INFO commandstats\r\n").unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0; 4096];
+        // $LEN\r\n, LEN bytes, \r\n
+        loop {
+            let text = String::from_utf8_lossy(&reply);
+            let whole = text.split_once("\r\n").and_then(|(len, rest)| {
+                let len: usize = len.strip_prefix('$')?.parse().ok()?;
+                (rest.len() >= len + 2).then(|| rest[..len].to_owned())
+            });
+            if let Some(info) = whole {
+                let prefix = format!("cmdstat_{command}:calls=");
+                let line = info.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned));
+                return line.and_then(|l| l.split(',').next()?.parse().ok()).unwrap_or(0);
+            }
+            let n = socket.read(&mut buf).expect("the INFO reply");
+            assert!(n > 0, "Redis closed the connection");
+            reply.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
+    pub fn subscribers(&self, channel: &str) -> usize {
+        let Ok(mut socket) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else { return 0 };
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        socket.write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0; 512];
+        // *2\r\n$N\r\nCHANNEL\r\n:COUNT\r\n
+        while reply.iter().filter(|&&b| b == b'\n').count() < 4 {
+            match socket.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        text.lines().last().and_then(|l| l.strip_prefix(':')).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits until exactly `n` connections subscribe to `channel`.
+    pub fn wait_for_subscribers(&self, channel: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.subscribers(channel);
+            if count == n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{channel} has {count} subscribers, not {n}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_loopback_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    listener.local_addr().expect("its address").port()
+}
