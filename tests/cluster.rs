@@ -524,3 +524,85 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
     assert_ne!(ack["positions"]["chat:x"]["epoch"], epoch.as_str(), "a new epoch");
 }
+
+/// How many clients `topic` has, by a `presence_count` request on `ws`.
+fn presence_count(ws: &mut Ws, topic: &str) -> u64 {
+    request(ws, json!({"op": "presence_count", "topic": topic, "id": "count"}));
+    loop {
+        let answer = next(ws).unwrap();
+        if answer["type"] == "presence_count" {
+            return answer["count"].as_u64().expect("a count");
+        }
+    }
+}
+
+/// The next join or leave event on `ws`, as (type, client).
+fn next_event(ws: &mut Ws) -> (String, String) {
+    loop {
+        let event = next(ws).unwrap();
+        if event["type"] == "join" || event["type"] == "leave" {
+            return (event["type"].as_str().unwrap().to_owned(), event["client"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+#[test]
+fn presence_spans_the_nodes_and_a_killed_nodes_clients_vanish_within_the_ttl() {
+    let redis = Redis::start();
+    let env = [
+        ("FERROWS_TOPICS_PRESENCE", "true"),
+        ("FERROWS_TOPICS_JOIN_LEAVE", "true"),
+        ("FERROWS_REDIS_PRESENCE_TTL", "1500ms"),
+    ];
+    let [a, b, mut c] = ["a", "b", "c"].map(|n| node_with(&format!("presence-{n}"), &redis, &env));
+    for n in [&a, &b, &c] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut on_a = pubsub(a.addr);
+    subscribe(&mut on_a, "lobby");
+    redis.wait_for_subscribers("ferrows:t:topic/lobby", 1);
+    let mut on_b = pubsub(b.addr);
+    subscribe(&mut on_b, "lobby");
+    let (kind, b_client) = next_event(&mut on_a);
+    assert_eq!(kind, "join", "a join on node B is seen on node A");
+    let mut on_c = pubsub(c.addr);
+    subscribe(&mut on_c, "lobby");
+    assert_eq!(next_event(&mut on_a).0, "join");
+    assert_eq!(next_event(&mut on_b).0, "join");
+
+    // Every node answers for the whole cluster.
+    assert_eq!(presence_count(&mut on_a, "lobby"), 3);
+    request(&mut on_b, json!({"op": "presence", "topic": "lobby", "id": "who"}));
+    let answer = loop {
+        let answer = next(&mut on_b).unwrap();
+        if answer["type"] == "presence" {
+            break answer;
+        }
+    };
+    let clients: Vec<&str> =
+        answer["clients"].as_array().expect("clients").iter().map(|c| c["client"].as_str().unwrap()).collect();
+    assert_eq!(clients.len(), 3, "{answer}");
+    assert!(clients.contains(&b_client.as_str()));
+
+    // Node C killed: its client is gone from the answers within the TTL.
+    let pid = c.child.id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let _ = c.child.wait();
+    drop(on_c);
+    let killed = Instant::now();
+    while presence_count(&mut on_a, "lobby") != 2 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(4),
+            "node C's client still present after {:?}",
+            killed.elapsed()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let gone = killed.elapsed();
+    assert!(gone <= Duration::from_millis(1500 + 500), "gone after {gone:?}, past the TTL of 1.5 s");
+
+    // A leave on node B is seen on node A, and counted.
+    request(&mut on_b, json!({"op": "unsubscribe", "topic": "lobby", "id": "u"}));
+    assert_eq!(next_event(&mut on_a), ("leave".to_owned(), b_client));
+    assert_eq!(presence_count(&mut on_a, "lobby"), 1);
+}

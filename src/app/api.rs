@@ -31,6 +31,9 @@ use crate::proto::handshake::{write_response, StatusCode};
 use crate::proto::CloseCode;
 use crate::runtime::{Context, HttpRequest, HttpResponse};
 
+/// The answer of `GET /api/presence` on a node of a cluster.
+const PRESENCE_IN_CLUSTER: &str =
+    "the cluster keeps this topic's presence in Redis: read it with a /pubsub presence request";
 /// The answer of `GET /api/history` where the cluster keeps the history.
 const KEPT_IN_CLUSTER: &str = "the cluster keeps this topic's history in Redis: read it with a /pubsub history request";
 
@@ -199,6 +202,10 @@ impl App {
                 }
             }
             Call::Presence(topic) => {
+                if ctx.keeps_records() && self.config.namespaces.of(topic).presence {
+                    // Every node's clients are in Redis, read only by a loop's request answered later.
+                    return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "no_presence", PRESENCE_IN_CLUSTER);
+                }
                 if !self.config.namespaces.of(topic).presence {
                     return Answer::error(
                         StatusCode::NOT_FOUND,

@@ -1,5 +1,6 @@
 //! The bridge thread: two RESP connections to Redis on a mio poll of its own.
 
+mod members;
 mod records;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -15,8 +16,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::resp::{encode_command, encode_command_parts, Reader, Value};
 use super::{envelope, record, ClusterConfig, ClusterStats, RedisUrl};
-use crate::runtime::{Append, Inlet, ReadRequest, Topic};
+use crate::runtime::{Append, Inlet, MemberChange, MembersRequest, ReadRequest, Topic};
 use crate::session::SharedFrame;
+use members::Membership;
 use records::{Expected, Keeping};
 
 /// The links, by index (and poll token): the subscribed connection and the publishing one.
@@ -43,6 +45,10 @@ pub(crate) enum Outgoing {
     Append(Append),
     /// Kept records to read.
     Read(ReadRequest),
+    /// A change to this node's members of a topic.
+    Members(MemberChange),
+    /// A topic's members to read.
+    ReadMembers(MembersRequest),
 }
 
 /// What the loops' threads (through the uplink) and the bridge's thread share.
@@ -136,6 +142,7 @@ pub(crate) struct Bridge {
     seen: HashMap<(u64, Option<Topic>), u64>,
     /// Kept records: reads waiting or in flight, confirmed subscriptions.
     keeping: Keeping,
+    membership: Membership,
     scratch: Vec<u8>,
 }
 
@@ -169,6 +176,7 @@ impl Bridge {
             published: HashMap::new(),
             seen: HashMap::new(),
             keeping: Keeping::new(),
+            membership: Membership::default(),
             scratch: vec![0; 64 << 10],
         })
     }
@@ -234,6 +242,7 @@ impl Bridge {
                 Link::Up(conn) => conn.ping_at.min(conn.heard + ping * 3),
             })
             .chain(self.keeping.deadline())
+            .chain(self.membership.deadline())
             .min()
     }
 
@@ -262,6 +271,7 @@ impl Bridge {
         }
         // Reads that waited too long are answered; any that can go now, go.
         self.release_reads(now);
+        self.refresh_members(now);
         self.flush(PUBLISHER, now);
     }
 
@@ -360,6 +370,8 @@ impl Bridge {
         if index == PUBLISHER {
             // Pipelined after AUTH, so that EVALSHA normally finds them.
             Self::load_scripts(&mut conn.out, &mut conn.expected);
+            // A Redis that restarted has none of this node's members.
+            self.membership.refresh_now(now);
         } else {
             for topic in &self.wanted {
                 self.keeping.sent(topic, true);
@@ -610,6 +622,8 @@ impl Bridge {
                 Outgoing::Publish { topic, frame } => self.forward_publish(topic, &frame),
                 Outgoing::Append(append) => self.forward_append(append),
                 Outgoing::Read(request) => self.queue_read(request, now),
+                Outgoing::Members(change) => self.forward_members(change),
+                Outgoing::ReadMembers(request) => self.read_members(request),
             }
         }
     }

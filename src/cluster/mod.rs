@@ -142,6 +142,11 @@ pub struct ClusterConfig {
     pub queue: usize,
     /// The largest message taken from Redis (default 16 MiB + 64 KiB).
     pub max_message: usize,
+    /// How long this node's members of a topic (the application's
+    /// presence) last in Redis unless refreshed (default 15 s); the node
+    /// refreshes them every third of it, so a node that stops leaves none
+    /// behind for longer.
+    pub presence_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -157,6 +162,7 @@ impl ClusterConfig {
             ping_interval: Duration::from_secs(1),
             queue: 1 << 16,
             max_message: (16 << 20) + (64 << 10),
+            presence_ttl: Duration::from_secs(15),
         }
     }
 

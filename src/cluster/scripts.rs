@@ -58,6 +58,37 @@ end
 return {epoch, offset, entries}
 ";
 
+/// JOIN. KEYS: the members' hash, their expiry set. ARGV: how long the
+/// members last in ms, then member and value pairs. Each member is in the
+/// hash with its value, and in the set scored with the moment it expires
+/// (Redis's clock); both keys last that long too. Returns the pairs' count.
+const JOIN: &str = r"
+local time = redis.call('TIME')
+local ttl = tonumber(ARGV[1])
+local expires = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + ttl
+for i = 2, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], expires, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return (#ARGV - 1) / 2
+";
+
+/// MEMBERS. KEYS: the members' hash, their expiry set. Drops the members
+/// whose time passed (their node stopped refreshing them), and returns the
+/// others as `{member, value, ...}`.
+const MEMBERS: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, member in ipairs(gone) do
+  redis.call('HDEL', KEYS[1], member)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return redis.call('HGETALL', KEYS[1])
+";
+
 /// Entries one read returns at most: the RESP reader takes no longer array.
 pub(crate) const MAX_READ: usize = super::resp::MAX_ARRAY;
 /// The longest TTL sent (about 34 years): PEXPIRE refuses one that overflows Redis's clock.
@@ -72,24 +103,31 @@ pub(crate) enum Script {
     Append,
     /// Reads what is kept of a topic.
     Read,
+    /// Adds or refreshes a node's members of a topic.
+    Join,
+    /// Reads a topic's members on every node.
+    Members,
 }
 
 /// The scripts' SHA1s in lowercase hex, as EVALSHA and SCRIPT LOAD name them.
-static SHAS: LazyLock<[String; 2]> = LazyLock::new(|| [sha1_hex(APPEND), sha1_hex(READ)]);
+static SHAS: LazyLock<[String; 4]> =
+    LazyLock::new(|| [sha1_hex(APPEND), sha1_hex(READ), sha1_hex(JOIN), sha1_hex(MEMBERS)]);
 
 fn sha1_hex(source: &str) -> String {
     Sha1::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Script {
-    /// Both, in the order they are loaded.
-    pub(crate) const ALL: [Script; 2] = [Script::Append, Script::Read];
+    /// All, in the order they are loaded.
+    pub(crate) const ALL: [Script; 4] = [Script::Append, Script::Read, Script::Join, Script::Members];
 
     /// The Lua source.
     pub(crate) fn source(self) -> &'static str {
         match self {
             Script::Append => APPEND,
             Script::Read => READ,
+            Script::Join => JOIN,
+            Script::Members => MEMBERS,
         }
     }
 
@@ -120,6 +158,28 @@ fn keys(prefix: &str, topic: &Topic) -> [Vec<u8>; 2] {
     [format!("{prefix}h:{topic}").into_bytes(), format!("{prefix}h:{topic}:l").into_bytes()]
 }
 
+/// A topic's members' hash and expiry set keys.
+pub(crate) fn member_keys(prefix: &str, topic: &str) -> [Vec<u8>; 2] {
+    [format!("{prefix}p:{topic}").into_bytes(), format!("{prefix}p:{topic}:z").into_bytes()]
+}
+
+/// The MEMBERS script's answer, `{member, value, ...}`; `None` for another shape.
+pub(crate) fn members(value: &Value) -> Option<Vec<(String, String)>> {
+    let Value::Array(Some(items)) = value else { return None };
+    let mut members: Vec<(String, String)> = items
+        .chunks(2)
+        .filter_map(|pair| match pair {
+            [member, value] => Some((
+                String::from_utf8(member.bytes()?.to_vec()).ok()?,
+                String::from_utf8(value.bytes()?.to_vec()).ok()?,
+            )),
+            _ => None,
+        })
+        .collect();
+    members.sort_unstable();
+    Some(members)
+}
+
 /// A duration in whole milliseconds, in decimal: at least 1, at most [`MAX_TTL_MS`].
 fn millis(ttl: Duration) -> Vec<u8> {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_TTL_MS).to_string().into_bytes()
@@ -148,6 +208,27 @@ impl ScriptCall {
         let limit = read.limit.min(MAX_READ).to_string().into_bytes();
         let args = vec![hash, list, epoch.as_bytes().to_vec(), millis(read.ttl), limit];
         Self { script: Script::Read, args, by_sha: true }
+    }
+
+    /// A JOIN of `members` (`(member, value)`) to `topic`, lasting `ttl`.
+    pub(crate) fn join<'m>(
+        prefix: &str,
+        topic: &str,
+        members: impl Iterator<Item = (&'m str, &'m str)>,
+        ttl: Duration,
+    ) -> Self {
+        let [hash, set] = member_keys(prefix, topic);
+        let mut args = vec![hash, set, millis(ttl)];
+        for (member, value) in members {
+            args.push(member.as_bytes().to_vec());
+            args.push(value.as_bytes().to_vec());
+        }
+        Self { script: Script::Join, args, by_sha: true }
+    }
+
+    /// A MEMBERS read of `topic`.
+    pub(crate) fn members(prefix: &str, topic: &str) -> Self {
+        Self { script: Script::Members, args: member_keys(prefix, topic).to_vec(), by_sha: true }
     }
 
     /// Appends the call to `out`: EVALSHA, or EVAL after a `NOSCRIPT`.
@@ -284,6 +365,15 @@ mod tests {
         ] {
             assert_eq!(super::kept(&bad, &mut invalid), None, "{bad:?}");
         }
+        let answer = Value::Array(Some(vec![bulk(b"b"), bulk(b"{}"), bulk(b"a"), bulk(b"{\"x\":1}"), bulk(b"odd")]));
+        let read = members(&answer).unwrap();
+        assert_eq!(read, [("a".to_owned(), "{\"x\":1}".to_owned()), ("b".to_owned(), "{}".to_owned())]);
+        assert_eq!(members(&Value::Error(b"ERR".to_vec())), None);
+        let call = ScriptCall::join("p:", "t", [("m", "v")].into_iter(), Duration::from_secs(15));
+        assert_eq!(
+            call.args,
+            [b"p:p:t".to_vec(), b"p:p:t:z".to_vec(), b"15000".to_vec(), b"m".to_vec(), b"v".to_vec()]
+        );
         assert!(is_noscript(b"NOSCRIPT No matching script. Please use EVAL."));
         assert!(!is_noscript(b"ERR x"));
     }

@@ -13,7 +13,7 @@ use mio::{Poll, Waker};
 use super::bridge::{Bridge, Outgoing, Signals, BRIDGE_WAKER};
 use super::{ClusterConfig, ClusterError, ClusterStats};
 use crate::prometheus::{Kind, TextEncoder};
-use crate::runtime::{Append, Inlet, ReadRequest, Topic, Uplink};
+use crate::runtime::{Append, Inlet, MemberChange, MembersRequest, ReadRequest, Topic, Uplink};
 use crate::session::SharedFrame;
 
 /// A node's place in a cluster: the Redis bridge, ready to plug into
@@ -136,6 +136,17 @@ impl Uplink for Cluster {
     /// not be read).
     fn read(&self, request: ReadRequest) -> bool {
         self.stats.is_up() && self.queue(Outgoing::Read(request))
+    }
+
+    /// Queued whatever the links' state: the bridge keeps this node's
+    /// members, and writes them when Redis is there.
+    fn members(&self, change: MemberChange) -> bool {
+        self.queue(Outgoing::Members(change))
+    }
+
+    /// Queued while both connections are up; once taken, always answered.
+    fn read_members(&self, request: MembersRequest) -> bool {
+        self.stats.is_up() && self.queue(Outgoing::ReadMembers(request))
     }
 
     fn interest(&self, topic: &Topic, subscribed: bool) {

@@ -281,6 +281,7 @@ impl Settings {
         config.max_backoff = self.duration("redis.max_backoff");
         config.ping_interval = self.duration("redis.ping_interval");
         config.queue = self.usize("redis.queue");
+        config.presence_ttl = self.duration("redis.presence_ttl");
         config.max_message = self.usize("limits.max_message_size").saturating_add(64 << 10);
         Some(config)
     }

@@ -328,6 +328,12 @@ pub(crate) static SETTINGS: &[Setting] = &[
         "how often the Redis connections are pinged; silent for three: lost",
     ),
     setting(
+        "redis.presence_ttl",
+        NONZERO_DURATION,
+        "15s",
+        "how long a node's presence entries last in Redis unless it refreshes them (every third of it)",
+    ),
+    setting(
         "redis.queue",
         count(1),
         "65536",

@@ -38,6 +38,23 @@ pub(super) enum Expected {
     Append(ScriptCall),
     /// A READ call for slot `slot` of the reads in flight under `id`.
     Read { call: ScriptCall, id: u64, slot: usize },
+    /// A JOIN call (members added or refreshed).
+    Join(ScriptCall),
+    /// A MEMBERS call, answered to a loop.
+    Members { call: ScriptCall, loop_index: usize, ticket: u64 },
+}
+
+impl Expected {
+    /// The script call it waits for, if it is one.
+    fn call(&mut self) -> Option<&mut ScriptCall> {
+        match self {
+            Expected::Append(call)
+            | Expected::Read { call, .. }
+            | Expected::Join(call)
+            | Expected::Members { call, .. } => Some(call),
+            Expected::Auth | Expected::Plain | Expected::ScriptLoad => None,
+        }
+    }
 }
 
 /// A loop's request, sent, waiting for its calls' answers.
@@ -173,7 +190,7 @@ impl Bridge {
     }
 
     /// Whether the publishing connection is up and can take more.
-    fn publisher_has_room(&self) -> bool {
+    pub(super) fn publisher_has_room(&self) -> bool {
         match &self.links[PUBLISHER].link {
             Link::Up(conn) => conn.out.len() < MAX_UNWRITTEN && conn.held < MAX_HELD,
             _ => false,
@@ -181,9 +198,9 @@ impl Bridge {
     }
 
     /// Writes a script call on the publishing connection, and what its reply answers.
-    fn write_call(&mut self, expected: Expected) {
+    pub(super) fn write_call(&mut self, mut expected: Expected) {
         let Link::Up(conn) = &mut self.links[PUBLISHER].link else { return };
-        if let Expected::Append(call) | Expected::Read { call, .. } = &expected {
+        if let Some(call) = expected.call() {
             call.encode(&mut conn.out);
             conn.held += call.held();
         }
@@ -274,11 +291,18 @@ impl Bridge {
     /// A reply on the publishing connection, matched with the command it answers.
     pub(super) fn on_reply(&mut self, value: Value) -> Result<(), String> {
         let Link::Up(conn) = &mut self.links[PUBLISHER].link else { return Ok(()) };
-        let Some(expected) = conn.expected.pop_front() else {
+        let Some(mut expected) = conn.expected.pop_front() else {
             return Err("Redis answered a command never sent".to_owned());
         };
-        if let Expected::Append(call) | Expected::Read { call, .. } = &expected {
+        if let Some(call) = expected.call() {
             conn.held = conn.held.saturating_sub(call.held());
+        }
+        if let Value::Error(message) = &value {
+            if let Some(call) = expected.call().filter(|call| call.by_sha && scripts::is_noscript(message)) {
+                call.by_sha = false;
+                self.retry(expected);
+                return Ok(());
+            }
         }
         match (expected, value) {
             (Expected::Auth | Expected::Plain, Value::Error(message)) => {
@@ -290,18 +314,6 @@ impl Bridge {
                 Ok(())
             }
             (Expected::ScriptLoad, _) => Ok(()),
-            (Expected::Append(mut call), Value::Error(message)) if call.by_sha && scripts::is_noscript(&message) => {
-                call.by_sha = false;
-                self.retry(Expected::Append(call));
-                Ok(())
-            }
-            (Expected::Read { mut call, id, slot }, Value::Error(message))
-                if call.by_sha && scripts::is_noscript(&message) =>
-            {
-                call.by_sha = false;
-                self.retry(Expected::Read { call, id, slot });
-                Ok(())
-            }
             (Expected::Append(_), Value::Error(message)) => {
                 ClusterStats::add(&self.stats.record_errors, 1);
                 self.script_failed("an append", &message);
@@ -327,19 +339,34 @@ impl Bridge {
                 self.fill(id, slot, kept);
                 Ok(())
             }
+            (Expected::Join(_), Value::Error(message)) => {
+                ClusterStats::add(&self.stats.record_errors, 1);
+                self.script_failed("a presence update", &message);
+                Ok(())
+            }
+            (Expected::Join(_), _) => Ok(()),
+            (Expected::Members { loop_index, ticket, .. }, value) => {
+                if let Value::Error(message) = &value {
+                    ClusterStats::add(&self.stats.record_errors, 1);
+                    self.script_failed("a presence read", message);
+                }
+                let members = scripts::members(&value);
+                self.answer_members(loop_index, ticket, members);
+                Ok(())
+            }
         }
     }
 
     /// Sends a call Redis did not find by SHA again, with its source.
-    fn retry(&mut self, expected: Expected) {
-        if let Expected::Append(call) | Expected::Read { call, .. } = &expected {
+    fn retry(&mut self, mut expected: Expected) {
+        if let Some(call) = expected.call() {
             log::debug!("cluster: Redis has no {:?} script; the call goes again with it", call.script);
         }
         self.write_call(expected);
     }
 
     /// Logs a script's error reply: a warning now and then, else at debug level.
-    fn script_failed(&mut self, what: &str, message: &[u8]) {
+    pub(super) fn script_failed(&mut self, what: &str, message: &[u8]) {
         let now = Instant::now();
         let message = String::from_utf8_lossy(message);
         if self.keeping.warned_at.is_none_or(|at| now >= at + WARN_EVERY) {
@@ -357,7 +384,8 @@ impl Bridge {
             match entry {
                 Expected::Append(_) => ClusterStats::add(&self.stats.lost, 1),
                 Expected::Read { id, slot, .. } => self.fill(id, slot, None),
-                Expected::Auth | Expected::Plain | Expected::ScriptLoad => {}
+                Expected::Members { loop_index, ticket, .. } => self.answer_members(loop_index, ticket, None),
+                Expected::Auth | Expected::Plain | Expected::ScriptLoad | Expected::Join(_) => {}
             }
         }
         // Each call had its entry; none is left, unless the table is wrong.
