@@ -496,6 +496,11 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
         .map(|p| p["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(offsets, [5, 6], "{answer}");
+    // And so does the backend's API, on the other node.
+    let response = http(b.addr, "GET /api/history/chat:x?limit=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!((body["offset"].as_u64(), body["publications"][0]["offset"].as_u64()), (Some(6), Some(5)), "{body}");
 
     // Redis restarted without persistence: the history is gone, and a new epoch says so.
     redis.kill();
@@ -583,6 +588,10 @@ fn presence_spans_the_nodes_and_a_killed_nodes_clients_vanish_within_the_ttl() {
         answer["clients"].as_array().expect("clients").iter().map(|c| c["client"].as_str().unwrap()).collect();
     assert_eq!(clients.len(), 3, "{answer}");
     assert!(clients.contains(&b_client.as_str()));
+    let response = http(a.addr, "GET /api/presence/lobby HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["clients"].as_array().map(Vec::len), Some(3), "the backend sees every node's clients: {body}");
 
     // Node C killed: its client is gone from the answers within the TTL.
     let pid = c.child.id().to_string();

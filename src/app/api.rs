@@ -29,13 +29,7 @@ use super::routes::{App, Member};
 use super::topics::{self, Payload};
 use crate::proto::handshake::{write_response, StatusCode};
 use crate::proto::CloseCode;
-use crate::runtime::{Context, HttpRequest, HttpResponse};
-
-/// The answer of `GET /api/presence` on a node of a cluster.
-const PRESENCE_IN_CLUSTER: &str =
-    "the cluster keeps this topic's presence in Redis: read it with a /pubsub presence request";
-/// The answer of `GET /api/history` where the cluster keeps the history.
-const KEPT_IN_CLUSTER: &str = "the cluster keeps this topic's history in Redis: read it with a /pubsub history request";
+use crate::runtime::{Context, HttpRequest, HttpResponse, SessionId};
 
 /// The close code of a session ended by `POST /api/disconnect` (private use, RFC 6455 §7.4.2).
 pub const DISCONNECTED: CloseCode = CloseCode(4003);
@@ -109,10 +103,11 @@ impl App {
         request: &HttpRequest<'_>,
         call: &Call<'_>,
     ) -> HttpResponse {
-        let Answer(status, body) = self.answer(ctx, request, call);
-        if let Ok(mut calls) = self.api_calls.lock() {
-            *calls.entry((call.name().to_owned(), status.as_u16())).or_default() += 1;
+        if let Some(later) = self.answer_later(ctx, request, call) {
+            return later;
         }
+        let Answer(status, body) = self.answer(ctx, request, call);
+        self.count_call(call.name(), status);
         if status == StatusCode::METHOD_NOT_ALLOWED {
             let allow = if matches!(call, Call::Api("topics") | Call::History(_) | Call::Presence(_)) {
                 "GET, HEAD"
@@ -125,6 +120,49 @@ impl App {
             return HttpResponse::from_bytes(bytes);
         }
         HttpResponse::new(status, "application/json", body.as_bytes())
+    }
+
+    fn count_call(&self, call: &str, status: StatusCode) {
+        if let Ok(mut calls) = self.api_calls.lock() {
+            *calls.entry((call.to_owned(), status.as_u16())).or_default() += 1;
+        }
+    }
+
+    /// Starts the calls a clustered node answers once Redis did (history
+    /// and presence kept there); `None` for every other call.
+    fn answer_later(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        request: &HttpRequest<'_>,
+        call: &Call<'_>,
+    ) -> Option<HttpResponse> {
+        let get = request.method() == "GET" || request.method() == "HEAD";
+        if !get || !ctx.keeps_records() || self.authorize(request).is_err() {
+            return None;
+        }
+        match call {
+            Call::History(topic) if self.kept_through_uplink(ctx, topic).is_some() => {
+                self.read_for_http(ctx, request.id(), topic, Later::History(query_limit(request)));
+            }
+            Call::Presence(topic) if self.config.namespaces.of(topic).presence => {
+                self.read_for_http(ctx, request.id(), topic, Later::Presence);
+            }
+            _ => return None,
+        }
+        Some(HttpResponse::later())
+    }
+
+    /// Sends the answer of a call started by [`answer_later`](Self::answer_later), counting it.
+    pub(super) fn respond_later(
+        &self,
+        ctx: &mut Context<'_, Member>,
+        id: SessionId,
+        call: &str,
+        status: StatusCode,
+        body: &str,
+    ) {
+        self.count_call(call, status);
+        let _ = ctx.respond(id, HttpResponse::new(status, "application/json", body.as_bytes()));
     }
 
     fn answer(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>, call: &Call<'_>) -> Answer {
@@ -184,13 +222,7 @@ impl App {
             }
             Call::Api("topics") => Answer::ok(topic_list(ctx)),
             Call::History(topic) => {
-                let limit = request.request().query().and_then(|query| {
-                    query.split('&').find_map(|pair| pair.strip_prefix("limit=")).and_then(|n| n.parse().ok())
-                });
-                if self.kept_through_uplink(ctx, topic).is_some() {
-                    // Read from Redis only by a loop's request, answered later: over `/pubsub`.
-                    return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "no_history", KEPT_IN_CLUSTER);
-                }
+                let limit = query_limit(request);
                 match self.history_of(topic, limit, ctx.now()) {
                     None => Answer::error(StatusCode::NOT_FOUND, "no_history", NO_HISTORY),
                     Some((position, publications)) => {
@@ -202,10 +234,6 @@ impl App {
                 }
             }
             Call::Presence(topic) => {
-                if ctx.keeps_records() && self.config.namespaces.of(topic).presence {
-                    // Every node's clients are in Redis, read only by a loop's request answered later.
-                    return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "no_presence", PRESENCE_IN_CLUSTER);
-                }
                 if !self.config.namespaces.of(topic).presence {
                     return Answer::error(
                         StatusCode::NOT_FOUND,
@@ -317,4 +345,26 @@ mod tests {
         assert_eq!(value["code"], "bad_request");
         assert_eq!(value["message"], "a \"quoted\" reason");
     }
+}
+
+/// The `limit` of a history call's query, if it has a valid one.
+fn query_limit(request: &HttpRequest<'_>) -> Option<usize> {
+    request
+        .request()
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("limit=")).and_then(|n| n.parse().ok()))
+}
+
+/// What a call answered later reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Later {
+    /// The topic's history, its last `limit` publications at most.
+    History(Option<usize>),
+    /// The topic's clients.
+    Presence,
+}
+
+/// The JSON body of an API error.
+pub(super) fn error_body(code: &str, message: &str) -> String {
+    Answer::error(StatusCode::OK, code, message).1
 }

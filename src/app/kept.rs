@@ -27,11 +27,13 @@ use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
 
+use super::api::{error_body, Later};
 use super::history::can_recover;
 use super::presence;
 use super::pubsub_protocol::{self as protocol, write_delivery, write_json_string, Id, TopicPosition};
 use super::routes::{App, Member};
 use super::topics::{self, json_as_text, Payload};
+use crate::proto::handshake::StatusCode;
 use crate::runtime::{self, Context, Keep, MembersAnswer, Message, Read, ReadAnswer, Record, SessionId};
 
 /// The kinds of record bytes: the first byte, then the body.
@@ -85,6 +87,8 @@ enum Pending {
     History { session: SessionId, id: Option<Box<RawValue>>, topic: String },
     /// A `presence` (or, with `count`, `presence_count`) request.
     Presence { session: SessionId, id: Option<Box<RawValue>>, topic: String, count: bool },
+    /// A call of the backend's HTTP API (the request's connection).
+    Http { request: SessionId, topic: String, later: Later },
 }
 
 /// A topic of a subscribe that keeps history.
@@ -215,6 +219,34 @@ impl App {
         self.send_read(ctx, pending, vec![read]);
     }
 
+    /// Starts an HTTP API call answered when the uplink's answer comes
+    /// (at once, when it cannot be asked).
+    pub(super) fn read_for_http(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        request: SessionId,
+        topic: &str,
+        later: Later,
+    ) {
+        let pending = Pending::Http { request, topic: topic.to_owned(), later };
+        match later {
+            Later::History(limit) => {
+                let mut read = self.read_of(topic, true);
+                read.limit = read.limit.min(limit.unwrap_or(usize::MAX));
+                self.send_read(ctx, pending, vec![read]);
+            }
+            Later::Presence => {
+                self.kept.next_ticket += 1;
+                let ticket = self.kept.next_ticket;
+                if ctx.read_members(ticket, topic) {
+                    self.kept.pending.insert(ticket, pending);
+                } else {
+                    self.answer_presence(ctx, pending, None);
+                }
+            }
+        }
+    }
+
     fn read_of(&self, topic: &str, records: bool) -> Read {
         let options = self.config.namespaces.of(topic);
         let mut stream = String::new();
@@ -276,32 +308,50 @@ impl App {
         pending: Pending,
         members: Option<Vec<(String, String)>>,
     ) {
+        let members = members.unwrap_or_else(|| {
+            let topic = match &pending {
+                Pending::Presence { topic, .. } | Pending::Http { topic, .. } | Pending::History { topic, .. } => topic,
+                Pending::Subscribe { .. } => return Vec::new(),
+            };
+            let own = self.presence.clients(topic);
+            own.iter().map(|(client, member)| (client.clone(), presence::client_json(client, member))).collect()
+        });
+        if let Pending::Http { request, topic, .. } = &pending {
+            let mut body = String::from(r#"{"topic":"#);
+            write_json_string(&mut body, topic);
+            write_values(&mut body, &members);
+            body.push('}');
+            return self.respond_later(ctx, *request, "presence", StatusCode::OK, &body);
+        }
         let Pending::Presence { session, id, topic, count } = pending else { return };
         let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
         let mut reply = String::new();
         protocol::write_answer_head(&mut reply, if count { "presence_count" } else { "presence" }, id, &topic);
-        let members = members.unwrap_or_else(|| {
-            let own = self.presence.clients(&topic);
-            own.iter().map(|(client, member)| (client.clone(), presence::client_json(client, member))).collect()
-        });
         if count {
             let _ = write!(reply, r#","count":{}}}"#, members.len());
         } else {
-            reply.push_str(r#","clients":["#);
-            for (i, (_, value)) in members.iter().enumerate() {
-                if i > 0 {
-                    reply.push(',');
-                }
-                reply.push_str(value);
-            }
-            reply.push_str("]}");
+            write_values(&mut reply, &members);
+            reply.push('}');
         }
         let _ = ctx.send_text(session, &reply);
     }
 
     fn answer_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, results: Vec<Option<runtime::Kept>>) {
         match pending {
-            Pending::Presence { .. } => self.answer_presence(ctx, pending, None),
+            Pending::Presence { .. } | Pending::Http { later: Later::Presence, .. } => {
+                self.answer_presence(ctx, pending, None);
+            }
+            Pending::Http { request, topic, .. } => match results.into_iter().next().flatten() {
+                Some(kept) => {
+                    let mut body = String::new();
+                    write_kept_history(&mut body, None, &topic, &kept);
+                    self.respond_later(ctx, request, "history", StatusCode::OK, &body);
+                }
+                None => {
+                    let body = error_body("no_history", HISTORY_UNREACHABLE);
+                    self.respond_later(ctx, request, "history", StatusCode::SERVICE_UNAVAILABLE, &body);
+                }
+            },
             Pending::Subscribe { session, id, topics, kept } => {
                 self.finish_subscribe(ctx, session, id.as_deref(), &topics, kept, results);
             }
@@ -309,16 +359,7 @@ impl App {
                 let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
                 let mut reply = String::new();
                 match results.into_iter().next().flatten() {
-                    Some(kept) => {
-                        let position = (kept.position.offset, kept.position.epoch.as_str());
-                        let datas: Vec<(u64, String)> = kept
-                            .records
-                            .iter()
-                            .filter_map(|(offset, data)| Some((*offset, data_json(data)?)))
-                            .collect();
-                        let publications = datas.iter().map(|(offset, data)| (*offset, data.as_str()));
-                        protocol::write_history(&mut reply, Some(id), &topic, position, publications);
-                    }
+                    Some(kept) => write_kept_history(&mut reply, Some(id), &topic, &kept),
                     None => protocol::write_error(
                         &mut reply,
                         &protocol::RequestError::new(protocol::ErrorCode::NoHistory, HISTORY_UNREACHABLE).with_id(id),
@@ -509,6 +550,28 @@ impl App {
         write_delivery(&mut text, name, &data, record.position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
         Some(text)
     }
+}
+
+/// Appends `,"clients":[...]` of members whose values are their JSON.
+fn write_values(out: &mut String, members: &[(String, String)]) {
+    out.push_str(r#","clients":["#);
+    for (i, (_, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(value);
+    }
+    out.push(']');
+}
+
+/// Appends a history answer from what the uplink read (`answer`: as
+/// [`protocol::write_history`] takes it).
+fn write_kept_history(out: &mut String, answer: Option<Option<Id<'_>>>, topic: &str, kept: &runtime::Kept) {
+    let position = (kept.position.offset, kept.position.epoch.as_str());
+    let datas: Vec<(u64, String)> =
+        kept.records.iter().filter_map(|(offset, data)| Some((*offset, data_json(data)?))).collect();
+    let publications = datas.iter().map(|(offset, data)| (*offset, data.as_str()));
+    protocol::write_history(out, answer, topic, position, publications);
 }
 
 /// Whether `record` is at or before `at` (same epoch, offset not past it):

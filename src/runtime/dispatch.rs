@@ -102,12 +102,17 @@ impl<H: Handler> EventLoop<H> {
     fn answer_http(&mut self, key: usize, request: &Request, body: &[u8], now: Instant) {
         let Some(slot) = self.sessions.get(key) else { return };
         let peer = SocketAddr::from(slot.session.peer());
+        let id = SessionId { key, generation: slot.generation };
         let mut response = None;
         self.with_context(now, None, |h, ctx| {
-            response = Some(h.on_http(ctx, &HttpRequest { request, body, peer }));
+            response = Some(h.on_http(ctx, &HttpRequest { request, body, peer, id }));
         });
         log::debug!("{peer}: {} {}", request.method(), request.path());
         self.counters().http_requests.add(1);
+        if response.as_ref().is_some_and(HttpResponse::is_later) {
+            // The handler answers with Context::respond; the request's deadline still holds.
+            return;
+        }
         if let Some(slot) = self.sessions.get_mut(key) {
             slot.session.answer(response.map(HttpResponse::into_bytes).unwrap_or_default(), &self.settings, now);
         }

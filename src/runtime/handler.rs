@@ -488,6 +488,29 @@ impl<S> Context<'_, S> {
         uplink.read(ReadRequest { loop_index: self.loop_index, ticket, reads })
     }
 
+    /// Answers a plain HTTP request whose handler returned
+    /// [`HttpResponse::later`]; `id` is the request's [`id`](HttpRequest::id).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownSession`] when the connection is gone (its
+    /// deadline passed, or the peer left), [`SendError::Closed`] when it
+    /// awaits no answer.
+    pub fn respond(&mut self, id: SessionId, response: HttpResponse) -> Result<(), SendError> {
+        let (settings, now) = (self.settings, self.now);
+        let slot = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation);
+        let slot = slot.ok_or(SendError::UnknownSession)?;
+        if !slot.session.is_deciding() {
+            return Err(SendError::Closed);
+        }
+        slot.session.answer(response.into_bytes(), settings, now);
+        if !slot.flush_pending {
+            slot.flush_pending = true;
+            self.to_flush.push(id.key);
+        }
+        Ok(())
+    }
+
     /// Tells the uplink of a change to this node's members of a topic (see
     /// [`MemberChange`]). Returns false when it keeps none, or cannot take it now.
     pub fn members(&mut self, change: MemberChange) -> bool {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::handler::SessionId;
 use crate::proto::handshake::{write_error_response, write_response, Request, StatusCode};
 
 /// A plain HTTP request (not a WebSocket upgrade) with its whole body.
@@ -12,9 +13,16 @@ pub struct HttpRequest<'a> {
     pub(crate) request: &'a Request,
     pub(crate) body: &'a [u8],
     pub(crate) peer: SocketAddr,
+    pub(crate) id: SessionId,
 }
 
 impl<'a> HttpRequest<'a> {
+    /// The connection's id, for an answer given later
+    /// ([`HttpResponse::later`], [`Context::respond`](super::Context::respond)).
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
     /// The request head: method, path, query, headers.
     pub fn request(&self) -> &'a Request {
         self.request
@@ -45,6 +53,7 @@ impl<'a> HttpRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     bytes: Vec<u8>,
+    later: bool,
 }
 
 impl HttpResponse {
@@ -58,19 +67,32 @@ impl HttpResponse {
             bytes.clear();
             let _ = write_response(status, "application/octet-stream", &[], body, &mut bytes);
         }
-        Self { bytes }
+        Self { bytes, later: false }
     }
 
     /// `status` with a short plain-text reason.
     pub fn text(status: StatusCode, reason: &str) -> Self {
         let mut bytes = Vec::with_capacity(reason.len() + 128);
         write_error_response(status, reason, &mut bytes);
-        Self { bytes }
+        Self { bytes, later: false }
     }
 
     /// Already complete response bytes (they must close the connection).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self { bytes }
+        Self { bytes, later: false }
+    }
+
+    /// No answer yet: the handler gives it later with
+    /// [`Context::respond`](super::Context::respond) and the request's
+    /// [`id`](HttpRequest::id) (say, once an uplink answered a read). A
+    /// request not answered within the handshake timeout is closed unanswered.
+    pub fn later() -> Self {
+        Self { bytes: Vec::new(), later: true }
+    }
+
+    /// Whether this is [`later`](Self::later).
+    pub(crate) fn is_later(&self) -> bool {
+        self.later
     }
 
     /// The bytes to send.

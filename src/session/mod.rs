@@ -398,6 +398,12 @@ impl<S> Session<S> {
         self.answer(response, settings, now);
     }
 
+    /// Whether a complete request awaits the application's answer (an
+    /// upgrade's decision, or a plain request's response).
+    pub fn is_deciding(&self) -> bool {
+        matches!(self.phase, Phase::Deciding { .. })
+    }
+
     /// Answers a plain HTTP request with a complete response, then ends.
     pub fn answer(&mut self, response: Vec<u8>, settings: &Settings, now: Instant) {
         self.out.push(response);

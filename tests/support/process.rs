@@ -31,7 +31,18 @@ impl ServerProcess {
     /// As [`start`](Self::start), with these `FERROWS_*` variables set (secrets, say).
     #[allow(dead_code)]
     pub fn start_with_env(name: &str, args: &[&str], log_level: &str, env: &[(&str, &str)]) -> ServerProcess {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()));
+        // A port found free may be taken before the server binds it: another port then.
+        for _ in 0..5 {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()));
+            let mut server = Self::spawn(addr, name, args, log_level, env);
+            if server.wait_until_accepting() {
+                return server;
+            }
+        }
+        panic!("ferrows found its port taken five times over");
+    }
+
+    fn spawn(addr: SocketAddr, name: &str, args: &[&str], log_level: &str, env: &[(&str, &str)]) -> ServerProcess {
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
         let log_file = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrows"));
@@ -49,17 +60,27 @@ impl ServerProcess {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_ferrows")));
-        let mut server = ServerProcess { child, addr, log };
-        server.wait_until_accepting();
-        server
+        ServerProcess { child, addr, log }
     }
 
-    fn wait_until_accepting(&mut self) {
+    /// Waits until the server accepts; false when it exited because its port was taken.
+    fn wait_until_accepting(&mut self) -> bool {
         let deadline = Instant::now() + START_WITHIN;
         loop {
-            self.assert_running();
+            if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                let log = self.log_text();
+                if log.contains("address in use") {
+                    return false;
+                }
+                panic!("ferrows exited ({status}); its log:\n{log}");
+            }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
+                // Whoever took the port answers too: the server, failing to bind it, exits at once.
+                thread::sleep(Duration::from_millis(20));
+                if self.child.try_wait().expect("poll the server process").is_none() {
+                    return true;
+                }
+                continue;
             }
             assert!(
                 Instant::now() < deadline,
