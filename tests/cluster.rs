@@ -7,6 +7,8 @@
 mod process;
 #[path = "support/redis.rs"]
 mod redis;
+#[path = "support/rng.rs"]
+mod rng;
 #[cfg(feature = "jwt")]
 #[path = "support/tokens.rs"]
 mod tokens;
@@ -14,12 +16,15 @@ mod tokens;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrows::client::{Client, ClientBuilder, ClientStream, Error, Message};
 use process::ServerProcess;
 use redis::Redis;
+use rng::Rng;
 use serde_json::{json, Value};
 
 /// A ferrows node in the cluster.
@@ -614,4 +619,88 @@ fn presence_spans_the_nodes_and_a_killed_nodes_clients_vanish_within_the_ttl() {
     request(&mut on_b, json!({"op": "unsubscribe", "topic": "lobby", "id": "u"}));
     assert_eq!(next_event(&mut on_a), ("leave".to_owned(), b_client));
     assert_eq!(presence_count(&mut on_a, "lobby"), 1);
+}
+
+/// Subscribes to `h:t` from the last offset `seen` and reads what is
+/// recovered and the ack; checks the sequence goes on without a gap or a duplicate.
+fn rejoin(ws: &mut Ws, seen: &mut Vec<u64>, epoch: &str) {
+    let since = json!({"h:t": {"offset": seen.last().copied().unwrap_or(0), "epoch": epoch}});
+    request(ws, json!({"op": "subscribe", "topic": "h:t", "since": since.clone(), "id": 1}));
+    loop {
+        let value = next(ws).unwrap();
+        if value["type"] == "ack" {
+            assert_eq!(value["recovered"]["h:t"], true, "everything after {since} is kept: {value}");
+            return;
+        }
+        assert_eq!(value["recovered"], true, "before the ack, only recovered publications: {value}");
+        take(seen, &value);
+    }
+}
+
+fn take(seen: &mut Vec<u64>, message: &Value) {
+    assert_eq!(message["type"], "message", "{message}");
+    let offset = message["offset"].as_u64().unwrap();
+    assert_eq!(offset, seen.last().map_or(1, |last| last + 1), "a gap or a duplicate: {message}");
+    seen.push(offset);
+}
+
+#[test]
+fn a_client_that_keeps_moving_between_nodes_gets_every_publication_once_in_order() {
+    let redis = Redis::start();
+    let env = [("FERROWS_TOPICS_HISTORY_SIZE", "200000")];
+    let nodes = [node_with("moving-a", &redis, &env), node_with("moving-b", &redis, &env)];
+    for n in &nodes {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut first = pubsub(nodes[0].addr);
+    request(&mut first, json!({"op": "history", "topic": "h:t", "id": 0}));
+    let epoch = next(&mut first).unwrap()["epoch"].as_str().unwrap().to_owned();
+    let running = Arc::new(AtomicBool::new(true));
+    // A publisher on each node, paced so that the reader keeps up (a reader
+    // that falls further behind than a recovery may send is told `false`).
+    let publishers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(p, node)| {
+            let mut ws = pubsub(node.addr);
+            let running = running.clone();
+            thread::spawn(move || {
+                let mut sent = 0u64;
+                while running.load(AtomicOrdering::Relaxed) {
+                    thread::sleep(Duration::from_millis(1));
+                    request(&mut ws, json!({"op": "publish", "topic": "h:t", "data": [p, sent], "id": sent}));
+                    assert_eq!(next(&mut ws).unwrap()["op"], "publish");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut moves = 0;
+    while Instant::now() < deadline {
+        // Back on either node, from where it left.
+        let mut ws = pubsub(nodes[rng.below(2) as usize].addr);
+        rejoin(&mut ws, &mut seen, &epoch);
+        for _ in 0..rng.below(200) {
+            let value = next(&mut ws).unwrap();
+            take(&mut seen, &value);
+        }
+        // Dropped without a Close, whatever was on its way.
+        drop(ws);
+        moves += 1;
+        thread::sleep(Duration::from_millis(rng.below(20)));
+    }
+    running.store(false, AtomicOrdering::Relaxed);
+    let total: u64 = publishers.into_iter().map(|p| p.join().unwrap()).sum();
+    let mut ws = pubsub(nodes[0].addr);
+    rejoin(&mut ws, &mut seen, &epoch);
+    while seen.len() < total as usize {
+        let value = next(&mut ws).unwrap();
+        take(&mut seen, &value);
+    }
+    assert_eq!(seen.len() as u64, total, "every publication, once");
+    assert!(moves >= 10 && total >= 100, "{moves} moves, {total} publications");
 }

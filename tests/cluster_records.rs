@@ -55,7 +55,7 @@ impl Handler for Records {
         let taken = if text == "read" {
             self.next_ticket += 1;
             self.tickets.insert(self.next_ticket, session);
-            let read = Read { topic: topic.as_str().into(), limit: 3, ttl: Duration::from_secs(60) };
+            let read = Read::last(topic.as_str().into(), 3, Duration::from_secs(60));
             ctx.read_kept(self.next_ticket, vec![read])
         } else if let Some(loose) = text.strip_prefix('~') {
             ctx.append(&topic, loose.as_bytes().to_vec(), None, None)

@@ -2,6 +2,8 @@
 //! client that drops its connection at arbitrary points and comes back with
 //! `since` ends up with the topic's publications exactly once, in order.
 
+#[path = "support/rng.rs"]
+mod rng;
 #[path = "support/socket.rs"]
 mod socket;
 
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrows::app::{App, AppConfig, NamespaceOptions, Namespaces};
+use rng::Rng;
 use serde_json::{json, Value};
 use socket::*;
 use tungstenite::Message as WsMessage;
@@ -30,18 +33,6 @@ fn next(ws: &mut Ws) -> Value {
             WsMessage::Ping(_) | WsMessage::Pong(_) => {}
             other => panic!("unexpected {other:?}"),
         }
-    }
-}
-
-/// A small deterministic generator, so a failing case can be run again.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

@@ -196,7 +196,9 @@ impl App {
         topics: Vec<String>,
         kept: Vec<(String, Option<(u64, String)>)>,
     ) {
-        let reads = kept.iter().map(|(topic, since)| self.read_of(topic, since.is_some())).collect();
+        let max = ctx.max_out_queue();
+        let reads =
+            kept.iter().map(|(topic, since)| self.read_of(topic, Some(since.as_ref().map(|(o, _)| *o)), max)).collect();
         let kept = kept.into_iter().map(|(topic, since)| KeptTopic { topic, since }).collect();
         let pending = Pending::Subscribe { session, id: owned_id(id), topics, kept };
         self.send_read(ctx, pending, reads);
@@ -211,7 +213,7 @@ impl App {
         topic: &str,
         limit: Option<usize>,
     ) {
-        let mut read = self.read_of(topic, true);
+        let mut read = self.read_of(topic, None, ctx.max_out_queue());
         if let Some(limit) = limit {
             read.limit = read.limit.min(limit);
         }
@@ -231,7 +233,7 @@ impl App {
         let pending = Pending::Http { request, topic: topic.to_owned(), later };
         match later {
             Later::History(limit) => {
-                let mut read = self.read_of(topic, true);
+                let mut read = self.read_of(topic, None, ctx.max_out_queue());
                 read.limit = read.limit.min(limit.unwrap_or(usize::MAX));
                 self.send_read(ctx, pending, vec![read]);
             }
@@ -247,12 +249,22 @@ impl App {
         }
     }
 
-    fn read_of(&self, topic: &str, records: bool) -> Read {
+    /// A read of `topic`'s kept publications: after `since` (a recovery),
+    /// none for a subscribe without it; the last ones for a history request
+    /// (`since`: `None`, and `max_bytes` not 0). At most `max_bytes` of them.
+    fn read_of(&self, topic: &str, since: Option<Option<u64>>, max_bytes: usize) -> Read {
         let options = self.config.namespaces.of(topic);
         let mut stream = String::new();
         stream_key(&mut stream, topic);
-        let limit = if records { options.history_size } else { 0 };
-        Read { topic: stream.into(), limit, ttl: options.history_ttl }
+        let mut read = Read::last(stream.into(), options.history_size, options.history_ttl);
+        read.max_bytes = max_bytes;
+        match since {
+            Some(Some(after)) => read.after = Some(after),
+            // A subscribe without `since` wants the position only.
+            Some(None) => read.limit = 0,
+            None => {}
+        }
+        read
     }
 
     fn send_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, reads: Vec<Read>) {
@@ -458,7 +470,11 @@ impl App {
             .collect();
         let first = kept.records.first().map(|(first, _)| *first);
         let lengths = missed.iter().map(|(_, data)| data.len());
-        if !can_recover(topic, (offset, epoch), (at.offset, &at.epoch), first, lengths, ctx.max_out_queue()) {
+        // The read stops at its byte budget: it must have reached the position.
+        let complete = missed.last().is_none_or(|(last, _)| *last == at.offset);
+        if !complete
+            || !can_recover(topic, (offset, epoch), (at.offset, &at.epoch), first, lengths, ctx.max_out_queue())
+        {
             return false;
         }
         let mut text = String::new();

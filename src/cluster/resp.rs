@@ -99,8 +99,9 @@ impl fmt::Display for RespError {
 
 /// Limits on what one value may hold.
 const MAX_LINE: usize = 64;
-/// The most items in one array (a READ script's answer holds up to this many records).
-pub(crate) const MAX_ARRAY: usize = 1024;
+/// The most items in one array (a READ script's answer holds up to this many
+/// records). Memory follows the bytes that came, not this count.
+pub(crate) const MAX_ARRAY: usize = 1 << 16;
 const MAX_DEPTH: usize = 4;
 
 /// Reads RESP2 values from bytes fed as they arrive.
@@ -292,7 +293,7 @@ mod tests {
     #[test]
     fn limits_are_checked_before_allocating() {
         assert_eq!(read_all(b"$99999999999\r\n"), Err(RespError::TooLarge));
-        assert_eq!(read_all(b"*5000\r\n"), Err(RespError::TooLarge));
+        assert_eq!(read_all(b"*70000\r\n"), Err(RespError::TooLarge));
         assert_eq!(read_all(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"), Err(RespError::TooLarge));
         assert!(read_all(b"?\r\n").is_err());
         assert!(read_all(b"$3\r\nabcd\r\n").is_err());

@@ -37,8 +37,13 @@ return {tonumber(offset), epoch}
 ";
 
 /// READ. KEYS: the hash, the list. ARGV: an epoch for a topic without one,
-/// how long that position lasts in ms, the most entries returned.
-/// Returns `{epoch, offset, entries}`.
+/// how long that position lasts in ms, the most entries returned, the
+/// offset after which they are wanted (empty: the last ones), the most
+/// bytes of entries past the first (from the oldest wanted on; without an
+/// offset, from the newest back). Returns `{epoch, offset, entries}`.
+///
+/// The list holds consecutive offsets, the last one the hash's, so an
+/// offset's entry is found by its index.
 const READ: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -48,14 +53,38 @@ if not epoch then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[2])
 end
-local offset = redis.call('HGET', KEYS[1], 'offset') or '0'
+local offset = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
 local limit = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[5])
 local entries = {}
--- LRANGE from -0 would be the whole list.
-if limit > 0 then
-  entries = redis.call('LRANGE', KEYS[2], -limit, -1)
+local first = offset - redis.call('LLEN', KEYS[2]) + 1
+local from = math.max(first, offset - limit + 1)
+if ARGV[4] ~= '' then
+  from = math.max(first, tonumber(ARGV[4]) + 1)
 end
-return {epoch, offset, entries}
+local to = math.min(offset, from + limit - 1)
+if limit > 0 and to >= from then
+  local got = redis.call('LRANGE', KEYS[2], from - first, to - first)
+  local bytes = 0
+  if ARGV[4] ~= '' then
+    for _, entry in ipairs(got) do
+      bytes = bytes + #entry
+      if bytes > max_bytes and #entries > 0 then break end
+      entries[#entries + 1] = entry
+    end
+  else
+    local newest = {}
+    for i = #got, 1, -1 do
+      bytes = bytes + #got[i]
+      if bytes > max_bytes and #newest > 0 then break end
+      newest[#newest + 1] = got[i]
+    end
+    for i = #newest, 1, -1 do
+      entries[#entries + 1] = newest[i]
+    end
+  end
+end
+return {epoch, string.format('%d', offset), entries}
 ";
 
 /// JOIN. KEYS: the members' hash, their expiry set. ARGV: how long the
@@ -206,7 +235,10 @@ impl ScriptCall {
     pub(crate) fn read(prefix: &str, read: &Read, epoch: &str) -> Self {
         let [hash, list] = keys(prefix, &read.topic);
         let limit = read.limit.min(MAX_READ).to_string().into_bytes();
-        let args = vec![hash, list, epoch.as_bytes().to_vec(), millis(read.ttl), limit];
+        let after = read.after.map(|a| a.to_string().into_bytes()).unwrap_or_default();
+        // Lua's numbers are doubles: past 2^53 a byte count means nothing more.
+        let max_bytes = read.max_bytes.min(1 << 53).to_string().into_bytes();
+        let args = vec![hash, list, epoch.as_bytes().to_vec(), millis(read.ttl), limit, after, max_bytes];
         Self { script: Script::Read, args, by_sha: true }
     }
 
@@ -310,14 +342,16 @@ mod tests {
 
     #[test]
     fn a_call_goes_by_sha_then_by_source() {
-        let read = Read { topic: Topic::from("stream/x"), limit: 5000, ttl: Duration::from_secs(60) };
+        let mut read = Read::last(Topic::from("stream/x"), 100_000, Duration::from_secs(60));
+        read.after = Some(41);
+        read.max_bytes = 4096;
         let mut call = ScriptCall::read("p:", &read, "0a1b2c3d");
         let mut out = Vec::new();
         call.encode(&mut out);
         let sha = Script::Read.sha();
         let expected = format!(
-            "*8\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n2\r\n$12\r\np:h:stream/x\r\n$14\r\np:h:stream/x:l\r\n\
-             $8\r\n0a1b2c3d\r\n$5\r\n60000\r\n$4\r\n1024\r\n"
+            "*10\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n2\r\n$12\r\np:h:stream/x\r\n$14\r\np:h:stream/x:l\r\n\
+             $8\r\n0a1b2c3d\r\n$5\r\n60000\r\n$5\r\n65536\r\n$2\r\n41\r\n$4\r\n4096\r\n"
         );
         assert_eq!(String::from_utf8(out).unwrap(), expected, "the limit is held to what the reader takes");
         call.by_sha = false;
@@ -328,7 +362,7 @@ mod tests {
         let Some(Value::Array(Some(parts))) = reader.next_value().unwrap() else { panic!("not a command") };
         assert_eq!(parts[0], bulk(b"EVAL"));
         assert_eq!(parts[1], bulk(READ.as_bytes()));
-        assert_eq!(parts.len(), 8);
+        assert_eq!(parts.len(), 10);
 
         let keep = Keep { size: 0, ttl: Duration::ZERO };
         let call = ScriptCall::append("p:", &Topic::from("t"), b"p:t:t".to_vec(), b"data".to_vec(), keep, "e", b"H");

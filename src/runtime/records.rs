@@ -71,9 +71,11 @@ pub struct Record {
     pub exclude: Option<(usize, SessionId)>,
 }
 
-/// One topic to read: its last `limit` kept records. A topic with nothing
-/// kept gets a position (offset 0) that its first record will follow, kept
-/// for `ttl`.
+/// One topic to read: its kept records after `after` (its last `limit`
+/// without it), at most `limit` of them and, past the first, `max_bytes`
+/// of their bytes (the oldest after `after` go first; without it, the newest).
+/// A topic with nothing kept gets a position (offset 0) that its first
+/// record will follow, kept for `ttl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     /// The topic.
@@ -82,6 +84,18 @@ pub struct Read {
     pub limit: usize,
     /// How long a position made for a topic with nothing kept lasts.
     pub ttl: Duration,
+    /// The offset after which records are wanted (a recovery); `None`: the last ones.
+    pub after: Option<u64>,
+    /// Most bytes of records returned, past the first.
+    pub max_bytes: usize,
+}
+
+impl Read {
+    /// The last `limit` records of `topic`, however many bytes.
+    #[must_use]
+    pub fn last(topic: Topic, limit: usize, ttl: Duration) -> Self {
+        Self { topic, limit, ttl, after: None, max_bytes: usize::MAX }
+    }
 }
 
 /// What is kept of one topic: its position and its last records, oldest first.

@@ -486,7 +486,7 @@ mod tests {
         let read = |topic: &str| ReadRequest {
             loop_index: 0,
             ticket: 1,
-            reads: vec![Read { topic: Topic::from(topic), limit: 3, ttl: Duration::from_secs(1) }],
+            reads: vec![Read::last(Topic::from(topic), 3, Duration::from_secs(1))],
         };
         // Both links up on sockets nobody reads.
         bridge.links[PUBLISHER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
@@ -517,7 +517,7 @@ mod tests {
         bridge.links[PUBLISHER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
         bridge.links[SUBSCRIBER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
         bridge.keeping.sent(&Topic::from("news"), true);
-        let read = Read { topic: Topic::from("news"), limit: 3, ttl: Duration::from_secs(1) };
+        let read = Read::last(Topic::from("news"), 3, Duration::from_secs(1));
         bridge.queue_read(ReadRequest { loop_index: 0, ticket: 5, reads: vec![read] }, now);
         bridge.release_reads(now);
         assert_eq!(bridge.keeping.deadline(), Some(now + bridge.config.connect_timeout * 2));
@@ -570,7 +570,7 @@ mod tests {
         let (mut bridge, inbox) = bridge();
         let now = Instant::now();
         bridge.links[PUBLISHER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
-        let reads = ["a", "b"].map(|t| Read { topic: Topic::from(t), limit: 2, ttl: Duration::from_secs(1) });
+        let reads = ["a", "b"].map(|t| Read::last(Topic::from(t), 2, Duration::from_secs(1)));
         bridge.queue_read(ReadRequest { loop_index: 0, ticket: 9, reads: reads.to_vec() }, now);
         bridge.release_reads(now);
         let kept = Value::Array(Some(vec![
