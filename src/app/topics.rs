@@ -106,18 +106,17 @@ impl Publisher {
     ) -> usize {
         let Self { key, data, text } = self;
         data.clear();
-        match payload {
-            Payload::Text(message) => write_json_string(data, message),
-            Payload::Json(value) => data.push_str(value.get()),
-            Payload::Binary(bytes) => {
-                room_key(key, name);
-                return publish_in_order(ctx, key, Message::Binary(bytes), exclude, history.map(|h| h.streams));
-            }
+        if let Payload::Binary(bytes) = payload {
+            room_key(key, name);
+            return publish_in_order(ctx, key, Message::Binary(bytes), exclude, history.map(|h| h.streams));
         }
         // The lock, when the topic keeps history: held to the end.
         let mut store = history.as_ref().map(|h| h.streams.lock());
         let numbered = match (&history, store.as_deref_mut()) {
-            (Some(h), Some(store)) => Some(h.streams.append(store, name, data, h.size, h.ttl, ctx.now())),
+            (Some(h), Some(store)) => {
+                write_data(data, payload);
+                Some(h.streams.append(store, name, data, h.size, h.ttl, ctx.now()))
+            }
             _ => None,
         };
         let (position, seq) = (numbered.map(|(p, _)| p), numbered.map(|(_, seq)| seq));
@@ -127,12 +126,28 @@ impl Publisher {
             Payload::Text(message) => send(ctx, key, Message::Text(message), exclude, seq),
             Payload::Binary(_) => 0,
         };
+        subscriber_key(key, name);
+        // The `/pubsub` form only where someone reads it (a room's traffic, mostly).
+        if seq.is_none() && !ctx.has_readers(key) {
+            return recipients;
+        }
+        if data.is_empty() {
+            write_data(data, payload);
+        }
         text.clear();
         write_delivery(text, name, data, position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
-        subscriber_key(key, name);
         recipients += send(ctx, key, Message::Text(text), exclude, seq);
         drop(store);
         recipients
+    }
+}
+
+/// Writes the `data` JSON of a publication: a room member's text as a JSON string.
+fn write_data(data: &mut String, payload: Payload<'_>) {
+    match payload {
+        Payload::Text(message) => write_json_string(data, message),
+        Payload::Json(value) => data.push_str(value.get()),
+        Payload::Binary(_) => {}
     }
 }
 

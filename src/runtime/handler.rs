@@ -293,6 +293,13 @@ impl<S> Context<'_, S> {
         self.bus.subscriber_count(topic)
     }
 
+    /// Whether a [`publish`](Self::publish) to `topic` would reach anyone:
+    /// a subscriber on some loop of this node, or an uplink (which takes
+    /// every publish). A caller can then spare encoding what nobody reads.
+    pub fn has_readers(&self, topic: &str) -> bool {
+        self.bus.uplink.is_some() || self.topics.subscriber_count(topic) > 0 || self.bus.has_subscribers(topic)
+    }
+
     /// Every topic with subscribers on some loop of this node, with their number.
     pub fn node_topics(&self) -> Vec<(Topic, usize)> {
         self.bus.topic_counts()
