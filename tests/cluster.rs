@@ -652,9 +652,11 @@ fn a_client_that_keeps_moving_between_nodes_gets_every_publication_once_in_order
     for n in &nodes {
         wait_for_health(n.addr, "up", Duration::from_secs(5));
     }
+    // The topic's epoch, kept from a subscriber's first read on.
     let mut first = pubsub(nodes[0].addr);
-    request(&mut first, json!({"op": "history", "topic": "h:t", "id": 0}));
-    let epoch = next(&mut first).unwrap()["epoch"].as_str().unwrap().to_owned();
+    request(&mut first, json!({"op": "subscribe", "topic": "h:t", "id": 0}));
+    let epoch = next(&mut first).unwrap()["positions"]["h:t"]["epoch"].as_str().unwrap().to_owned();
+    drop(first);
     let running = Arc::new(AtomicBool::new(true));
     // A publisher on each node, paced so that the reader keeps up (a reader
     // that falls further behind than a recovery may send is told `false`).

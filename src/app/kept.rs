@@ -43,8 +43,18 @@ const BINARY: u8 = b'B';
 const EVENT: u8 = b'E';
 
 /// Records that arrive for a session while its subscribe's read is on its
-/// way, at most; past it the session is told it did not recover.
+/// way, at most; past it the session is closed with 1013, and recovers on
+/// its next connection.
 const MAX_WAITING: usize = 4096;
+
+/// Clients a presence answer lists at most (`presence_count` counts them all).
+const MAX_LISTED: usize = 10_000;
+
+/// Reads a session may have on their way at once.
+const MAX_READS_PER_SESSION: usize = 8;
+
+/// RFC 6455 §7.4.2 (IANA registry): try again later.
+const TRY_AGAIN_LATER: crate::proto::CloseCode = crate::proto::CloseCode(1013);
 
 /// The engine topic of a topic's records.
 pub(super) fn stream_key(out: &mut String, name: &str) {
@@ -91,6 +101,18 @@ enum Pending {
     Http { request: SessionId, topic: String, later: Later },
 }
 
+impl Pending {
+    /// The session it answers (an HTTP request's connection, for the API).
+    fn session(&self) -> SessionId {
+        match self {
+            Pending::Subscribe { session, .. }
+            | Pending::History { session, .. }
+            | Pending::Presence { session, .. } => *session,
+            Pending::Http { request, .. } => *request,
+        }
+    }
+}
+
 /// A topic of a subscribe that keeps history.
 #[derive(Debug)]
 struct KeptTopic {
@@ -101,8 +123,8 @@ struct KeptTopic {
 /// Where a session that subscribed with a read stands in a topic.
 #[derive(Debug)]
 enum Cursor {
-    /// The read is on its way: records wait (`overflow`: some were dropped).
-    Reading { waiting: Vec<Record>, overflow: bool },
+    /// The read `ticket` is on its way: records wait (`overflow`: some were dropped).
+    Reading { ticket: u64, waiting: Vec<Record>, overflow: bool },
     /// The read answered up to this position: records up to it came with
     /// the read; the cursor goes at the first record after it.
     After(runtime::Position),
@@ -161,12 +183,41 @@ impl App {
 
     /// Subscribes `session` to `topic` (its `/pubsub` engine topic `key`)
     /// and to its records, records arriving meanwhile waiting for the read.
-    pub(super) fn subscribe_kept(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, topic: &str, key: &str) {
+    ///
+    /// A subscription the session already has goes on untouched, unless
+    /// `recovering` (a `since`): then the read `ticket` will send again what
+    /// follows the client's offset, and records wait for it.
+    pub(super) fn subscribe_kept(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        session: SessionId,
+        topic: &str,
+        key: &str,
+        recovering: bool,
+        ticket: u64,
+    ) {
+        if ctx.is_subscribed(session, key) && !recovering {
+            return;
+        }
         let _ = ctx.subscribe(session, key);
         let mut stream = String::new();
         stream_key(&mut stream, topic);
         let _ = ctx.subscribe(session, &stream);
-        self.kept.cursors.insert((session, topic.to_owned()), Cursor::Reading { waiting: Vec::new(), overflow: false });
+        let reading = Cursor::Reading { ticket, waiting: Vec::new(), overflow: false };
+        self.kept.cursors.insert((session, topic.to_owned()), reading);
+    }
+
+    /// A number for the next read of this loop.
+    pub(super) fn next_ticket(&mut self) -> u64 {
+        self.kept.next_ticket += 1;
+        self.kept.next_ticket
+    }
+
+    /// Whether `session` may start another read: a few at a time, each
+    /// bringing up to `max_out_queue` bytes.
+    pub(super) fn may_read_more(&self, session: SessionId) -> bool {
+        let mine = self.kept.pending.values().filter(|p| p.session() == session).count();
+        mine < MAX_READS_PER_SESSION
     }
 
     /// Leaves `topic`'s records (an unsubscribe).
@@ -195,13 +246,14 @@ impl App {
         id: Option<Id<'_>>,
         topics: Vec<String>,
         kept: Vec<(String, Option<(u64, String)>)>,
+        ticket: u64,
     ) {
         let max = ctx.max_out_queue();
         let reads =
             kept.iter().map(|(topic, since)| self.read_of(topic, Some(since.as_ref().map(|(o, _)| *o)), max)).collect();
         let kept = kept.into_iter().map(|(topic, since)| KeptTopic { topic, since }).collect();
         let pending = Pending::Subscribe { session, id: owned_id(id), topics, kept };
-        self.send_read(ctx, pending, reads);
+        self.send_read(ctx, ticket, pending, reads);
     }
 
     /// Asks the uplink for `topic`'s last `limit` kept publications (a `history` request).
@@ -218,7 +270,8 @@ impl App {
             read.limit = read.limit.min(limit);
         }
         let pending = Pending::History { session, id: owned_id(id), topic: topic.to_owned() };
-        self.send_read(ctx, pending, vec![read]);
+        let ticket = self.next_ticket();
+        self.send_read(ctx, ticket, pending, vec![read]);
     }
 
     /// Starts an HTTP API call answered when the uplink's answer comes
@@ -235,17 +288,10 @@ impl App {
             Later::History(limit) => {
                 let mut read = self.read_of(topic, None, ctx.max_out_queue());
                 read.limit = read.limit.min(limit.unwrap_or(usize::MAX));
-                self.send_read(ctx, pending, vec![read]);
+                let ticket = self.next_ticket();
+                self.send_read(ctx, ticket, pending, vec![read]);
             }
-            Later::Presence => {
-                self.kept.next_ticket += 1;
-                let ticket = self.kept.next_ticket;
-                if ctx.read_members(ticket, topic) {
-                    self.kept.pending.insert(ticket, pending);
-                } else {
-                    self.answer_presence(ctx, pending, None);
-                }
-            }
+            Later::Presence => self.send_presence_read(ctx, pending, topic),
         }
     }
 
@@ -267,21 +313,19 @@ impl App {
         read
     }
 
-    fn send_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, reads: Vec<Read>) {
-        self.kept.next_ticket += 1;
-        let ticket = self.kept.next_ticket;
+    fn send_read(&mut self, ctx: &mut Context<'_, Member>, ticket: u64, pending: Pending, reads: Vec<Read>) {
         let count = reads.len();
         if ctx.read_kept(ticket, reads) {
             self.kept.pending.insert(ticket, pending);
         } else {
-            self.answer_read(ctx, pending, vec![None; count]);
+            self.answer_read(ctx, ticket, pending, vec![None; count]);
         }
     }
 
     /// The uplink answered a read of this loop.
     pub(super) fn on_read_answer(&mut self, ctx: &mut Context<'_, Member>, answer: ReadAnswer) {
         if let Some(pending) = self.kept.pending.remove(&answer.ticket) {
-            self.answer_read(ctx, pending, answer.results);
+            self.answer_read(ctx, answer.ticket, pending, answer.results);
         }
     }
 
@@ -295,10 +339,14 @@ impl App {
         topic: &str,
         count: bool,
     ) {
-        self.kept.next_ticket += 1;
-        let ticket = self.kept.next_ticket;
         let pending = Pending::Presence { session, id: owned_id(id), topic: topic.to_owned(), count };
-        if ctx.read_members(ticket, topic) {
+        self.send_presence_read(ctx, pending, topic);
+    }
+
+    fn send_presence_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, topic: &str) {
+        let ticket = self.next_ticket();
+        let limit = if matches!(pending, Pending::Presence { count: true, .. }) { 0 } else { MAX_LISTED };
+        if ctx.read_members(ticket, topic, limit) {
             self.kept.pending.insert(ticket, pending);
         } else {
             self.answer_presence(ctx, pending, None);
@@ -318,15 +366,18 @@ impl App {
         &mut self,
         ctx: &mut Context<'_, Member>,
         pending: Pending,
-        members: Option<Vec<(String, String)>>,
+        members: Option<(Vec<(String, String)>, usize)>,
     ) {
-        let members = members.unwrap_or_else(|| {
+        let (members, total) = members.unwrap_or_else(|| {
             let topic = match &pending {
                 Pending::Presence { topic, .. } | Pending::Http { topic, .. } | Pending::History { topic, .. } => topic,
-                Pending::Subscribe { .. } => return Vec::new(),
+                Pending::Subscribe { .. } => return (Vec::new(), 0),
             };
             let own = self.presence.clients(topic);
-            own.iter().map(|(client, member)| (client.clone(), presence::client_json(client, member))).collect()
+            let total = own.len();
+            let listed =
+                own.iter().take(MAX_LISTED).map(|(client, m)| (client.clone(), presence::client_json(client, m)));
+            (listed.collect(), total)
         });
         if let Pending::Http { request, topic, .. } = &pending {
             let mut body = String::from(r#"{"topic":"#);
@@ -340,7 +391,7 @@ impl App {
         let mut reply = String::new();
         protocol::write_answer_head(&mut reply, if count { "presence_count" } else { "presence" }, id, &topic);
         if count {
-            let _ = write!(reply, r#","count":{}}}"#, members.len());
+            let _ = write!(reply, r#","count":{total}}}"#);
         } else {
             write_values(&mut reply, &members);
             reply.push('}');
@@ -348,7 +399,13 @@ impl App {
         let _ = ctx.send_text(session, &reply);
     }
 
-    fn answer_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, results: Vec<Option<runtime::Kept>>) {
+    fn answer_read(
+        &mut self,
+        ctx: &mut Context<'_, Member>,
+        ticket: u64,
+        pending: Pending,
+        results: Vec<Option<runtime::Kept>>,
+    ) {
         match pending {
             Pending::Presence { .. } | Pending::Http { later: Later::Presence, .. } => {
                 self.answer_presence(ctx, pending, None);
@@ -364,9 +421,7 @@ impl App {
                     self.respond_later(ctx, request, "history", StatusCode::SERVICE_UNAVAILABLE, &body);
                 }
             },
-            Pending::Subscribe { session, id, topics, kept } => {
-                self.finish_subscribe(ctx, session, id.as_deref(), &topics, kept, results);
-            }
+            Pending::Subscribe { .. } => self.finish_subscribe(ctx, ticket, pending, results),
             Pending::History { session, id, topic } => {
                 let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
                 let mut reply = String::new();
@@ -387,12 +442,12 @@ impl App {
     fn finish_subscribe(
         &mut self,
         ctx: &mut Context<'_, Member>,
-        session: SessionId,
-        id: Option<&RawValue>,
-        topics: &[String],
-        kept: Vec<KeptTopic>,
+        ticket: u64,
+        pending: Pending,
         results: Vec<Option<runtime::Kept>>,
     ) {
+        let Pending::Subscribe { session, id, topics, kept } = pending else { return };
+        let id = id.as_deref();
         if ctx.state(session).is_none() {
             self.forget_kept(session);
             return;
@@ -400,15 +455,21 @@ impl App {
         let stats = self.streams.clone();
         let stats = stats.stats();
         let mut answers = Vec::with_capacity(kept.len());
+        let mut key = String::new();
+        let mut overflowed = false;
         for (item, result) in kept.into_iter().zip(results.into_iter().chain(std::iter::repeat(None))) {
+            // Left meanwhile (an unsubscribe, a refresh that took the grant): nothing more of it.
+            topics::subscriber_key(&mut key, &item.topic);
+            let subscribed = ctx.is_subscribed(session, &key);
             let overflow = matches!(
                 self.kept.cursors.get(&(session, item.topic.clone())),
                 Some(Cursor::Reading { overflow: true, .. })
             );
+            overflowed |= overflow;
             let recovered = item.since.as_ref().map(|(offset, epoch)| {
-                let done = result
-                    .as_ref()
-                    .is_some_and(|kept| !overflow && self.recover(ctx, session, &item.topic, kept, *offset, epoch));
+                let done = result.as_ref().is_some_and(|kept| {
+                    subscribed && !overflow && self.recover(ctx, session, &item.topic, kept, *offset, epoch)
+                });
                 let counter = if done { &stats.recovered } else { &stats.not_recovered };
                 counter.fetch_add(1, Ordering::Relaxed);
                 done
@@ -423,28 +484,39 @@ impl App {
                 recovered: *recovered,
             })
             .collect();
-        let names = protocol::Topics::from_names(topics);
+        let names = protocol::Topics::from_names(&topics);
         let mut reply = std::mem::take(&mut self.reply.0);
         reply.clear();
         protocol::write_ack_subscribe(&mut reply, id.and_then(|raw| Id::from_json(raw.get())), &names, &positions);
         let _ = ctx.send_text(session, &reply);
         self.reply.0 = reply;
+        if overflowed {
+            // Too far behind to be sent what waited: a new connection recovers it.
+            let _ = ctx.close(session, TRY_AGAIN_LATER, "too far behind");
+            return;
+        }
         for (topic, position, _) in answers {
-            let Some(Cursor::Reading { waiting, .. }) = self.kept.cursors.remove(&(session, topic.clone())) else {
+            let cursor = (session, topic);
+            // Only this read's cursor: a later subscribe of the topic made its own.
+            if !matches!(self.kept.cursors.get(&cursor), Some(Cursor::Reading { ticket: t, .. }) if *t == ticket) {
                 continue;
-            };
+            }
+            let Some(Cursor::Reading { waiting, .. }) = self.kept.cursors.remove(&cursor) else { continue };
             let mut after = position;
             for record in &waiting {
                 if after.as_ref().is_some_and(|at| covered(record, at)) {
                     continue;
                 }
-                after = None;
-                if let Some(text) = self.pubsub_form(&topic, record) {
+                // A kept record past the read: the cursor is done (unkept ones leave it).
+                if record.position.is_some() {
+                    after = None;
+                }
+                if let Some(text) = self.pubsub_form(&cursor.1, record) {
                     let _ = ctx.send_text(session, &text);
                 }
             }
             if let Some(at) = after {
-                self.kept.cursors.insert((session, topic), Cursor::After(at));
+                self.kept.cursors.insert(cursor, Cursor::After(at));
             }
         }
     }
@@ -531,7 +603,7 @@ impl App {
                     return true;
                 }
                 match cursor {
-                    Cursor::Reading { waiting, overflow } => {
+                    Cursor::Reading { waiting, overflow, .. } => {
                         if waiting.len() < MAX_WAITING {
                             waiting.push(record.clone());
                         } else {

@@ -18,6 +18,7 @@ use crate::runtime::{Context, SessionId};
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 const CLIENTS_MAY_NOT_PUBLISH: &str = "clients may not publish to this topic";
 pub(super) const NO_HISTORY: &str = "the topic's namespace keeps no history";
+const TOO_MANY_READS: &str = "too many subscribes and history requests waiting for the cluster's answer";
 
 impl App {
     /// Acts on one request of a `/pubsub` session and answers it.
@@ -69,11 +70,15 @@ impl App {
                 }
                 let mut positions = Vec::new();
                 let through_uplink = ctx.keeps_records();
+                if through_uplink && !self.may_read_more(session) {
+                    return Err(RequestError::new(ErrorCode::TooManyReads, TOO_MANY_READS).with_id(id));
+                }
+                let ticket = self.next_ticket();
                 let mut kept = Vec::new();
                 for topic in topics.iter() {
                     topics::subscriber_key(&mut key, topic);
                     if through_uplink && self.config.namespaces.of(topic).history_size > 0 {
-                        self.subscribe_kept(ctx, session, topic, &key);
+                        self.subscribe_kept(ctx, session, topic, &key, since.get(topic).is_some(), ticket);
                         kept.push((topic.to_owned(), since.get(topic).map(|(o, e)| (o, e.to_owned()))));
                         if ctx.is_subscribed(session, &key) {
                             self.joined(ctx, session, topic, user);
@@ -93,7 +98,8 @@ impl App {
                 }
                 if !kept.is_empty() {
                     // The ack comes with the read's answer.
-                    self.read_for_subscribe(ctx, session, id, topics.iter().map(str::to_owned).collect(), kept);
+                    let names = topics.iter().map(str::to_owned).collect();
+                    self.read_for_subscribe(ctx, session, id, names, kept, ticket);
                     return Ok(());
                 }
                 let positions: Vec<TopicPosition<'_>> = positions
@@ -153,6 +159,9 @@ impl App {
                     return forbidden(id, "the session may not read this topic");
                 }
                 if self.kept_through_uplink(ctx, &topic).is_some() {
+                    if !self.may_read_more(session) {
+                        return Err(RequestError::new(ErrorCode::TooManyReads, TOO_MANY_READS).with_id(id));
+                    }
                     // Answered when the read comes back.
                     self.read_for_history(ctx, session, id, &topic, limit);
                     return Ok(());
@@ -200,6 +209,7 @@ impl App {
                     if ctx.unsubscribe(session, &key) {
                         self.left(ctx, session, topic);
                     }
+                    self.unsubscribe_kept(ctx, session, topic);
                 }
                 protocol::write_ack_refresh(reply, id, &lost);
                 self.sign_in(ctx, session, user);

@@ -45,8 +45,6 @@ pub(crate) enum Outgoing {
     Append(Append),
     /// Kept records to read.
     Read(ReadRequest),
-    /// A change to this node's members of a topic.
-    Members(MemberChange),
     /// A topic's members to read.
     ReadMembers(MembersRequest),
 }
@@ -62,11 +60,20 @@ pub(crate) struct Signals {
     pub(crate) changes: Mutex<Vec<(Topic, bool)>>,
     /// Set once the loops have finished: the bridge sends what is queued and stops.
     pub(crate) stop: AtomicBool,
+    /// Changes to this node's members, in order: never dropped (a lost
+    /// removal would leave a member that the node refreshes for ever).
+    pub(crate) members: Mutex<Vec<MemberChange>>,
 }
 
 impl Signals {
     pub(crate) fn new(waker: Waker) -> Self {
-        Self { waker, woken: AtomicBool::new(false), changes: Mutex::new(Vec::new()), stop: AtomicBool::new(false) }
+        Self {
+            waker,
+            woken: AtomicBool::new(false),
+            changes: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            members: Mutex::new(Vec::new()),
+        }
     }
 
     /// Wakes the bridge, unless a wake is already pending.
@@ -302,6 +309,7 @@ impl Bridge {
                     self.publisher_lost(std::mem::take(&mut conn.expected));
                 } else {
                     self.keeping.subscriber_lost();
+                    self.reads_lost_their_subscription();
                 }
             }
             Link::Connecting { mut stream, .. } => {
@@ -365,7 +373,10 @@ impl Bridge {
         };
         if let Some(auth) = auth {
             encode_command(&auth, &mut conn.out);
-            conn.expected.push_back(Expected::Auth);
+            // The subscribed connection's replies are read apart, never matched.
+            if index == PUBLISHER {
+                conn.expected.push_back(Expected::Auth);
+            }
         }
         if index == PUBLISHER {
             // Pipelined after AUTH, so that EVALSHA normally finds them.
@@ -597,6 +608,7 @@ impl Bridge {
             } else if !has && self.wanted.remove(&topic) {
                 unsubscribe.push(self.channel(Some(&topic)));
                 self.seen.retain(|(_, t), _| t.as_ref() != Some(&topic));
+                self.keeping.last.remove(&topic);
             } else {
                 continue;
             }
@@ -617,12 +629,15 @@ impl Bridge {
 
     /// Takes what the loops queued, in order: publishes, appends and reads.
     fn forward_outgoing(&mut self, now: Instant) {
+        let members = std::mem::take(&mut *self.signals.members.lock().unwrap_or_else(PoisonError::into_inner));
+        for change in members {
+            self.forward_members(change);
+        }
         while let Ok(outgoing) = self.outgoing.try_recv() {
             match outgoing {
                 Outgoing::Publish { topic, frame } => self.forward_publish(topic, &frame),
                 Outgoing::Append(append) => self.forward_append(append),
                 Outgoing::Read(request) => self.queue_read(request, now),
-                Outgoing::Members(change) => self.forward_members(change),
                 Outgoing::ReadMembers(request) => self.read_members(request),
             }
         }

@@ -275,7 +275,7 @@ pub struct ClusterStats {
     pub invalid: AtomicU64,
     /// Records kept by Redis: APPEND calls answered with a position.
     pub records_appended: AtomicU64,
-    /// APPEND and READ calls Redis answered with an error.
+    /// Script calls (history and presence) Redis answered with an error.
     pub record_errors: AtomicU64,
 }
 

@@ -45,16 +45,22 @@ return {tonumber(offset), epoch}
 /// The list holds consecutive offsets, the last one the hash's, so an
 /// offset's entry is found by its index.
 const READ: &str = r"
+local limit = tonumber(ARGV[3])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  -- A position for the first record to follow, under the epoch it will keep.
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('DEL', KEYS[2])
+  -- A subscriber's read (a position, or what follows one) keeps a position
+  -- for the first record to follow, under the epoch it will keep; a read of
+  -- the last records (a history request) leaves nothing behind.
+  if limit == 0 or ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('DEL', KEYS[2])
+  else
+    return {epoch, '0', {}}
+  end
 end
 local offset = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
-local limit = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[5])
 local entries = {}
 local first = offset - redis.call('LLEN', KEYS[2]) + 1
@@ -104,9 +110,10 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 return (#ARGV - 1) / 2
 ";
 
-/// MEMBERS. KEYS: the members' hash, their expiry set. Drops the members
-/// whose time passed (their node stopped refreshing them), and returns the
-/// others as `{member, value, ...}`.
+/// MEMBERS. KEYS: the members' hash, their expiry set. ARGV: the most
+/// members listed (0: none). Drops the members whose time passed (their
+/// node stopped refreshing them), and returns how many are left and the
+/// first ones (by member id) as `{count, member, value, ...}`.
 const MEMBERS: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -115,7 +122,18 @@ for _, member in ipairs(gone) do
   redis.call('HDEL', KEYS[1], member)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-return redis.call('HGETALL', KEYS[1])
+local out = {redis.call('ZCARD', KEYS[2])}
+local limit = tonumber(ARGV[1])
+if limit > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, limit - 1)) do
+    local value = redis.call('HGET', KEYS[1], member)
+    if value then
+      out[#out + 1] = member
+      out[#out + 1] = value
+    end
+  end
+end
+return out
 ";
 
 /// Entries one read returns at most: the RESP reader takes no longer array.
@@ -192,9 +210,12 @@ pub(crate) fn member_keys(prefix: &str, topic: &str) -> [Vec<u8>; 2] {
     [format!("{prefix}p:{topic}").into_bytes(), format!("{prefix}p:{topic}:z").into_bytes()]
 }
 
-/// The MEMBERS script's answer, `{member, value, ...}`; `None` for another shape.
-pub(crate) fn members(value: &Value) -> Option<Vec<(String, String)>> {
+/// The MEMBERS script's answer, `{count, member, value, ...}`: the members
+/// listed, by member id, and their number; `None` for another shape.
+pub(crate) fn members(value: &Value) -> Option<(Vec<(String, String)>, usize)> {
     let Value::Array(Some(items)) = value else { return None };
+    let (Value::Integer(count), items) = items.split_first()? else { return None };
+    let count = usize::try_from(*count).ok()?;
     let mut members: Vec<(String, String)> = items
         .chunks(2)
         .filter_map(|pair| match pair {
@@ -206,7 +227,7 @@ pub(crate) fn members(value: &Value) -> Option<Vec<(String, String)>> {
         })
         .collect();
     members.sort_unstable();
-    Some(members)
+    Some((members, count))
 }
 
 /// A duration in whole milliseconds, in decimal: at least 1, at most [`MAX_TTL_MS`].
@@ -237,7 +258,7 @@ impl ScriptCall {
         let limit = read.limit.min(MAX_READ).to_string().into_bytes();
         let after = read.after.map(|a| a.to_string().into_bytes()).unwrap_or_default();
         // Lua's numbers are doubles: past 2^53 a byte count means nothing more.
-        let max_bytes = read.max_bytes.min(1 << 53).to_string().into_bytes();
+        let max_bytes = u64::try_from(read.max_bytes).unwrap_or(u64::MAX).min(1 << 53).to_string().into_bytes();
         let args = vec![hash, list, epoch.as_bytes().to_vec(), millis(read.ttl), limit, after, max_bytes];
         Self { script: Script::Read, args, by_sha: true }
     }
@@ -258,9 +279,11 @@ impl ScriptCall {
         Self { script: Script::Join, args, by_sha: true }
     }
 
-    /// A MEMBERS read of `topic`.
-    pub(crate) fn members(prefix: &str, topic: &str) -> Self {
-        Self { script: Script::Members, args: member_keys(prefix, topic).to_vec(), by_sha: true }
+    /// A MEMBERS read of `topic`, listing at most `limit` (held to what the reader takes).
+    pub(crate) fn members(prefix: &str, topic: &str, limit: usize) -> Self {
+        let [hash, set] = member_keys(prefix, topic);
+        let limit = limit.min(MAX_READ / 2 - 1).to_string().into_bytes();
+        Self { script: Script::Members, args: vec![hash, set, limit], by_sha: true }
     }
 
     /// Appends the call to `out`: EVALSHA, or EVAL after a `NOSCRIPT`.
@@ -399,9 +422,10 @@ mod tests {
         ] {
             assert_eq!(super::kept(&bad, &mut invalid), None, "{bad:?}");
         }
-        let answer = Value::Array(Some(vec![bulk(b"b"), bulk(b"{}"), bulk(b"a"), bulk(b"{\"x\":1}"), bulk(b"odd")]));
-        let read = members(&answer).unwrap();
+        let listed = vec![Value::Integer(5), bulk(b"b"), bulk(b"{}"), bulk(b"a"), bulk(b"{\"x\":1}"), bulk(b"odd")];
+        let (read, count) = members(&Value::Array(Some(listed))).unwrap();
         assert_eq!(read, [("a".to_owned(), "{\"x\":1}".to_owned()), ("b".to_owned(), "{}".to_owned())]);
+        assert_eq!(count, 5);
         assert_eq!(members(&Value::Error(b"ERR".to_vec())), None);
         let call = ScriptCall::join("p:", "t", [("m", "v")].into_iter(), Duration::from_secs(15));
         assert_eq!(

@@ -138,10 +138,12 @@ impl Uplink for Cluster {
         self.stats.is_up() && self.queue(Outgoing::Read(request))
     }
 
-    /// Queued whatever the links' state: the bridge keeps this node's
-    /// members, and writes them when Redis is there.
+    /// Handed over whatever the links' state, never dropped: the bridge
+    /// keeps this node's members, and writes them when Redis is there.
     fn members(&self, change: MemberChange) -> bool {
-        self.queue(Outgoing::Members(change))
+        self.signals.members.lock().unwrap_or_else(PoisonError::into_inner).push(change);
+        self.signals.wake();
+        true
     }
 
     /// Queued while both connections are up; once taken, always answered.
@@ -224,7 +226,7 @@ impl ClusterStats {
             ),
             (
                 "ferrows_cluster_record_errors_total",
-                "APPEND and READ script calls Redis answered with an error.",
+                "Script calls (history and presence) Redis answered with an error.",
                 &self.record_errors,
             ),
         ];

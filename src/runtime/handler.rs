@@ -524,12 +524,14 @@ impl<S> Context<'_, S> {
         self.bus.uplink.as_ref().is_some_and(|u| u.members(change))
     }
 
-    /// Reads `topic`'s members on every node through the uplink; the answer
-    /// comes to this loop's [`Handler::on_members`] with `ticket`. Returns
-    /// false when the uplink cannot take the request now: no answer comes.
-    pub fn read_members(&mut self, ticket: u64, topic: &str) -> bool {
+    /// Reads `topic`'s members on every node through the uplink, at most
+    /// `limit` of them listed (0: only their number); the answer comes to
+    /// this loop's [`Handler::on_members`] with `ticket`. Returns false when
+    /// the uplink cannot take the request now: no answer comes.
+    pub fn read_members(&mut self, ticket: u64, topic: &str, limit: usize) -> bool {
         let Some(uplink) = &self.bus.uplink else { return false };
-        uplink.read_members(MembersRequest { loop_index: self.loop_index, ticket, topic: Topic::from(topic) })
+        let request = MembersRequest { loop_index: self.loop_index, ticket, topic: Topic::from(topic), limit };
+        uplink.read_members(request)
     }
 
     /// Closes every subscriber of `topic` with `code` and `reason`: on this

@@ -406,13 +406,32 @@ impl Bus {
     }
 
     /// Hands `answer` to loop `loop_index`; false if there is no such loop or its channel is full.
+    ///
+    /// Unlike a publish, an answer is never dropped for a full inbox (a
+    /// session waits for it): the caller (the uplink's thread) waits until
+    /// the loop makes room, which it does at its next iteration.
     pub(crate) fn send_answer(&self, loop_index: usize, answer: ReadAnswer) -> bool {
-        self.send_to(loop_index, Publication::Answer(answer))
+        self.send_waiting(loop_index, Publication::Answer(answer))
     }
 
     /// Hands `answer` to loop `loop_index`; as [`send_answer`](Self::send_answer).
     pub(crate) fn send_members(&self, loop_index: usize, answer: MembersAnswer) -> bool {
-        self.send_to(loop_index, Publication::Members(answer))
+        self.send_waiting(loop_index, Publication::Members(answer))
+    }
+
+    /// Puts `delivery` in loop `index`'s inbox, waiting for room, and wakes
+    /// the loop; false when there is no such loop or it has stopped.
+    fn send_waiting(&self, index: usize, delivery: Publication) -> bool {
+        let Some(inbox) = self.inboxes.get(index) else { return false };
+        if inbox.sender.send(delivery).is_err() {
+            return false;
+        }
+        if !inbox.woken.swap(true, Ordering::AcqRel) {
+            if let Err(e) = inbox.waker.wake() {
+                log::warn!("cannot wake loop {index}: {e}");
+            }
+        }
+        true
     }
 
     /// Which loops have subscribers of `topic` (a bit each), and how many subscribers in all.

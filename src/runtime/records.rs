@@ -74,8 +74,9 @@ pub struct Record {
 /// One topic to read: its kept records after `after` (its last `limit`
 /// without it), at most `limit` of them and, past the first, `max_bytes`
 /// of their bytes (the oldest after `after` go first; without it, the newest).
-/// A topic with nothing kept gets a position (offset 0) that its first
-/// record will follow, kept for `ttl`.
+/// A topic with nothing kept read by a subscriber (with `after`, or `limit`
+/// 0) gets a position (offset 0) that its first record will follow, kept
+/// for `ttl`; a read of its last records keeps none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     /// The topic.
@@ -161,14 +162,17 @@ pub struct MembersRequest {
     pub ticket: u64,
     /// The topic.
     pub topic: Topic,
+    /// Most members listed (0: only their number).
+    pub limit: usize,
 }
 
-/// The answer to a [`MembersRequest`]: `(member, value)` of every member,
-/// by member id; `None` when they could not be read.
+/// The answer to a [`MembersRequest`]: `(member, value)` of the members
+/// listed, by member id, and how many there are in all; `None` when they
+/// could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembersAnswer {
     /// The request's ticket.
     pub ticket: u64,
-    /// The members.
-    pub members: Option<Vec<(String, String)>>,
+    /// The members listed, and the number of members.
+    pub members: Option<(Vec<(String, String)>, usize)>,
 }

@@ -408,6 +408,9 @@ pub enum ErrorCode {
     NoHistory,
     /// `no_presence`: a presence request for a topic whose namespace keeps none.
     NoPresence,
+    /// `too_many_reads`: the session has as many subscribes and history
+    /// requests waiting for the cluster's store as it may.
+    TooManyReads,
 }
 
 impl ErrorCode {
@@ -427,6 +430,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::NoHistory => "no_history",
             Self::NoPresence => "no_presence",
+            Self::TooManyReads => "too_many_reads",
         }
     }
 }

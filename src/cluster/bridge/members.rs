@@ -65,12 +65,16 @@ impl Bridge {
                         self.membership.own.remove(&topic);
                     }
                 }
+                if !self.publisher_has_room() {
+                    // Its entry expires on its own within the TTL.
+                    return;
+                }
                 let [hash, set] = member_keys(&self.config.prefix, &topic);
                 let Link::Up(conn) = &mut self.links[PUBLISHER].link else { return };
                 encode_command_parts(&[&[b"HDEL"], &[&hash], &[member.as_bytes()]], &mut conn.out);
-                conn.expected.push_back(Expected::Plain);
+                conn.expected.push_back(Expected::Tolerated);
                 encode_command_parts(&[&[b"ZREM"], &[&set], &[member.as_bytes()]], &mut conn.out);
-                conn.expected.push_back(Expected::Plain);
+                conn.expected.push_back(Expected::Tolerated);
             }
         }
     }
@@ -97,15 +101,20 @@ impl Bridge {
     /// A loop's read of a topic's members: a MEMBERS call, or an answer of
     /// nothing at once when the publishing connection cannot take it.
     pub(super) fn read_members(&mut self, request: MembersRequest) {
-        let MembersRequest { loop_index, ticket, topic } = request;
+        let MembersRequest { loop_index, ticket, topic, limit } = request;
         if !self.publisher_has_room() {
             return self.answer_members(loop_index, ticket, None);
         }
-        let call = ScriptCall::members(&self.config.prefix, &topic);
+        let call = ScriptCall::members(&self.config.prefix, &topic, limit);
         self.write_call(Expected::Members { call, loop_index, ticket });
     }
 
-    pub(super) fn answer_members(&self, loop_index: usize, ticket: u64, members: Option<Vec<(String, String)>>) {
+    pub(super) fn answer_members(
+        &self,
+        loop_index: usize,
+        ticket: u64,
+        members: Option<(Vec<(String, String)>, usize)>,
+    ) {
         if !self.inlet.answer_members(loop_index, MembersAnswer { ticket, members }) {
             log::debug!("cluster: loop {loop_index} could not take the answer to its presence read {ticket}");
         }

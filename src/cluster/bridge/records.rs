@@ -34,6 +34,8 @@ pub(super) enum Expected {
     Plain,
     /// SCRIPT LOAD: an error is logged (the calls then go by EVAL).
     ScriptLoad,
+    /// A write whose refusal is logged and counted, not fatal (a presence removal).
+    Tolerated,
     /// An APPEND call, with its arguments for a retry by EVAL.
     Append(ScriptCall),
     /// A READ call for slot `slot` of the reads in flight under `id`.
@@ -52,7 +54,7 @@ impl Expected {
             | Expected::Read { call, .. }
             | Expected::Join(call)
             | Expected::Members { call, .. } => Some(call),
-            Expected::Auth | Expected::Plain | Expected::ScriptLoad => None,
+            Expected::Auth | Expected::Plain | Expected::ScriptLoad | Expected::Tolerated => None,
         }
     }
 }
@@ -101,6 +103,8 @@ pub(super) struct Keeping {
     draws: u64,
     /// When a failing script was last logged as a warning.
     warned_at: Option<Instant>,
+    /// The last kept record's epoch and offset per followed topic, to count what is missed.
+    pub(super) last: HashMap<Topic, (String, u64)>,
 }
 
 impl Keeping {
@@ -114,6 +118,7 @@ impl Keeping {
             next_id: 0,
             draws: random_run(),
             warned_at: None,
+            last: HashMap::new(),
         }
     }
 
@@ -149,6 +154,7 @@ impl Keeping {
     pub(super) fn subscriber_lost(&mut self) {
         self.confirmed.clear();
         self.unconfirmed.clear();
+        self.last.clear();
     }
 
     /// The earliest deadline of a waiting request.
@@ -314,6 +320,12 @@ impl Bridge {
                 Ok(())
             }
             (Expected::ScriptLoad, _) => Ok(()),
+            (Expected::Tolerated, Value::Error(message)) => {
+                ClusterStats::add(&self.stats.record_errors, 1);
+                self.script_failed("a presence removal", &message);
+                Ok(())
+            }
+            (Expected::Tolerated, _) => Ok(()),
             (Expected::Append(_), Value::Error(message)) => {
                 ClusterStats::add(&self.stats.record_errors, 1);
                 self.script_failed("an append", &message);
@@ -385,7 +397,7 @@ impl Bridge {
                 Expected::Append(_) => ClusterStats::add(&self.stats.lost, 1),
                 Expected::Read { id, slot, .. } => self.fill(id, slot, None),
                 Expected::Members { loop_index, ticket, .. } => self.answer_members(loop_index, ticket, None),
-                Expected::Auth | Expected::Plain | Expected::ScriptLoad | Expected::Join(_) => {}
+                Expected::Auth | Expected::Plain | Expected::ScriptLoad | Expected::Tolerated | Expected::Join(_) => {}
             }
         }
         // Each call had its entry; none is left, unless the table is wrong.
@@ -394,7 +406,7 @@ impl Bridge {
         }
     }
 
-    /// Writes what a new publishing connection sends after AUTH: both scripts, loaded.
+    /// Writes what a new publishing connection sends after AUTH: every script, loaded.
     pub(super) fn load_scripts(out: &mut Vec<u8>, expected: &mut VecDeque<Expected>) {
         for script in Script::ALL {
             script.encode_load(out);
@@ -409,6 +421,15 @@ impl Bridge {
         self.keeping.confirmation(&topic, subscribed && self.wanted.contains(name));
     }
 
+    /// The subscribed connection is gone: what it would have brought is
+    /// missed, so reads on their way cannot promise to be followed without
+    /// a gap; they are answered with nothing.
+    pub(super) fn reads_lost_their_subscription(&mut self) {
+        for (_, request) in std::mem::take(&mut self.keeping.in_flight) {
+            self.answer(request.loop_index, request.ticket, vec![None; request.results.len()]);
+        }
+    }
+
     /// A record on `topic`'s channel. The node's own come back this way too:
     /// its loops get them from here, in the topic's order.
     pub(super) fn receive_record(&mut self, name: &str, payload: &[u8]) {
@@ -419,6 +440,17 @@ impl Bridge {
         };
         // Unsubscribed while the record was on its way.
         let Some(topic) = self.wanted.get(name).cloned() else { return };
+        // Kept records of a topic come in offset order: a jump is what this node missed.
+        if let Some(position) = message.position() {
+            let last = self.keeping.last.insert(topic.clone(), (position.epoch.clone(), position.offset));
+            if let Some((epoch, offset)) = last.filter(|(epoch, _)| *epoch == position.epoch) {
+                let missing = position.offset.saturating_sub(offset + 1);
+                if missing > 0 {
+                    ClusterStats::add(&self.stats.gaps, missing);
+                    log::debug!("cluster: {missing} record(s) of {name} missed under epoch {epoch}");
+                }
+            }
+        }
         // A session is left out only on the node it belongs to.
         let exclude = message.exclude.filter(|_| message.run == self.keeping.run);
         let data = Arc::from(message.data);
