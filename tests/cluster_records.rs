@@ -52,10 +52,11 @@ impl Handler for Records {
     fn on_message(&mut self, ctx: &mut Context<'_, String>, session: SessionId, message: Message<'_>) {
         let Message::Text(text) = message else { return };
         let Some(topic) = ctx.state(session).cloned() else { return };
-        let taken = if text == "read" {
+        let taken = if text == "read" || text == "position" {
             self.next_ticket += 1;
             self.tickets.insert(self.next_ticket, session);
-            let read = Read::last(topic.as_str().into(), 3, Duration::from_secs(60));
+            let limit = if text == "read" { 3 } else { 0 };
+            let read = Read::last(topic.as_str().into(), limit, Duration::from_secs(60));
             ctx.read_kept(self.next_ticket, vec![read])
         } else if let Some(loose) = text.strip_prefix('~') {
             ctx.append(&topic, loose.as_bytes().to_vec(), None, None)
@@ -234,10 +235,14 @@ fn kept_records_cross_nodes_in_order_and_read_back() {
     send(&mut on_a, "read");
     assert_eq!(text(&mut on_a), format!("kept 1:{new_epoch} [1:after the flush]"));
 
-    // A topic never written: a read gives offset 0 and an epoch the first record keeps.
+    // A topic never written: a subscriber's read of its position gives offset
+    // 0 and an epoch the first record keeps (a read of its last records keeps none).
     let mut fresh = connect(&b, "/fresh");
     redis.wait_for_subscribers("ferrows:t:stream/fresh", 1);
     send(&mut fresh, "read");
+    assert!(text(&mut fresh).starts_with("kept 0:"));
+    assert_eq!(redis.command(&["EXISTS", "ferrows:h:stream/fresh"]).as_deref(), Some(":0"), "nothing kept");
+    send(&mut fresh, "position");
     let answer = text(&mut fresh);
     let fresh_epoch = answer.strip_prefix("kept 0:").and_then(|rest| rest.strip_suffix(" []"));
     let fresh_epoch = fresh_epoch.unwrap_or_else(|| panic!("{answer}")).to_owned();

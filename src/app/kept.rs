@@ -77,9 +77,21 @@ fn record(kind: u8, body: &[u8]) -> Vec<u8> {
 pub(super) struct KeptState {
     next_ticket: u64,
     pending: HashMap<u64, Pending>,
-    cursors: HashMap<(SessionId, String), Cursor>,
+    /// By topic, then session: a record looks at its topic's only.
+    cursors: HashMap<String, HashMap<SessionId, Cursor>>,
     skip: Vec<SessionId>,
     text: String,
+}
+
+impl KeptState {
+    fn take_cursor(&mut self, session: SessionId, topic: &str) -> Option<Cursor> {
+        let sessions = self.cursors.get_mut(topic)?;
+        let cursor = sessions.remove(&session);
+        if sessions.is_empty() {
+            self.cursors.remove(topic);
+        }
+        cursor
+    }
 }
 
 impl Clone for KeptState {
@@ -204,7 +216,7 @@ impl App {
         stream_key(&mut stream, topic);
         let _ = ctx.subscribe(session, &stream);
         let reading = Cursor::Reading { ticket, waiting: Vec::new(), overflow: false };
-        self.kept.cursors.insert((session, topic.to_owned()), reading);
+        self.kept.cursors.entry(topic.to_owned()).or_default().insert(session, reading);
     }
 
     /// A number for the next read of this loop.
@@ -225,13 +237,16 @@ impl App {
         let mut stream = String::new();
         stream_key(&mut stream, topic);
         ctx.unsubscribe(session, &stream);
-        self.kept.cursors.remove(&(session, topic.to_owned()));
+        self.kept.take_cursor(session, topic);
     }
 
     /// A session ended: its cursors go.
     pub(super) fn forget_kept(&mut self, session: SessionId) {
         if !self.kept.cursors.is_empty() {
-            self.kept.cursors.retain(|(s, _), _| *s != session);
+            self.kept.cursors.retain(|_, sessions| {
+                sessions.remove(&session);
+                !sessions.is_empty()
+            });
         }
     }
 
@@ -462,7 +477,7 @@ impl App {
             topics::subscriber_key(&mut key, &item.topic);
             let subscribed = ctx.is_subscribed(session, &key);
             let overflow = matches!(
-                self.kept.cursors.get(&(session, item.topic.clone())),
+                self.kept.cursors.get(&item.topic).and_then(|sessions| sessions.get(&session)),
                 Some(Cursor::Reading { overflow: true, .. })
             );
             overflowed |= overflow;
@@ -496,12 +511,12 @@ impl App {
             return;
         }
         for (topic, position, _) in answers {
-            let cursor = (session, topic);
             // Only this read's cursor: a later subscribe of the topic made its own.
-            if !matches!(self.kept.cursors.get(&cursor), Some(Cursor::Reading { ticket: t, .. }) if *t == ticket) {
+            let mine = self.kept.cursors.get(&topic).and_then(|sessions| sessions.get(&session));
+            if !matches!(mine, Some(Cursor::Reading { ticket: t, .. }) if *t == ticket) {
                 continue;
             }
-            let Some(Cursor::Reading { waiting, .. }) = self.kept.cursors.remove(&cursor) else { continue };
+            let Some(Cursor::Reading { waiting, .. }) = self.kept.take_cursor(session, &topic) else { continue };
             let mut after = position;
             for record in &waiting {
                 if after.as_ref().is_some_and(|at| covered(record, at)) {
@@ -511,12 +526,12 @@ impl App {
                 if record.position.is_some() {
                     after = None;
                 }
-                if let Some(text) = self.pubsub_form(&cursor.1, record) {
+                if let Some(text) = self.pubsub_form(&topic, record) {
                     let _ = ctx.send_text(session, &text);
                 }
             }
             if let Some(at) = after {
-                self.kept.cursors.insert(cursor, Cursor::After(at));
+                self.kept.cursors.entry(topic).or_default().insert(session, Cursor::After(at));
             }
         }
     }
@@ -597,9 +612,9 @@ impl App {
         let mut skip = std::mem::take(&mut self.kept.skip);
         skip.clear();
         skip.extend(exclude);
-        if !self.kept.cursors.is_empty() {
-            self.kept.cursors.retain(|(session, topic), cursor| {
-                if topic != name || exclude == Some(*session) {
+        if let Some(sessions) = self.kept.cursors.get_mut(name) {
+            sessions.retain(|session, cursor| {
+                if exclude == Some(*session) {
                     return true;
                 }
                 match cursor {
@@ -620,6 +635,11 @@ impl App {
                     Cursor::After(_) => record.position.is_none(),
                 }
             });
+            if sessions.is_empty() {
+                self.kept.cursors.remove(name);
+            }
+            // Sorted, so that the delivery finds them by bisection.
+            skip.sort_unstable();
         }
         topics::subscriber_key(&mut key, name);
         ctx.publish_local(&key, Message::Text(&text), &skip);
