@@ -77,6 +77,8 @@ fn record(kind: u8, body: &[u8]) -> Vec<u8> {
 pub(super) struct KeptState {
     next_ticket: u64,
     pending: HashMap<u64, Pending>,
+    /// How many of `pending` each session has.
+    per_session: HashMap<SessionId, usize>,
     /// By topic, then session: a record looks at its topic's only.
     cursors: HashMap<String, HashMap<SessionId, Cursor>>,
     skip: Vec<SessionId>,
@@ -84,6 +86,25 @@ pub(super) struct KeptState {
 }
 
 impl KeptState {
+    /// Keeps what a read on its way is for.
+    fn hold(&mut self, ticket: u64, pending: Pending) {
+        *self.per_session.entry(pending.session()).or_default() += 1;
+        self.pending.insert(ticket, pending);
+    }
+
+    /// What the read `ticket` was for, now answered.
+    fn release(&mut self, ticket: u64) -> Option<Pending> {
+        let pending = self.pending.remove(&ticket)?;
+        let session = pending.session();
+        if let Some(count) = self.per_session.get_mut(&session) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_session.remove(&session);
+            }
+        }
+        Some(pending)
+    }
+
     fn take_cursor(&mut self, session: SessionId, topic: &str) -> Option<Cursor> {
         let sessions = self.cursors.get_mut(topic)?;
         let cursor = sessions.remove(&session);
@@ -228,8 +249,7 @@ impl App {
     /// Whether `session` may start another read: a few at a time, each
     /// bringing up to `max_out_queue` bytes.
     pub(super) fn may_read_more(&self, session: SessionId) -> bool {
-        let mine = self.kept.pending.values().filter(|p| p.session() == session).count();
-        mine < MAX_READS_PER_SESSION
+        self.kept.per_session.get(&session).copied().unwrap_or(0) < MAX_READS_PER_SESSION
     }
 
     /// Leaves `topic`'s records (an unsubscribe).
@@ -331,7 +351,7 @@ impl App {
     fn send_read(&mut self, ctx: &mut Context<'_, Member>, ticket: u64, pending: Pending, reads: Vec<Read>) {
         let count = reads.len();
         if ctx.read_kept(ticket, reads) {
-            self.kept.pending.insert(ticket, pending);
+            self.kept.hold(ticket, pending);
         } else {
             self.answer_read(ctx, ticket, pending, vec![None; count]);
         }
@@ -339,7 +359,7 @@ impl App {
 
     /// The uplink answered a read of this loop.
     pub(super) fn on_read_answer(&mut self, ctx: &mut Context<'_, Member>, answer: ReadAnswer) {
-        if let Some(pending) = self.kept.pending.remove(&answer.ticket) {
+        if let Some(pending) = self.kept.release(answer.ticket) {
             self.answer_read(ctx, answer.ticket, pending, answer.results);
         }
     }
@@ -362,7 +382,7 @@ impl App {
         let ticket = self.next_ticket();
         let limit = if matches!(pending, Pending::Presence { count: true, .. }) { 0 } else { MAX_LISTED };
         if ctx.read_members(ticket, topic, limit) {
-            self.kept.pending.insert(ticket, pending);
+            self.kept.hold(ticket, pending);
         } else {
             self.answer_presence(ctx, pending, None);
         }
@@ -370,7 +390,7 @@ impl App {
 
     /// The uplink answered a read of a topic's clients.
     pub(super) fn on_members_answer(&mut self, ctx: &mut Context<'_, Member>, answer: MembersAnswer) {
-        if let Some(pending) = self.kept.pending.remove(&answer.ticket) {
+        if let Some(pending) = self.kept.release(answer.ticket) {
             self.answer_presence(ctx, pending, answer.members);
         }
     }
