@@ -210,7 +210,7 @@ impl ClusterStats {
             ),
             (
                 "ferrows_cluster_gaps_total",
-                "Messages from other nodes known missing (gaps in their sequence numbers).",
+                "Messages from other nodes known missing (gaps in their sequence numbers or, for topics with history, offsets).",
                 &self.gaps,
             ),
             ("ferrows_cluster_duplicates_total", "Messages from other nodes seen twice, dropped.", &self.duplicates),
