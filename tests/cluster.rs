@@ -706,3 +706,34 @@ fn a_client_that_keeps_moving_between_nodes_gets_every_publication_once_in_order
     assert_eq!(seen.len() as u64, total, "every publication, once");
     assert!(moves >= 10 && total >= 100, "{moves} moves, {total} publications");
 }
+
+#[test]
+fn a_room_and_pubsub_share_a_kept_topic_across_nodes() {
+    let redis = Redis::start();
+    let history = [("FERROWS_TOPICS_HISTORY_SIZE", "10")];
+    let (a, b) = (node_with("kept-room-a", &redis, &history), node_with("kept-room-b", &redis, &history));
+    for n in [&a, &b] {
+        wait_for_health(n.addr, "up", Duration::from_secs(5));
+    }
+    let mut subscriber = pubsub(a.addr);
+    subscribe(&mut subscriber, "chat:r");
+    let mut member = room(b.addr, "chat:r");
+    let mut other = room(b.addr, "chat:r");
+    redis.wait_for_subscribers("ferrows:t:stream/chat:r", 2);
+    // A member's text reaches the /pubsub subscriber on the other node, numbered.
+    member.send_text("hello").unwrap();
+    let message = next_message(&mut subscriber);
+    assert_eq!((message["data"].as_str(), message["offset"].as_u64()), (Some("hello"), Some(1)), "{message}");
+    assert_eq!(room_text(&mut other), "hello");
+    assert_eq!(room_text(&mut member), "hello", "a room echoes to its sender");
+    // A JSON string published over /pubsub reaches the members as its text, and in order after a binary one.
+    member.send_binary(&[1, 2, 3]).unwrap();
+    request(&mut subscriber, json!({"op": "publish", "topic": "chat:r", "data": "from a", "exclude_self": true}));
+    for ws in [&mut other, &mut member] {
+        match ws.recv_within(Some(Duration::from_secs(5))).unwrap() {
+            Message::Binary(bytes) => assert_eq!(bytes, [1, 2, 3]),
+            unexpected => panic!("expected the binary message first, got {unexpected:?}"),
+        }
+        assert_eq!(room_text(ws), "from a");
+    }
+}

@@ -83,6 +83,9 @@ pub(super) struct KeptState {
     cursors: HashMap<String, HashMap<SessionId, Cursor>>,
     skip: Vec<SessionId>,
     text: String,
+    /// A record's `/pubsub` form, and its `data` JSON, kept between records.
+    form: String,
+    data: String,
 }
 
 impl KeptState {
@@ -546,8 +549,9 @@ impl App {
                 if record.position.is_some() {
                     after = None;
                 }
-                if let Some(text) = self.pubsub_form(&topic, record) {
-                    let _ = ctx.send_text(session, &text);
+                let KeptState { form, data, .. } = &mut self.kept;
+                if write_pubsub_form(form, data, &topic, record) {
+                    let _ = ctx.send_text(session, form);
                 }
             }
             if let Some(at) = after {
@@ -608,17 +612,17 @@ impl App {
         // The room's form.
         topics::room_key(&mut key, name);
         match kind {
-            TEXT | JSON => {
+            TEXT => {
                 let Ok(text) = std::str::from_utf8(body) else { return };
-                let text = if kind == JSON {
-                    match serde_json::from_str::<&RawValue>(text) {
-                        Ok(value) => json_as_text(value).into_owned(),
-                        Err(_) => return,
-                    }
-                } else {
-                    text.to_owned()
+                ctx.publish_local(&key, Message::Text(text), skip);
+            }
+            JSON => {
+                let Some(value) =
+                    std::str::from_utf8(body).ok().and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
+                else {
+                    return;
                 };
-                ctx.publish_local(&key, Message::Text(&text), skip);
+                ctx.publish_local(&key, Message::Text(&json_as_text(value)), skip);
             }
             BINARY => {
                 ctx.publish_local(&key, Message::Binary(body), skip);
@@ -628,7 +632,13 @@ impl App {
             _ => return,
         }
         // The `/pubsub` form.
-        let Some(text) = self.pubsub_form(name, record) else { return };
+        let (mut form, mut data) = (std::mem::take(&mut self.kept.form), std::mem::take(&mut self.kept.data));
+        let written = write_pubsub_form(&mut form, &mut data, name, record);
+        self.kept.data = data;
+        if !written {
+            self.kept.form = form;
+            return;
+        }
         let mut skip = std::mem::take(&mut self.kept.skip);
         skip.clear();
         skip.extend(exclude);
@@ -662,22 +672,34 @@ impl App {
             skip.sort_unstable();
         }
         topics::subscriber_key(&mut key, name);
-        ctx.publish_local(&key, Message::Text(&text), &skip);
+        ctx.publish_local(&key, Message::Text(&form), &skip);
         self.kept.skip = skip;
+        self.kept.form = form;
     }
+}
 
-    /// What a `/pubsub` subscriber receives of a record: the message with its
-    /// position, or the event; `None` for a record of no such form.
-    fn pubsub_form(&self, name: &str, record: &Record) -> Option<String> {
-        let (&kind, body) = record.data.split_first()?;
-        if kind == EVENT {
-            return std::str::from_utf8(body).ok().map(str::to_owned);
+/// Writes what a `/pubsub` subscriber receives of a record into `out` (the
+/// message with its position, or the event), with `data` as scratch; false
+/// for a record of no such form.
+fn write_pubsub_form(out: &mut String, data: &mut String, name: &str, record: &Record) -> bool {
+    out.clear();
+    let Some((&kind, body)) = record.data.split_first() else { return false };
+    let Ok(text) = std::str::from_utf8(body) else { return false };
+    let json = match kind {
+        EVENT => {
+            out.push_str(text);
+            return true;
         }
-        let data = data_json(&record.data)?;
-        let mut text = String::with_capacity(data.len() + name.len() + 64);
-        write_delivery(&mut text, name, &data, record.position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
-        Some(text)
-    }
+        TEXT => {
+            data.clear();
+            write_json_string(data, text);
+            data.as_str()
+        }
+        JSON if serde_json::from_str::<&RawValue>(text).is_ok() => text,
+        _ => return false,
+    };
+    write_delivery(out, name, json, record.position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
+    true
 }
 
 /// Appends `,"clients":[...]` of members whose values are their JSON.
