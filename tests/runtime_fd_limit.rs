@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Server(Child);
@@ -30,25 +30,35 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-#[test]
-fn out_of_descriptors_backs_off_and_recovers() {
+/// The binary with one loop, under `ulimit -n DESCRIPTORS`, logging at `log_level`.
+fn start(descriptors: u32, log_level: &str) -> (Server, ChildStderr, u16) {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let command = format!("ulimit -n 40 && exec {} --listen 127.0.0.1:{port} --loops 1", env!("CARGO_BIN_EXE_ferrows"));
+    let command = format!(
+        "ulimit -n {descriptors} && exec {} --listen 127.0.0.1:{port} --loops 1",
+        env!("CARGO_BIN_EXE_ferrows")
+    );
     let mut child = Command::new("bash")
         .args(["-c", &command])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_level)
         .stderr(Stdio::piped())
         .spawn()
         .expect("bash runs the server");
     let stderr = child.stderr.take().unwrap();
     let server = Server(child);
-    let pid = server.0.id();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (server, stderr, port)
+}
+
+#[test]
+fn out_of_descriptors_backs_off_and_recovers() {
+    let (server, stderr, port) = start(40, "warn");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let pid = server.0.id();
 
     // More connections than the server has descriptors left: the rest wait in the backlog.
     let held: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).expect("backlog takes it")).collect();
@@ -83,4 +93,55 @@ fn out_of_descriptors_backs_off_and_recovers() {
         "the server logs the back-off; its log was:\n{}",
         log.join("\n")
     );
+}
+
+/// The server under `ulimit -n`: its connection limit fits the descriptors
+/// it may open, connections past it are answered 503 (one warning, not one
+/// per connection), and room made by closing ones is taken again.
+#[test]
+fn past_the_descriptor_limit_connections_are_answered_503() {
+    // 300 descriptors, one loop: 128 + 16 kept for the process, 156 for connections.
+    let (server, stderr, port) = start(300, "info");
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let connect = || tungstenite::connect(&url).map(|(ws, _)| ws).map_err(Box::new);
+    // The probe above may still hold a place for a moment: wait for it to go.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut held: Vec<_> = (0..156).map(|i| connect().unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
+    for _ in 0..20 {
+        match connect() {
+            Err(e) => match *e {
+                tungstenite::Error::Http(response) => assert_eq!(response.status(), 503),
+                other => panic!("expected 503 past the limit, got {other}"),
+            },
+            Ok(_) => panic!("a connection past the limit was upgraded"),
+        }
+    }
+    // Every held connection still echoes.
+    for ws in &mut held {
+        ws.send(tungstenite::Message::text("here")).unwrap();
+        assert_eq!(ws.read().unwrap(), tungstenite::Message::text("here"));
+    }
+    // Closing some makes room for as many.
+    for mut ws in held.drain(..10) {
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut again = Vec::new();
+    while again.len() < 10 {
+        match connect() {
+            Ok(ws) => again.push(ws),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "room was not taken again: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    drop(server);
+    let log: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    let text = log.join("\n");
+    assert!(text.contains("max_connections lowered from 20000 to 156"), "the server says its limit:\n{text}");
+    let warnings = log.iter().filter(|line| line.contains("connection refused with 503")).count();
+    assert_eq!(warnings, 1, "one warning for twenty refusals:\n{text}");
+    assert!(!text.contains("accept failed"), "the descriptors never ran out:\n{text}");
 }

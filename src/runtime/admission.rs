@@ -53,7 +53,16 @@ impl<H: Handler> EventLoop<H> {
                     // Out of descriptors (EMFILE, ENFILE) or buffers: the pending
                     // connection stays in the backlog and the listener stays
                     // readable, so retrying at once would spin. Pause instead.
-                    log::warn!("accept failed, pausing for {ACCEPT_BACKOFF:?}: {e}");
+                    self.counters().accept_errors.add(1);
+                    if self.last_accept_warning.is_none_or(|t| now >= t + LIMIT_WARNING_INTERVAL) {
+                        self.last_accept_warning = Some(now);
+                        log::warn!(
+                            "accept failed, pausing for {ACCEPT_BACKOFF:?} (each failure counted in \
+                             ferrows_accept_errors_total; further ones logged at debug): {e}"
+                        );
+                    } else {
+                        log::debug!("accept failed, pausing for {ACCEPT_BACKOFF:?}: {e}");
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }

@@ -88,6 +88,8 @@ pub(crate) struct EventLoop<H: Handler> {
     /// Sessions refused for a connection limit, still being answered.
     pub(super) refused_at_limit: usize,
     pub(super) last_limit_warning: Option<Instant>,
+    /// When a failed accept was last logged as a warning.
+    pub(super) last_accept_warning: Option<Instant>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -130,6 +132,7 @@ impl<H: Handler> EventLoop<H> {
             upgraded: 0,
             refused_at_limit: 0,
             last_limit_warning: None,
+            last_accept_warning: None,
         })
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct LoopCounters {
     pub(crate) sessions: Cell,
     pub(crate) subscriptions: Cell,
     pub(crate) accepted: Cell,
+    /// Failed `accept` calls (out of descriptors or buffers), each pausing accepting.
+    pub(crate) accept_errors: Cell,
     pub(crate) upgrades: Cell,
     pub(crate) http_requests: Cell,
     pub(crate) messages_in: Cell,
@@ -216,8 +218,13 @@ impl Metrics {
                 text.sample(name, &[("loop", &i.to_string())], cell(l).get());
             }
         }
-        let totals: [(&str, &str, CellOf); 8] = [
+        let totals: [(&str, &str, CellOf); 9] = [
             ("ferrows_connections_accepted_total", "TCP connections accepted.", |l| &l.accepted),
+            (
+                "ferrows_accept_errors_total",
+                "Failed accepts (out of descriptors or buffers), each pausing accepting for 100 ms.",
+                |l| &l.accept_errors,
+            ),
             ("ferrows_upgrades_total", "WebSocket sessions opened.", |l| &l.upgrades),
             ("ferrows_http_requests_total", "Plain HTTP requests answered.", |l| &l.http_requests),
             ("ferrows_messages_received_total", "Whole messages received from peers.", |l| &l.messages_in),

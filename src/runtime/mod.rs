@@ -120,7 +120,7 @@
 //! | `slow_consumer` | [`SlowConsumerPolicy::Drop`] | what a publish does to a subscriber over `max_out_queue` |
 //! | `bus_capacity` | 65,536 | publishes that may wait in each loop's inbound channel |
 //! | `max_http_body` | 1 MiB | largest body of a plain HTTP request; 413 over it |
-//! | `max_connections` | 20,000 | over all loops; a connection over it is answered 503 |
+//! | `max_connections` | 20,000 | over all loops; a connection over it is answered 503; lowered at start to fit the descriptor limit (Linux) |
 //! | `max_connections_per_ip` | `None` | per peer IP; 503 over it |
 //! | `allowed_origins` | any | `OriginPolicy`: 403 for an `Origin` outside it |
 //! | `subprotocols` | none | chosen from when the handler names none |
@@ -194,6 +194,7 @@
 //! `docs/metrics.md`.
 
 mod admission;
+mod descriptors;
 mod dispatch;
 mod event_loop;
 mod handler;
@@ -254,7 +255,9 @@ pub struct ServerConfig {
     /// The per-loop read buffer (default 64 KiB). Sessions own no read buffer.
     pub read_buffer_size: usize,
     /// The most connections open at once, over all loops (default 20,000).
-    /// A connection over it is answered 503 and closed.
+    /// A connection over it is answered 503 and closed. On Linux, lowered at
+    /// start to fit the process's descriptor limit (`ulimit -n`), less a
+    /// reserve of 128 plus 16 per loop.
     pub max_connections: usize,
     /// The most connections open at once from one IP address (default `None`:
     /// no limit). A connection over it is answered 503 and closed.

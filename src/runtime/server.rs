@@ -12,7 +12,8 @@ use mio::{Poll, Waker};
 #[cfg(feature = "tls")]
 use super::TlsAcceptor;
 use super::{
-    event_loop, listener, metrics, pubsub, Handler, Inlet, Metrics, PubSubStats, ServerConfig, Shared, Uplink,
+    descriptors, event_loop, listener, metrics, pubsub, Handler, Inlet, Metrics, PubSubStats, ServerConfig, Shared,
+    Uplink,
 };
 
 /// The entry point: `Server::builder()`.
@@ -127,7 +128,19 @@ impl ServerBuilder {
         let addrs: Vec<SocketAddr> = self.addrs.iter().map(|&(addr, _)| addr).collect();
         let per_loop = listener::bind_all(&addrs, loops, self.config.backlog, self.config.reuse_port)?;
         let local_addrs = per_loop[0].iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
-        let config = Arc::new(self.config);
+        let mut config = self.config;
+        let descriptors = descriptors::soft_limit();
+        let fitted = descriptors::fit(config.max_connections, descriptors, loops);
+        if fitted < config.max_connections {
+            log::info!(
+                "max_connections lowered from {} to {fitted}: the process may open {} descriptors (ulimit -n); \
+                 connections past it are answered 503",
+                config.max_connections,
+                descriptors.unwrap_or_default()
+            );
+            config.max_connections = fitted;
+        }
+        let config = Arc::new(config);
         let factory = Arc::new(factory);
         let mut polls = Vec::with_capacity(loops);
         let mut wakers = Vec::with_capacity(loops);
