@@ -105,6 +105,10 @@ struct Conn {
     written: usize,
     /// When the server last sent anything.
     heard: Instant,
+    /// Whether the server has sent anything on this connection yet: a TCP
+    /// connect alone does not make a link up (a Redis that hangs still
+    /// completes connects from its listen backlog).
+    answered: bool,
     /// When the next PING goes out.
     ping_at: Instant,
     /// What the socket is registered for.
@@ -192,8 +196,14 @@ impl Bridge {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
         log::info!("cluster: node {} joining through redis://{}:{}", self.config.node_id, self.url.host, self.url.port);
+        let mut last_turn = Instant::now();
         while !self.signals.stop.load(Ordering::Acquire) {
             let now = Instant::now();
+            // A turn waits at most a ping interval while a link is up.
+            if now.saturating_duration_since(last_turn) > self.config.ping_interval * 2 {
+                self.away(now);
+            }
+            last_turn = now;
             self.expire(now);
             let timeout = self.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -217,7 +227,7 @@ impl Bridge {
             for index in [SUBSCRIBER, PUBLISHER] {
                 self.flush(index, now);
             }
-            let up = self.links.iter().all(|peer| matches!(peer.link, Link::Up(_)));
+            let up = self.links.iter().all(|peer| matches!(&peer.link, Link::Up(conn) if conn.answered));
             self.stats.set_up(up);
         }
         // What the loops published before they stopped: out if the socket takes it now.
@@ -251,6 +261,19 @@ impl Bridge {
             .chain(self.keeping.deadline())
             .chain(self.membership.deadline())
             .min()
+    }
+
+    /// The bridge itself was away longer than two ping intervals (its process
+    /// stopped, its thread starved): what Redis sent meanwhile waits unread,
+    /// so the silence is the bridge's, not Redis's. Each link gets a fresh
+    /// window, and a PING now.
+    fn away(&mut self, now: Instant) {
+        for peer in &mut self.links {
+            if let Link::Up(conn) = &mut peer.link {
+                conn.heard = now;
+                conn.ping_at = now;
+            }
+        }
     }
 
     /// Timers: reconnects, connect deadlines, pings and silent connections.
@@ -299,9 +322,12 @@ impl Bridge {
 
     /// The link is lost (or never came up): retry after the backoff.
     fn fail(&mut self, index: usize, now: Instant, why: &str) {
+        // Down at once, not when the turn ends: a failure found by a timer
+        // comes before the poll's wait, and appends taken meanwhile would be lost.
+        self.stats.set_up(false);
         let backoff = self.links[index].backoff;
         let was = std::mem::replace(self.link(index), Link::Down { retry_at: now + backoff });
-        let lost = matches!(was, Link::Up(_));
+        let lost = matches!(&was, Link::Up(conn) if conn.answered);
         match was {
             Link::Up(mut conn) => {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -361,6 +387,7 @@ impl Bridge {
             out: Vec::new(),
             written: 0,
             heard: now,
+            answered: false,
             ping_at: now + self.config.ping_interval,
             interest: Interest::READABLE | Interest::WRITABLE,
             expected: VecDeque::new(),
@@ -395,8 +422,12 @@ impl Bridge {
                 encode_command(&args, &mut conn.out);
             }
         }
+        self.links[index].link = Link::Up(Box::new(conn));
+    }
+
+    /// The first bytes from Redis on a new connection: the link is up.
+    fn answered(&mut self, index: usize) {
         let peer = &mut self.links[index];
-        peer.link = Link::Up(Box::new(conn));
         peer.backoff = FIRST_BACKOFF;
         peer.failures = 0;
         if std::mem::replace(&mut peer.up_before, true) {
@@ -424,6 +455,7 @@ impl Bridge {
     /// Reads until the socket would block, handling each whole value.
     fn read(&mut self, index: usize, now: Instant) {
         let mut values = Vec::new();
+        let mut first_answer = false;
         let failure = {
             let Link::Up(conn) = &mut self.links[index].link else {
                 return;
@@ -437,6 +469,7 @@ impl Bridge {
                     }
                     Ok(n) => {
                         conn.heard = now;
+                        first_answer |= !std::mem::replace(&mut conn.answered, true);
                         conn.reader.feed(&self.scratch[..n]);
                         loop {
                             match conn.reader.next_value() {
@@ -462,6 +495,9 @@ impl Bridge {
             }
             failure
         };
+        if first_answer {
+            self.answered(index);
+        }
         for value in values {
             if let Err(why) = self.handle(index, value) {
                 return self.fail(index, now, &why);
@@ -658,7 +694,8 @@ impl Bridge {
         let Link::Up(conn) = &mut self.links[PUBLISHER].link else {
             return ClusterStats::add(&self.stats.lost, 1);
         };
-        if conn.out.len() >= MAX_UNWRITTEN {
+        // Not answered yet: perhaps a Redis that hangs, so not up (nor counted as published).
+        if !conn.answered || conn.out.len() >= MAX_UNWRITTEN {
             return ClusterStats::add(&self.stats.lost, 1);
         }
         // Written straight into the output: no envelope or channel name built apart.
@@ -754,6 +791,7 @@ mod tests {
             out: Vec::new(),
             written: 0,
             heard: now,
+            answered: true,
             ping_at: now + Duration::from_secs(60),
             interest: Interest::READABLE,
             expected: VecDeque::new(),
@@ -819,6 +857,19 @@ mod tests {
         wanted.sort_unstable();
         assert_eq!(wanted, ["news", "tech"]);
         assert!(bridge.signals.changes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_connection_redis_has_not_answered_yet_takes_no_publish() {
+        let (mut bridge, _inbox) = bridge();
+        let mut conn = idle_conn(Instant::now());
+        conn.answered = false;
+        bridge.links[PUBLISHER].link = Link::Up(Box::new(conn));
+        bridge.forward_publish(Some(Topic::from("news")), &SharedFrame::from(frame("x")));
+        assert_eq!(bridge.stats.lost.load(Ordering::Relaxed), 1);
+        assert_eq!(bridge.stats.published.load(Ordering::Relaxed), 0);
+        let Link::Up(conn) = &bridge.links[PUBLISHER].link else { unreachable!() };
+        assert!(conn.out.is_empty());
     }
 
     #[test]

@@ -49,7 +49,9 @@
 //!   [`ClusterConfig::max_backoff`], and subscribes again to every topic that
 //!   still has local subscribers.
 //! - A connection silent for three [`ClusterConfig::ping_interval`]s is taken
-//!   as lost, so a Redis that vanished without a reset is noticed.
+//!   as lost, so a Redis that vanished without a reset is noticed. A
+//!   connection counts as up once Redis has answered on it, not when the
+//!   TCP connect completes: a Redis that hangs still completes connects.
 //! - A node that starts while Redis is down starts anyway, logs a warning, and
 //!   joins when Redis comes.
 //! - Within one node, order is kept per publisher.
