@@ -3,6 +3,8 @@
 //! on a free port.
 #![cfg(feature = "redis")]
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/redis.rs"]
@@ -13,137 +15,29 @@ mod rng;
 #[path = "support/tokens.rs"]
 mod tokens;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferrows::client::{Client, ClientBuilder, ClientStream, Error, Message};
+use cluster::{
+    assert_silent, epoch_of, get_json, healthz, kill, metric, next, next_message, next_message_within, next_of_type,
+    node, nodes, offsets, publish, publish_http, publisher, pubsub, request, room, room_text, send_publish, subscribe,
+    subscriber, wait_for_health, Reader, Ws,
+};
+use ferrows::client::{Error, Message};
 use process::ServerProcess;
 use redis::Redis;
 use rng::Rng;
-use serde_json::{json, Value};
-
-/// A ferrows node in the cluster.
-fn node(name: &str, redis: &Redis) -> ServerProcess {
-    node_with(name, redis, &[])
-}
-
-fn node_with(name: &str, redis: &Redis, env: &[(&str, &str)]) -> ServerProcess {
-    let url = redis.url();
-    ServerProcess::start_with_env(name, &["--loops", "2", "--redis-url", &url, "--redis-node-id", name], "info", env)
-}
-
-fn http(addr: SocketAddr, request: &str) -> String {
-    let mut socket = TcpStream::connect(addr).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    socket.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).unwrap();
-    response
-}
-
-fn healthz(addr: SocketAddr) -> String {
-    http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-}
-
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let text = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
-fn wait_for_health(addr: SocketAddr, state: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        if healthz(addr).contains(&format!("cluster: {state}")) {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "cluster not {state} within {within:?}: {}", healthz(addr));
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-type Ws = Client<ClientStream>;
-
-fn pubsub(addr: SocketAddr) -> Ws {
-    ClientBuilder::new().read_timeout(Some(Duration::from_secs(5))).connect(&format!("ws://{addr}/pubsub")).unwrap()
-}
-
-fn request(ws: &mut Ws, body: Value) {
-    ws.send_text(&body.to_string()).unwrap();
-}
-
-/// The next message of the pub/sub protocol as JSON, within `timeout`.
-fn next_within(ws: &mut Ws, timeout: Duration) -> Result<Value, Error> {
-    match ws.recv_within(Some(timeout))? {
-        Message::Text(text) => Ok(serde_json::from_str(&text).unwrap()),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn next(ws: &mut Ws) -> Result<Value, Error> {
-    next_within(ws, Duration::from_secs(5))
-}
-
-/// The `data` of the next published message within `timeout`, skipping acks.
-fn next_data_within(ws: &mut Ws, timeout: Duration) -> Result<Value, Error> {
-    loop {
-        let value = next_within(ws, timeout)?;
-        if value["type"] == "message" {
-            return Ok(value["data"].clone());
-        }
-    }
-}
-
-fn next_data(ws: &mut Ws) -> Result<Value, Error> {
-    next_data_within(ws, Duration::from_secs(5))
-}
-
-fn subscribe(ws: &mut Ws, topic: &str) {
-    request(ws, json!({"op": "subscribe", "topic": topic, "id": "s"}));
-    assert_eq!(next(ws).unwrap()["type"], "ack");
-}
-
-fn publish_ws(ws: &mut Ws, topic: &str, data: Value) {
-    request(ws, json!({"op": "publish", "topic": topic, "data": data, "exclude_self": true}));
-}
-
-fn publish_http(addr: SocketAddr, topic: &str, data: &Value) {
-    let body = data.to_string();
-    let response = http(
-        addr,
-        &format!(
-            "POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-}
-
-/// Nothing more arrives within `quiet`.
-fn assert_silent(ws: &mut Ws, quiet: Duration) {
-    match next_within(ws, quiet) {
-        Err(Error::Timeout) => {}
-        other => panic!("expected nothing more, got {other:?}"),
-    }
-}
+use serde_json::json;
 
 /// Three nodes in the cluster, with a subscriber of `topic` on the first two
 /// and both nodes' subscriptions on Redis.
 fn three_nodes(redis: &Redis, name: &str, topic: &str) -> ([ServerProcess; 3], Ws, Ws) {
-    let nodes = ["a", "b", "c"].map(|n| node(&format!("{name}-{n}"), redis));
-    for n in &nodes {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
-    let mut on_a = pubsub(nodes[0].addr);
-    subscribe(&mut on_a, topic);
-    let mut on_b = pubsub(nodes[1].addr);
-    subscribe(&mut on_b, topic);
+    let nodes = nodes(name, |_| redis.url(), &[]);
+    let on_a = subscriber(nodes[0].addr, topic);
+    let on_b = subscriber(nodes[1].addr, topic);
     redis.wait_for_subscribers(&format!("ferrows:t:topic/{topic}"), 2);
     (nodes, on_a, on_b)
 }
@@ -155,7 +49,7 @@ fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
 
     let mut publisher = pubsub(b.addr);
     for i in 0..50 {
-        publish_ws(&mut publisher, "news", json!({"from": "b", "i": i}));
+        send_publish(&mut publisher, "news", json!({"from": "b", "i": i}));
     }
     for i in 0..50 {
         publish_http(c.addr, "news", &json!({"from": "c", "i": i}));
@@ -166,7 +60,7 @@ fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
     for ws in [&mut on_a, &mut on_b] {
         let mut seen = std::collections::HashMap::<String, Vec<u64>>::new();
         for _ in 0..100 {
-            let data = next_data(ws).unwrap();
+            let data = next_message(ws)["data"].clone();
             seen.entry(data["from"].as_str().unwrap().to_owned()).or_default().push(data["i"].as_u64().unwrap());
         }
         let expected: Vec<u64> = (0..50).collect();
@@ -186,31 +80,13 @@ fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
     redis.wait_for_subscribers("ferrows:t:topic/news", 1);
 }
 
-fn room(addr: SocketAddr, name: &str) -> Ws {
-    ClientBuilder::new()
-        .read_timeout(Some(Duration::from_secs(5)))
-        .connect(&format!("ws://{addr}/rooms/{name}"))
-        .unwrap()
-}
-
-fn room_text(ws: &mut Ws) -> String {
-    match ws.recv_within(Some(Duration::from_secs(5))).unwrap() {
-        Message::Text(text) => text,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 #[test]
 fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
     let redis = Redis::start();
-    let (a, b) = (node("space-a", &redis), node("space-b", &redis));
-    for n in [&a, &b] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
+    let [a, b] = nodes("space", |_| redis.url(), &[]);
     let mut member_a = room(a.addr, "lobby");
     let mut member_b = room(b.addr, "lobby");
-    let mut subscriber_b = pubsub(b.addr);
-    subscribe(&mut subscriber_b, "lobby");
+    let mut subscriber_b = subscriber(b.addr, "lobby");
     redis.wait_for_subscribers("ferrows:t:room/lobby", 2);
     redis.wait_for_subscribers("ferrows:t:topic/lobby", 1);
 
@@ -218,11 +94,11 @@ fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
     member_a.send_text("hello from a").unwrap();
     assert_eq!(room_text(&mut member_a), "hello from a");
     assert_eq!(room_text(&mut member_b), "hello from a");
-    assert_eq!(next_data(&mut subscriber_b).unwrap(), json!("hello from a"));
+    assert_eq!(next_message(&mut subscriber_b)["data"], json!("hello from a"));
 
     // A /pubsub publish on A and the publish API on A reach both rooms' members and B's subscriber.
     let mut publisher_a = pubsub(a.addr);
-    publish_ws(&mut publisher_a, "lobby", json!({"n": 1}));
+    send_publish(&mut publisher_a, "lobby", json!({"n": 1}));
     publish_http(a.addr, "lobby", &json!("from the backend"));
     // Two publishers: each one's order is kept, not the order between them.
     for member in [&mut member_a, &mut member_b] {
@@ -230,7 +106,7 @@ fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
         got.sort();
         assert_eq!(got, ["from the backend", r#"{"n":1}"#]);
     }
-    let got = [next_data(&mut subscriber_b).unwrap(), next_data(&mut subscriber_b).unwrap()];
+    let got = [next_message(&mut subscriber_b)["data"].clone(), next_message(&mut subscriber_b)["data"].clone()];
     assert!(got.contains(&json!({"n": 1})) && got.contains(&json!("from the backend")), "{got:?}");
     assert_eq!(metric(a.addr, "ferrows_cluster_duplicates_total"), 0);
     assert_eq!(metric(b.addr, "ferrows_cluster_duplicates_total"), 0);
@@ -239,13 +115,14 @@ fn rooms_pubsub_and_the_publish_api_meet_across_nodes() {
 #[cfg(feature = "jwt")]
 #[test]
 fn the_api_disconnects_a_user_on_every_node_and_nobody_else() {
+    use cluster::http;
+    use ferrows::client::ClientBuilder;
+    use std::net::SocketAddr;
+
     const SECRET: &str = "the cluster's token secret, 32 bytes or more";
     let redis = Redis::start();
     let env = [("FERROWS_AUTH_HMAC_SECRET", SECRET), ("FERROWS_API_KEY", "k")];
-    let (a, b) = (node_with("disconnect-a", &redis, &env), node_with("disconnect-b", &redis, &env));
-    for n in [&a, &b] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
+    let [a, b] = nodes("disconnect", |_| redis.url(), &env);
     let token = |sub: &str| {
         let claims = json!({"sub": sub, "exp": tokens::unix_now() + 60, "topics": ["*"], "publish": ["*"]});
         tokens::hs256(SECRET, &claims)
@@ -284,36 +161,32 @@ fn the_api_disconnects_a_user_on_every_node_and_nobody_else() {
 #[test]
 fn redis_restarted_local_traffic_goes_on_and_cross_node_traffic_resumes() {
     let mut redis = Redis::start();
-    let (a, b) = (node("restart-a", &redis), node("restart-b", &redis));
-    for n in [&a, &b] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
-    let mut on_a = pubsub(a.addr);
-    subscribe(&mut on_a, "live");
+    let [a, b] = nodes("restart", |_| redis.url(), &[]);
+    let mut on_a = subscriber(a.addr, "live");
     redis.wait_for_subscribers("ferrows:t:topic/live", 1);
     let mut local_publisher = pubsub(a.addr);
     let mut remote_publisher = pubsub(b.addr);
-    publish_ws(&mut remote_publisher, "live", json!("before"));
-    assert_eq!(next_data(&mut on_a).unwrap(), json!("before"));
+    send_publish(&mut remote_publisher, "live", json!("before"));
+    assert_eq!(next_message(&mut on_a)["data"], json!("before"));
 
     redis.kill();
     wait_for_health(a.addr, "down", Duration::from_secs(5));
     // Local delivery never stops.
     for i in 0..20 {
-        publish_ws(&mut local_publisher, "live", json!({"local": i}));
-        assert_eq!(next_data(&mut on_a).unwrap(), json!({"local": i}));
+        send_publish(&mut local_publisher, "live", json!({"local": i}));
+        assert_eq!(next_message(&mut on_a)["data"], json!({"local": i}));
     }
-    publish_ws(&mut remote_publisher, "live", json!("during the outage"));
+    send_publish(&mut remote_publisher, "live", json!("during the outage"));
 
     redis.restart();
     let restarted = Instant::now();
     // B publishes a numbered message every 20 ms until A receives one.
     let mut sent = 0;
     let first = loop {
-        publish_ws(&mut remote_publisher, "live", json!(sent));
+        send_publish(&mut remote_publisher, "live", json!(sent));
         sent += 1;
-        match next_data_within(&mut on_a, Duration::from_millis(20)) {
-            Ok(data) => break data,
+        match next_message_within(&mut on_a, Duration::from_millis(20)) {
+            Ok(message) => break message["data"].clone(),
             Err(Error::Timeout) => {}
             Err(e) => panic!("{e}"),
         }
@@ -324,11 +197,11 @@ fn redis_restarted_local_traffic_goes_on_and_cross_node_traffic_resumes() {
     // No duplicates and no reordering: what follows the first is the rest, in order.
     let first = first.as_u64().expect("a number") as usize;
     for i in first + 1..sent {
-        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+        assert_eq!(next_message(&mut on_a)["data"], json!(i));
     }
     for i in sent..sent + 20 {
-        publish_ws(&mut remote_publisher, "live", json!(i));
-        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+        send_publish(&mut remote_publisher, "live", json!(i));
+        assert_eq!(next_message(&mut on_a)["data"], json!(i));
     }
     assert_silent(&mut on_a, Duration::from_millis(300));
     assert!(metric(a.addr, "ferrows_cluster_reconnects_total") >= 2, "both connections reconnected");
@@ -341,13 +214,12 @@ fn redis_restarted_local_traffic_goes_on_and_cross_node_traffic_resumes() {
 #[test]
 fn a_node_starts_without_redis_and_joins_when_it_comes() {
     let mut redis = Redis::not_started();
-    let a = node("late-a", &redis);
+    let a = node("late-a", &redis.url(), &[]);
     // Serves its own clients meanwhile.
-    let mut sub = pubsub(a.addr);
-    subscribe(&mut sub, "t");
+    let mut sub = subscriber(a.addr, "t");
     let mut publisher = pubsub(a.addr);
-    publish_ws(&mut publisher, "t", json!(1));
-    assert_eq!(next_data(&mut sub).unwrap(), json!(1));
+    send_publish(&mut publisher, "t", json!(1));
+    assert_eq!(next_message(&mut sub)["data"], json!(1));
     assert!(healthz(a.addr).contains("cluster: down"));
     assert!(a.log_text().contains("cannot be made"), "{}", a.log_text());
     redis.restart();
@@ -361,12 +233,10 @@ fn a_node_starts_without_redis_and_joins_when_it_comes() {
 fn a_node_killed_does_not_disturb_the_others() {
     let redis = Redis::start();
     let ([a, mut b, c], mut on_a, _on_b) = three_nodes(&redis, "kill", "k");
-    let pid = b.child.id().to_string();
-    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
-    let _ = b.child.wait();
+    kill(&mut b);
     for i in 0..20 {
         publish_http(c.addr, "k", &json!(i));
-        assert_eq!(next_data(&mut on_a).unwrap(), json!(i));
+        assert_eq!(next_message(&mut on_a)["data"], json!(i));
     }
     assert!(healthz(a.addr).contains("cluster: up"));
     assert!(healthz(c.addr).contains("cluster: up"));
@@ -421,27 +291,16 @@ fn two_nodes_share_one_port() {
     }
     publish_http(a.addr, "shared", &json!("to all"));
     for ws in &mut subscribers {
-        assert_eq!(next_data(ws).unwrap(), json!("to all"));
+        assert_eq!(next_message(ws)["data"], json!("to all"));
         assert_silent(ws, Duration::from_millis(50));
     }
     let _ = b.kill();
     let _ = b.wait();
 }
 
-/// The next message of `topic` published (not an ack), as JSON.
-fn next_message(ws: &mut Ws) -> Value {
-    loop {
-        let value = next(ws).unwrap();
-        if value["type"] == "message" {
-            return value;
-        }
-    }
-}
-
 /// Publishes `n` on `publisher`'s node and waits until `watcher` has it: publications in a known order.
 fn publish_seen(publisher: &mut Ws, watcher: &mut Ws, topic: &str, n: u64) {
-    request(publisher, json!({"op": "publish", "topic": topic, "data": n, "exclude_self": true}));
-    assert_eq!(next(publisher).unwrap()["op"], "publish");
+    publish(publisher, topic, json!(n));
     let message = next_message(watcher);
     assert_eq!(message["data"], n, "{message}");
 }
@@ -450,21 +309,18 @@ fn publish_seen(publisher: &mut Ws, watcher: &mut Ws, topic: &str, n: u64) {
 fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     let mut redis = Redis::start();
     let history = [("FERROWS_TOPICS_HISTORY_SIZE", "100")];
-    let (a, b) = (node_with("kept-a", &redis, &history), node_with("kept-b", &redis, &history));
-    for n in [&a, &b] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
+    let [a, b] = nodes("kept", |_| redis.url(), &history);
     let (mut on_a, mut on_b) = (pubsub(a.addr), pubsub(b.addr));
     let mut watcher = pubsub(b.addr);
     request(&mut watcher, json!({"op": "subscribe", "topic": "chat:x", "id": 0}));
-    let ack = next(&mut watcher).unwrap();
+    let ack = next(&mut watcher);
     assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
     let epoch = ack["positions"]["chat:x"]["epoch"].as_str().expect("an epoch").to_owned();
 
     // A reader on node A sees publications of both nodes, numbered in one sequence.
     let mut reader = pubsub(a.addr);
     request(&mut reader, json!({"op": "subscribe", "topic": "chat:x", "id": 1}));
-    assert_eq!(next(&mut reader).unwrap()["positions"]["chat:x"]["epoch"], epoch.as_str());
+    assert_eq!(next(&mut reader)["positions"]["chat:x"]["epoch"], epoch.as_str());
     for (n, publisher) in [(1, &mut on_a), (2, &mut on_b)] {
         publish_seen(publisher, &mut watcher, "chat:x", n);
         let message = next_message(&mut reader);
@@ -482,29 +338,21 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     let since = json!({"chat:x": {"offset": 2, "epoch": epoch}});
     request(&mut back, json!({"op": "subscribe", "topic": "chat:x", "since": since, "id": 2}));
     for n in 3..=5 {
-        let message = next(&mut back).unwrap();
+        let message = next(&mut back);
         assert_eq!((message["offset"].as_u64(), message["recovered"].as_bool()), (Some(n), Some(true)), "{message}");
     }
-    let ack = next(&mut back).unwrap();
+    let ack = next(&mut back);
     assert_eq!(ack["recovered"]["chat:x"], true, "{ack}");
     assert_eq!(ack["positions"]["chat:x"], json!({"offset": 5, "epoch": epoch}));
     publish_seen(&mut on_a, &mut watcher, "chat:x", 6);
-    let live = next(&mut back).unwrap();
+    let live = next(&mut back);
     assert_eq!((live["offset"].as_u64(), live.get("recovered")), (Some(6), None), "{live}");
     // The history request reads Redis too, on either node.
     request(&mut on_a, json!({"op": "history", "topic": "chat:x", "limit": 2, "id": 3}));
-    let answer = next(&mut on_a).unwrap();
-    let offsets: Vec<u64> = answer["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| p["offset"].as_u64().unwrap())
-        .collect();
-    assert_eq!(offsets, [5, 6], "{answer}");
+    let answer = next(&mut on_a);
+    assert_eq!(offsets(&answer), [5, 6], "{answer}");
     // And so does the backend's API, on the other node.
-    let response = http(b.addr, "GET /api/history/chat:x?limit=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let body = get_json(b.addr, "/api/history/chat:x?limit=2");
     assert_eq!((body["offset"].as_u64(), body["publications"][0]["offset"].as_u64()), (Some(6), Some(5)), "{body}");
 
     // Redis restarted without persistence: the history is gone, and a new epoch says so.
@@ -513,10 +361,10 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     // Meanwhile a publish still reaches this node's subscribers, without a position, acked as not kept.
     let mut local = pubsub(a.addr);
     request(&mut local, json!({"op": "subscribe", "topic": "chat:x", "id": 4}));
-    let ack = next(&mut local).unwrap();
+    let ack = next(&mut local);
     assert_eq!(ack.get("positions"), None, "no position without Redis: {ack}");
     request(&mut on_a, json!({"op": "publish", "topic": "chat:x", "data": "unkept", "id": 5}));
-    let acked = next(&mut on_a).unwrap();
+    let acked = next(&mut on_a);
     assert_eq!((acked["op"].as_str(), acked["kept"].as_bool()), (Some("publish"), Some(false)), "{acked}");
     let message = next_message(&mut local);
     assert_eq!((message["data"].as_str(), message.get("offset")), (Some("unkept"), None), "{message}");
@@ -529,7 +377,7 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     let mut after = pubsub(a.addr);
     let since = json!({"chat:x": {"offset": 6, "epoch": epoch}});
     request(&mut after, json!({"op": "subscribe", "topic": "chat:x", "since": since, "id": 6}));
-    let ack = next(&mut after).unwrap();
+    let ack = next(&mut after);
     assert_eq!(ack["recovered"]["chat:x"], false, "{ack}");
     assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
     assert_ne!(ack["positions"]["chat:x"]["epoch"], epoch.as_str(), "a new epoch");
@@ -538,18 +386,13 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
 /// How many clients `topic` has, by a `presence_count` request on `ws`.
 fn presence_count(ws: &mut Ws, topic: &str) -> u64 {
     request(ws, json!({"op": "presence_count", "topic": topic, "id": "count"}));
-    loop {
-        let answer = next(ws).unwrap();
-        if answer["type"] == "presence_count" {
-            return answer["count"].as_u64().expect("a count");
-        }
-    }
+    next_of_type(ws, "presence_count")["count"].as_u64().expect("a count")
 }
 
 /// The next join or leave event on `ws`, as (type, client).
 fn next_event(ws: &mut Ws) -> (String, String) {
     loop {
-        let event = next(ws).unwrap();
+        let event = next(ws);
         if event["type"] == "join" || event["type"] == "leave" {
             return (event["type"].as_str().unwrap().to_owned(), event["client"].as_str().unwrap().to_owned());
         }
@@ -564,44 +407,29 @@ fn presence_spans_the_nodes_and_a_killed_nodes_clients_vanish_within_the_ttl() {
         ("FERROWS_TOPICS_JOIN_LEAVE", "true"),
         ("FERROWS_REDIS_PRESENCE_TTL", "1500ms"),
     ];
-    let [a, b, mut c] = ["a", "b", "c"].map(|n| node_with(&format!("presence-{n}"), &redis, &env));
-    for n in [&a, &b, &c] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
-    let mut on_a = pubsub(a.addr);
-    subscribe(&mut on_a, "lobby");
+    let [a, b, mut c] = nodes("presence", |_| redis.url(), &env);
+    let mut on_a = subscriber(a.addr, "lobby");
     redis.wait_for_subscribers("ferrows:t:topic/lobby", 1);
-    let mut on_b = pubsub(b.addr);
-    subscribe(&mut on_b, "lobby");
+    let mut on_b = subscriber(b.addr, "lobby");
     let (kind, b_client) = next_event(&mut on_a);
     assert_eq!(kind, "join", "a join on node B is seen on node A");
-    let mut on_c = pubsub(c.addr);
-    subscribe(&mut on_c, "lobby");
+    let on_c = subscriber(c.addr, "lobby");
     assert_eq!(next_event(&mut on_a).0, "join");
     assert_eq!(next_event(&mut on_b).0, "join");
 
     // Every node answers for the whole cluster.
     assert_eq!(presence_count(&mut on_a, "lobby"), 3);
     request(&mut on_b, json!({"op": "presence", "topic": "lobby", "id": "who"}));
-    let answer = loop {
-        let answer = next(&mut on_b).unwrap();
-        if answer["type"] == "presence" {
-            break answer;
-        }
-    };
+    let answer = next_of_type(&mut on_b, "presence");
     let clients: Vec<&str> =
         answer["clients"].as_array().expect("clients").iter().map(|c| c["client"].as_str().unwrap()).collect();
     assert_eq!(clients.len(), 3, "{answer}");
     assert!(clients.contains(&b_client.as_str()));
-    let response = http(a.addr, "GET /api/presence/lobby HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let body = get_json(a.addr, "/api/presence/lobby");
     assert_eq!(body["clients"].as_array().map(Vec::len), Some(3), "the backend sees every node's clients: {body}");
 
     // Node C killed: its client is gone from the answers within the TTL.
-    let pid = c.child.id().to_string();
-    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
-    let _ = c.child.wait();
+    kill(&mut c);
     drop(on_c);
     let killed = Instant::now();
     while presence_count(&mut on_a, "lobby") != 2 {
@@ -621,89 +449,41 @@ fn presence_spans_the_nodes_and_a_killed_nodes_clients_vanish_within_the_ttl() {
     assert_eq!(presence_count(&mut on_a, "lobby"), 1);
 }
 
-/// Subscribes to `h:t` from the last offset `seen` and reads what is
-/// recovered and the ack; checks the sequence goes on without a gap or a duplicate.
-fn rejoin(ws: &mut Ws, seen: &mut Vec<u64>, epoch: &str) {
-    let since = json!({"h:t": {"offset": seen.last().copied().unwrap_or(0), "epoch": epoch}});
-    request(ws, json!({"op": "subscribe", "topic": "h:t", "since": since.clone(), "id": 1}));
-    loop {
-        let value = next(ws).unwrap();
-        if value["type"] == "ack" {
-            assert_eq!(value["recovered"]["h:t"], true, "everything after {since} is kept: {value}");
-            return;
-        }
-        assert_eq!(value["recovered"], true, "before the ack, only recovered publications: {value}");
-        take(seen, &value);
-    }
-}
-
-fn take(seen: &mut Vec<u64>, message: &Value) {
-    assert_eq!(message["type"], "message", "{message}");
-    let offset = message["offset"].as_u64().unwrap();
-    assert_eq!(offset, seen.last().map_or(1, |last| last + 1), "a gap or a duplicate: {message}");
-    seen.push(offset);
-}
-
 #[test]
 fn a_client_that_keeps_moving_between_nodes_gets_every_publication_once_in_order() {
     let redis = Redis::start();
     let env = [("FERROWS_TOPICS_HISTORY_SIZE", "200000")];
-    let nodes = [node_with("moving-a", &redis, &env), node_with("moving-b", &redis, &env)];
-    for n in &nodes {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
+    let nodes: [ServerProcess; 2] = nodes("moving", |_| redis.url(), &env);
     // The topic's epoch, kept from a subscriber's first read on.
-    let mut first = pubsub(nodes[0].addr);
-    request(&mut first, json!({"op": "subscribe", "topic": "h:t", "id": 0}));
-    let epoch = next(&mut first).unwrap()["positions"]["h:t"]["epoch"].as_str().unwrap().to_owned();
-    drop(first);
+    let mut reader = Reader::new("h:t", epoch_of(nodes[0].addr, "h:t"));
     let running = Arc::new(AtomicBool::new(true));
     // A publisher on each node, paced so that the reader keeps up (a reader
     // that falls further behind than a recovery may send is told `false`).
-    let publishers: Vec<_> = nodes
-        .iter()
-        .enumerate()
-        .map(|(p, node)| {
-            let mut ws = pubsub(node.addr);
-            let running = running.clone();
-            thread::spawn(move || {
-                let mut sent = 0u64;
-                while running.load(AtomicOrdering::Relaxed) {
-                    thread::sleep(Duration::from_millis(1));
-                    request(&mut ws, json!({"op": "publish", "topic": "h:t", "data": [p, sent], "id": sent}));
-                    assert_eq!(next(&mut ws).unwrap()["op"], "publish");
-                    sent += 1;
-                }
-                sent
-            })
-        })
-        .collect();
+    let every = Duration::from_millis(1);
+    let publishers = [0, 1].map(|p| publisher(pubsub(nodes[p].addr), "h:t", p as u64, every, running.clone()));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut moves = 0;
     while Instant::now() < deadline {
         // Back on either node, from where it left.
         let mut ws = pubsub(nodes[rng.below(2) as usize].addr);
-        rejoin(&mut ws, &mut seen, &epoch);
+        assert_eq!(reader.rejoin(&mut ws), true, "everything after {} is kept", reader.last());
         for _ in 0..rng.below(200) {
-            let value = next(&mut ws).unwrap();
-            take(&mut seen, &value);
+            reader.take(&next(&mut ws));
         }
         // Dropped without a Close, whatever was on its way.
         drop(ws);
         moves += 1;
         thread::sleep(Duration::from_millis(rng.below(20)));
     }
-    running.store(false, AtomicOrdering::Relaxed);
-    let total: u64 = publishers.into_iter().map(|p| p.join().unwrap()).sum();
+    running.store(false, Ordering::Relaxed);
+    let total = publishers.map(|p| p.join().unwrap().len() as u64).iter().sum::<u64>();
     let mut ws = pubsub(nodes[0].addr);
-    rejoin(&mut ws, &mut seen, &epoch);
-    while seen.len() < total as usize {
-        let value = next(&mut ws).unwrap();
-        take(&mut seen, &value);
+    assert_eq!(reader.rejoin(&mut ws), true, "everything after {} is kept", reader.last());
+    while reader.offsets.len() < total as usize {
+        reader.take(&next(&mut ws));
     }
-    assert_eq!(seen.len() as u64, total, "every publication, once");
+    assert_eq!(reader.offsets.len() as u64, total, "every publication, once");
     assert!(moves >= 10 && total >= 100, "{moves} moves, {total} publications");
 }
 
@@ -711,12 +491,8 @@ fn a_client_that_keeps_moving_between_nodes_gets_every_publication_once_in_order
 fn a_room_and_pubsub_share_a_kept_topic_across_nodes() {
     let redis = Redis::start();
     let history = [("FERROWS_TOPICS_HISTORY_SIZE", "10")];
-    let (a, b) = (node_with("kept-room-a", &redis, &history), node_with("kept-room-b", &redis, &history));
-    for n in [&a, &b] {
-        wait_for_health(n.addr, "up", Duration::from_secs(5));
-    }
-    let mut subscriber = pubsub(a.addr);
-    subscribe(&mut subscriber, "chat:r");
+    let [a, b] = nodes("kept-room", |_| redis.url(), &history);
+    let mut subscriber = subscriber(a.addr, "chat:r");
     let mut member = room(b.addr, "chat:r");
     let mut other = room(b.addr, "chat:r");
     redis.wait_for_subscribers("ferrows:t:stream/chat:r", 2);
@@ -734,7 +510,7 @@ fn a_room_and_pubsub_share_a_kept_topic_across_nodes() {
     };
     member.send_binary(&[1, 2, 3]).unwrap();
     binary(&mut member);
-    request(&mut subscriber, json!({"op": "publish", "topic": "chat:r", "data": "from a", "exclude_self": true}));
+    send_publish(&mut subscriber, "chat:r", json!("from a"));
     binary(&mut other);
     assert_eq!(room_text(&mut other), "from a");
     assert_eq!(room_text(&mut member), "from a");

@@ -75,11 +75,11 @@ impl Redis {
         Some(String::from_utf8_lossy(&reply).trim_end().to_owned())
     }
 
-    /// How many times Redis ran `command` (from `INFO commandstats`).
-    pub fn calls(&self, command: &str) -> u64 {
+    /// The text of `INFO section`.
+    pub fn info(&self, section: &str) -> String {
         let mut socket = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).unwrap();
         socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        socket.write_all(b"INFO commandstats\r\n").unwrap();
+        socket.write_all(format!("INFO {section}\r\n").as_bytes()).unwrap();
         let mut reply = Vec::new();
         let mut buf = [0; 4096];
         // $LEN\r\n, LEN bytes, \r\n
@@ -90,14 +90,27 @@ impl Redis {
                 (rest.len() >= len + 2).then(|| rest[..len].to_owned())
             });
             if let Some(info) = whole {
-                let prefix = format!("cmdstat_{command}:calls=");
-                let line = info.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned));
-                return line.and_then(|l| l.split(',').next()?.parse().ok()).unwrap_or(0);
+                return info;
             }
             let n = socket.read(&mut buf).expect("the INFO reply");
             assert!(n > 0, "Redis closed the connection");
             reply.extend_from_slice(&buf[..n]);
         }
+    }
+
+    /// How many times Redis ran `command` (from `INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        let info = self.info("commandstats");
+        let line = info.lines().find_map(|l| l.strip_prefix(&prefix));
+        line.and_then(|l| l.split(',').next()?.parse().ok()).unwrap_or(0)
+    }
+
+    /// The server's process id (from `INFO server`).
+    pub fn pid(&self) -> String {
+        let info = self.info("server");
+        let pid = info.lines().find_map(|l| l.strip_prefix("process_id:"));
+        pid.unwrap_or_else(|| panic!("no process_id in {info}")).trim().to_owned()
     }
 
     /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
