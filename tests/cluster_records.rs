@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use ferrows::cluster::{Cluster, ClusterConfig};
 use ferrows::runtime::{
-    Context, Decision, Handler, Keep, Message, Read, ReadAnswer, Record, Server, ServerHandle, SessionId, Upgrade,
+    Appended, Context, Decision, Handler, Keep, Message, Read, ReadAnswer, Record, Server, ServerHandle, SessionId,
+    Upgrade,
 };
 use redis::Redis;
 use tungstenite::Message as WsMessage;
@@ -27,9 +28,11 @@ const KEEP: Keep = Keep { size: 3, ttl: Duration::from_secs(60) };
 /// The test's application. A session's path names its topic (`/chat`:
 /// `stream/chat`), which it subscribes to on open. What it sends:
 /// `read` reads the topic's last 3 kept records; `~TEXT` appends a record
-/// not kept; `!TEXT` a kept one that leaves the sender out; anything else a
-/// kept one. Records come back to every subscriber as `OFFSET:EPOCH:DATA`,
-/// a read as `kept OFFSET:EPOCH [OFFSET:DATA,...]` (or `kept none`).
+/// not kept; `!TEXT` a kept one that leaves the sender out; `?TEXT` a kept
+/// one whose keeping is confirmed to the sender (`appended OFFSET:EPOCH`, or
+/// `appended none`); anything else a kept one. Records come back to every
+/// subscriber as `OFFSET:EPOCH:DATA`, a read as `kept OFFSET:EPOCH
+/// [OFFSET:DATA,...]` (or `kept none`).
 #[derive(Default)]
 struct Records {
     /// Whose read each ticket is.
@@ -59,11 +62,15 @@ impl Handler for Records {
             let read = Read::last(topic.as_str().into(), limit, Duration::from_secs(60));
             ctx.read_kept(self.next_ticket, vec![read])
         } else if let Some(loose) = text.strip_prefix('~') {
-            ctx.append(&topic, loose.as_bytes().to_vec(), None, None)
+            ctx.append(&topic, loose.as_bytes().to_vec(), None, None, None)
+        } else if let Some(confirmed) = text.strip_prefix('?') {
+            self.next_ticket += 1;
+            self.tickets.insert(self.next_ticket, session);
+            ctx.append(&topic, confirmed.as_bytes().to_vec(), Some(KEEP), None, Some(self.next_ticket))
         } else if let Some(hidden) = text.strip_prefix('!') {
-            ctx.append(&topic, hidden.as_bytes().to_vec(), Some(KEEP), Some(session))
+            ctx.append(&topic, hidden.as_bytes().to_vec(), Some(KEEP), Some(session), None)
         } else {
-            ctx.append(&topic, text.as_bytes().to_vec(), Some(KEEP), None)
+            ctx.append(&topic, text.as_bytes().to_vec(), Some(KEEP), None, None)
         };
         if !taken {
             let _ = ctx.send_text(session, "refused");
@@ -78,6 +85,15 @@ impl Handler for Records {
         };
         let skip: Vec<SessionId> = exclude.into_iter().collect();
         ctx.publish_local(&record.topic, Message::Text(&text), &skip);
+    }
+
+    fn on_appended(&mut self, ctx: &mut Context<'_, String>, answer: Appended) {
+        let Some(session) = self.tickets.remove(&answer.ticket) else { return };
+        let text = match answer.position {
+            Some(position) => format!("appended {}:{}", position.offset, position.epoch),
+            None => "appended none".to_owned(),
+        };
+        let _ = ctx.send_text(session, &text);
     }
 
     fn on_read(&mut self, ctx: &mut Context<'_, String>, answer: ReadAnswer) {
@@ -258,4 +274,39 @@ fn kept_records_cross_nodes_in_order_and_read_back() {
     // Every record came back to each node through Redis: 5 + 1 + 1 + 1 on both, and B's "first".
     assert_eq!(a.stat(|s| &s.received), 8);
     assert_eq!(b.stat(|s| &s.received), 9);
+}
+
+#[test]
+fn a_confirmed_append_is_answered_once_redis_keeps_it_or_cannot_tell() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "confirm-a");
+    let mut on_a = connect(&a, "/confirm");
+    redis.wait_for_subscribers("ferrows:t:stream/confirm", 1);
+    send(&mut on_a, "?one");
+    // The record comes back through Redis, and the answer with the same position, in either order.
+    let (mut answer, mut kept) = (None, None);
+    while answer.is_none() || kept.is_none() {
+        let text = text(&mut on_a);
+        match text.strip_prefix("appended ") {
+            Some(position) => answer = Some(position.to_owned()),
+            None => kept = Some(record(&text)),
+        }
+    }
+    let (offset, epoch, data) = kept.unwrap();
+    assert_eq!((answer.unwrap(), data), (format!("{offset}:{epoch}"), "one".to_owned()));
+
+    // Redis hangs (SIGSTOP): an append sent now is answered `none` once the
+    // bridge gives the connection up (three silent pings), never `appended`.
+    let pid = redis.pid();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    send(&mut on_a, "?two");
+    let answer = text(&mut on_a);
+    signal("-CONT");
+    assert_eq!(answer, "appended none", "an append in flight when the link is lost is not known to be kept");
+    assert!(stopped.elapsed() < Duration::from_secs(6), "answered after {:?}", stopped.elapsed());
 }

@@ -191,7 +191,7 @@ impl App {
                         }
                     }
                 };
-                let recipients = self.publish(ctx, topic, Payload::Json(&data), None);
+                let recipients = self.publish(ctx, topic, Payload::Json(&data), None, None);
                 Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))
             }
             Call::Api("broadcast") => {
@@ -204,7 +204,7 @@ impl App {
                 let mut recipients = 0;
                 for (i, topic) in broadcast.topics.iter().enumerate() {
                     if !broadcast.topics[..i].contains(topic) {
-                        recipients += self.publish(ctx, topic, Payload::Json(broadcast.data), None);
+                        recipients += self.publish(ctx, topic, Payload::Json(broadcast.data), None, None);
                     }
                 }
                 Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))

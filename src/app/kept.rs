@@ -185,6 +185,7 @@ impl App {
         payload: Payload<'_>,
         exclude: Option<SessionId>,
         keep: Keep,
+        confirm: Option<u64>,
     ) -> Option<usize> {
         let (data, keep) = match payload {
             Payload::Text(text) => (record(TEXT, text.as_bytes()), Some(keep)),
@@ -193,7 +194,7 @@ impl App {
         };
         let mut key = std::mem::take(&mut self.kept.text);
         stream_key(&mut key, name);
-        let appended = ctx.append(&key, data, keep, exclude);
+        let appended = ctx.append(&key, data, keep, exclude, confirm);
         self.kept.text = key;
         if !appended {
             self.streams.stats().unkept.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +215,7 @@ impl App {
     ) -> bool {
         let mut key = String::new();
         stream_key(&mut key, name);
-        ctx.append(&key, record(EVENT, event.as_bytes()), None, Some(session))
+        ctx.append(&key, record(EVENT, event.as_bytes()), None, Some(session), None)
     }
 
     /// Subscribes `session` to `topic` (its `/pubsub` engine topic `key`)
@@ -746,7 +747,7 @@ fn data_json(data: &[u8]) -> Option<String> {
     }
 }
 
-fn owned_id(id: Option<Id<'_>>) -> Option<Box<RawValue>> {
+pub(super) fn owned_id(id: Option<Id<'_>>) -> Option<Box<RawValue>> {
     id.and_then(|id| RawValue::from_string(id.as_json().to_owned()).ok())
 }
 

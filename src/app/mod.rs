@@ -79,6 +79,7 @@ mod api;
 /// Who a connection is: the JWT verifier of the identity layer (pure: keys in, claims out).
 #[cfg(feature = "jwt")]
 pub mod auth;
+mod confirm;
 mod echo;
 mod history;
 mod identity;

@@ -130,12 +130,17 @@ impl App {
                     return forbidden(id, CLIENTS_MAY_NOT_PUBLISH);
                 }
                 let exclude = exclude_self.then_some(session);
-                let (mut recipients, mut unkept) = (0, false);
+                // An ack to give waits for the cluster's store to keep what it keeps.
+                let ticket = id.is_some().then(|| self.next_ticket());
+                let (mut recipients, mut unkept, mut appends) = (0, false, 0);
                 for topic in topics.iter() {
-                    recipients += self.publish(ctx, topic, Payload::Json(data), exclude);
+                    recipients += self.publish(ctx, topic, Payload::Json(data), exclude, ticket);
                     unkept |= self.unkept;
+                    appends += usize::from(self.confirming_last);
                 }
-                if unkept {
+                if let Some(ticket) = ticket.filter(|_| appends > 0) {
+                    self.ack_when_kept(session, id, ticket, recipients, appends, unkept);
+                } else if unkept {
                     protocol::write_ack_publish_unkept(reply, id, recipients);
                 } else {
                     protocol::write_ack_publish(reply, id, recipients);

@@ -33,8 +33,8 @@ use crate::prometheus::{self, Kind, TextEncoder};
 use crate::proto::handshake::StatusCode;
 use crate::proto::CloseCode;
 use crate::runtime::{
-    Context, Decision, Handler, HttpRequest, HttpResponse, MembersAnswer, Message, ReadAnswer, Record, SessionId,
-    Upgrade,
+    Appended, Context, Decision, Handler, HttpRequest, HttpResponse, MembersAnswer, Message, ReadAnswer, Record,
+    SessionId, Upgrade,
 };
 
 /// The demo page, embedded in the binary.
@@ -175,6 +175,11 @@ pub struct App {
     /// Whether the last [`publish`](Self::publish) was to a topic with
     /// history that could not be kept.
     pub(super) unkept: bool,
+    /// Whether the last [`publish`](Self::publish) asked the cluster's
+    /// store to confirm it kept the publication.
+    pub(super) confirming_last: bool,
+    /// Publish acks waiting for the cluster's store.
+    pub(super) confirming: super::confirm::Confirming,
 }
 
 /// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
@@ -222,17 +227,23 @@ impl App {
     }
 
     /// Publishes `payload` to `topic` in both forms, keeping it in the
-    /// topic's stream when its namespace has history; returns the recipients on this node.
+    /// topic's stream when its namespace has history; returns the recipients
+    /// on this node. With a `confirm` ticket, a publication kept through the
+    /// uplink is answered in [`on_appended_answer`](Self::on_appended_answer)
+    /// (and `confirming_last` says so).
     pub(super) fn publish(
         &mut self,
         ctx: &mut Context<'_, Member>,
         topic: &str,
         payload: Payload<'_>,
         exclude: Option<SessionId>,
+        confirm: Option<u64>,
     ) -> usize {
         self.unkept = false;
+        self.confirming_last = false;
         if let Some(keep) = self.kept_through_uplink(ctx, topic) {
-            if let Some(recipients) = self.append_publication(ctx, topic, payload, exclude, keep) {
+            if let Some(recipients) = self.append_publication(ctx, topic, payload, exclude, keep, confirm) {
+                self.confirming_last = confirm.is_some();
                 return recipients;
             }
             // The cluster's store is unreachable: this node's subscribers still get it.
@@ -402,7 +413,7 @@ impl Handler for App {
             Message::Text(text) => Payload::Text(text),
             Message::Binary(data) => Payload::Binary(data),
         };
-        self.publish(ctx, &room, payload, exclude);
+        self.publish(ctx, &room, payload, exclude, None);
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_, Member>, session: SessionId, _code: CloseCode, _reason: &str) {
@@ -420,6 +431,10 @@ impl Handler for App {
 
     fn on_members(&mut self, ctx: &mut Context<'_, Member>, answer: MembersAnswer) {
         self.on_members_answer(ctx, answer);
+    }
+
+    fn on_appended(&mut self, ctx: &mut Context<'_, Member>, answer: Appended) {
+        self.on_appended_answer(ctx, answer);
     }
 
     fn on_http(&mut self, ctx: &mut Context<'_, Member>, request: &HttpRequest<'_>) -> HttpResponse {

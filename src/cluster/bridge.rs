@@ -799,7 +799,7 @@ mod tests {
         }
     }
 
-    fn delivered(inbox: &std::sync::mpsc::Receiver<Publication>) -> Vec<Vec<u8>> {
+    pub(super) fn delivered(inbox: &std::sync::mpsc::Receiver<Publication>) -> Vec<Vec<u8>> {
         inbox
             .try_iter()
             .map(|d| match d {
@@ -808,6 +808,10 @@ mod tests {
                 Publication::Record(record) => record.data.to_vec(),
                 Publication::Answer(answer) => format!("answer {}", answer.ticket).into_bytes(),
                 Publication::Members(answer) => format!("members {}", answer.ticket).into_bytes(),
+                Publication::Appended(answer) => {
+                    let offset = answer.position.map(|p| p.offset);
+                    format!("appended {} {offset:?}", answer.ticket).into_bytes()
+                }
             })
             .collect()
     }

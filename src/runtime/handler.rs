@@ -12,7 +12,7 @@ use super::http::{HttpRequest, HttpResponse};
 use super::metrics::{LoopCounters, Metrics};
 use super::pubsub::{Bus, Membership, Topic, Topics};
 use super::records::{
-    Append, Keep, MemberChange, MembersAnswer, MembersRequest, Read, ReadAnswer, ReadRequest, Record,
+    Append, Appended, Keep, MemberChange, MembersAnswer, MembersRequest, Read, ReadAnswer, ReadRequest, Record,
 };
 use super::slot::Slot;
 use super::Shared;
@@ -186,6 +186,12 @@ pub trait Handler: 'static {
 
     /// The answer to this loop's [`Context::read_members`]. Nothing by default.
     fn on_members(&mut self, ctx: &mut Context<'_, Self::State>, answer: MembersAnswer) {
+        let _ = (ctx, answer);
+    }
+
+    /// The answer to an append of this loop that asked for one
+    /// ([`Context::append`] with a ticket). Nothing by default.
+    fn on_appended(&mut self, ctx: &mut Context<'_, Self::State>, answer: Appended) {
         let _ = (ctx, answer);
     }
 }
@@ -483,13 +489,23 @@ impl<S> Context<'_, S> {
     /// `keep` says how it is kept (`None`: only ordered among the topic's
     /// records), `exclude` a session of this loop left out. It comes back,
     /// on every loop with subscribers of `topic` (on every node), in
-    /// [`Handler::on_record`]. Returns false when the uplink cannot take it
-    /// now (or there is none): deliver it another way.
-    pub fn append(&mut self, topic: &str, data: Vec<u8>, keep: Option<Keep>, exclude: Option<SessionId>) -> bool {
+    /// [`Handler::on_record`]. A kept record with a `confirm` ticket is
+    /// answered once, in [`Handler::on_appended`], when the uplink's store
+    /// has it (or cannot keep it). Returns false when the uplink cannot take
+    /// it now (or there is none): deliver it another way; no answer comes.
+    pub fn append(
+        &mut self,
+        topic: &str,
+        data: Vec<u8>,
+        keep: Option<Keep>,
+        exclude: Option<SessionId>,
+        confirm: Option<u64>,
+    ) -> bool {
         let Some(uplink) = &self.bus.uplink else { return false };
         let topic = self.topics.of_topic_key(topic).unwrap_or_else(|| Topic::from(topic));
         let exclude = exclude.map(|id| (self.loop_index, id));
-        uplink.append(Append { topic, data, keep, exclude })
+        let confirm = confirm.filter(|_| keep.is_some()).map(|ticket| (self.loop_index, ticket));
+        uplink.append(Append { topic, data, keep, exclude, confirm })
     }
 
     /// Reads kept records through the uplink; the answer comes to this

@@ -38,6 +38,10 @@ impl<H: Handler> EventLoop<H> {
                     self.with_context(now, None, |handler, ctx| handler.on_members(ctx, answer));
                     continue;
                 }
+                Publication::Appended(answer) => {
+                    self.with_context(now, None, |handler, ctx| handler.on_appended(ctx, answer));
+                    continue;
+                }
                 Publication::Topic { topic, frame, seq, exclude } => {
                     let exclude = exclude.filter(|(at, _)| *at == self.index).map(|(_, id)| id);
                     targets.extend(self.topics.subscribers_at(&topic, seq).filter(|s| Some(*s) != exclude));

@@ -225,7 +225,8 @@ pub use metrics::Metrics;
 pub use origin::{OriginPatternError, OriginPolicy};
 pub use pubsub::{PubSubStats, Topic, Topics};
 pub use records::{
-    Append, Keep, Kept, MemberChange, MembersAnswer, MembersRequest, Position, Read, ReadAnswer, ReadRequest, Record,
+    Append, Appended, Keep, Kept, MemberChange, MembersAnswer, MembersRequest, Position, Read, ReadAnswer, ReadRequest,
+    Record,
 };
 pub use server::{Server, ServerBuilder, ServerHandle, ShutdownHandle};
 #[cfg(feature = "tls")]

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use mio::Waker;
 
 use super::handler::SessionId;
-use super::records::{MembersAnswer, ReadAnswer, Record};
+use super::records::{Appended, MembersAnswer, ReadAnswer, Record};
 use super::uplink::Uplink;
 use crate::proto::CloseCode;
 use crate::session::SharedFrame;
@@ -200,6 +200,8 @@ pub(crate) enum Publication {
     Answer(ReadAnswer),
     /// The answer to the loop's read of a topic's members, for its handler.
     Members(MembersAnswer),
+    /// The answer to an append of the loop, for its handler.
+    Appended(Appended),
 }
 
 /// Counters of what the bus and the subscribers' queues could not take.
@@ -417,6 +419,11 @@ impl Bus {
     /// Hands `answer` to loop `loop_index`; as [`send_answer`](Self::send_answer).
     pub(crate) fn send_members(&self, loop_index: usize, answer: MembersAnswer) -> bool {
         self.send_waiting(loop_index, Publication::Members(answer))
+    }
+
+    /// Hands `answer` to loop `loop_index`; as [`send_answer`](Self::send_answer).
+    pub(crate) fn send_appended(&self, loop_index: usize, answer: Appended) -> bool {
+        self.send_waiting(loop_index, Publication::Appended(answer))
     }
 
     /// Puts `delivery` in loop `index`'s inbox, waiting for room, and wakes

@@ -46,6 +46,21 @@ pub struct Append {
     pub keep: Option<Keep>,
     /// A session left out (its loop, and itself), as in [`Context::publish`](super::Context::publish).
     pub exclude: Option<(usize, SessionId)>,
+    /// For a kept record: the loop to tell, and its ticket, once the
+    /// uplink's store has it or cannot keep it ([`Appended`]).
+    pub confirm: Option<(usize, u64)>,
+}
+
+/// The answer to a kept [`Append`] that asked for one: its position once
+/// the uplink's store has it; `None` when it was not kept, or when the
+/// uplink cannot tell whether it was (the store's connection was lost
+/// before its answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The append's ticket.
+    pub ticket: u64,
+    /// The record's place in its topic.
+    pub position: Option<Position>,
 }
 
 /// A record's place in its topic: its `offset` (+1 per kept record, from 1)

@@ -22,7 +22,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::pubsub::{Bus, Topic};
-use super::records::{Append, MemberChange, MembersAnswer, MembersRequest, ReadAnswer, ReadRequest, Record};
+use super::records::{Append, Appended, MemberChange, MembersAnswer, MembersRequest, ReadAnswer, ReadRequest, Record};
 use crate::proto::close::parse_close_payload;
 use crate::proto::frame::{decode_header, Decoded, HeaderRules};
 use crate::proto::{CloseCode, OpCode, Role};
@@ -173,6 +173,13 @@ impl Inlet {
     /// that loop's channel could not take it.
     pub fn answer_members(&self, loop_index: usize, answer: MembersAnswer) -> bool {
         self.bus.send_members(loop_index, answer)
+    }
+
+    /// Hands the answer to a confirmed [`Append`] to the loop that made it,
+    /// for its handler's [`on_appended`](super::Handler::on_appended); false
+    /// if that loop's channel could not take it.
+    pub fn appended(&self, loop_index: usize, answer: Appended) -> bool {
+        self.bus.send_appended(loop_index, answer)
     }
 
     /// Whether any loop of this node has subscribers of `topic`.

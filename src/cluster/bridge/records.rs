@@ -16,7 +16,7 @@ use crate::cluster::record;
 use crate::cluster::resp::{encode_command_parts, Value};
 use crate::cluster::scripts::{self, Script, ScriptCall};
 use crate::cluster::ClusterStats;
-use crate::runtime::{Append, Kept, ReadAnswer, ReadRequest, Record, Topic};
+use crate::runtime::{Append, Appended, Kept, Position, ReadAnswer, ReadRequest, Record, Topic};
 
 /// Bytes of script calls (their data included) that may wait for Redis's
 /// answers; past it, appends are lost and reads answered with nothing.
@@ -36,8 +36,9 @@ pub(super) enum Expected {
     ScriptLoad,
     /// A write whose refusal is logged and counted, not fatal (a presence removal).
     Tolerated,
-    /// An APPEND call, with its arguments for a retry by EVAL.
-    Append(ScriptCall),
+    /// An APPEND call, with its arguments for a retry by EVAL, and the loop
+    /// and ticket its answer goes to, if it asked for one.
+    Append { call: ScriptCall, confirm: Option<(usize, u64)> },
     /// A READ call for slot `slot` of the reads in flight under `id`.
     Read { call: ScriptCall, id: u64, slot: usize },
     /// A JOIN call (members added or refreshed).
@@ -50,7 +51,7 @@ impl Expected {
     /// The script call it waits for, if it is one.
     fn call(&mut self) -> Option<&mut ScriptCall> {
         match self {
-            Expected::Append(call)
+            Expected::Append { call, .. }
             | Expected::Read { call, .. }
             | Expected::Join(call)
             | Expected::Members { call, .. } => Some(call),
@@ -178,8 +179,9 @@ impl Bridge {
     /// kept as a plain PUBLISH on the same connection (so that it keeps its
     /// place among the topic's records). What cannot go now is lost, counted.
     pub(super) fn forward_append(&mut self, append: Append) {
-        let Append { topic, data, keep, exclude } = append;
+        let Append { topic, data, keep, exclude, confirm } = append;
         if !self.publisher_has_room() {
+            self.confirm(confirm, None);
             return ClusterStats::add(&self.stats.lost, 1);
         }
         let header = record::header(self.keeping.run, exclude);
@@ -187,7 +189,7 @@ impl Bridge {
         if let Some(keep) = keep {
             let epoch = self.keeping.epoch_candidate();
             let call = ScriptCall::append(&self.config.prefix, &topic, channel, data, keep, &epoch, &header);
-            return self.write_call(Expected::Append(call));
+            return self.write_call(Expected::Append { call, confirm });
         }
         let Link::Up(conn) = &mut self.links[PUBLISHER].link else { return };
         encode_command_parts(&[&[b"PUBLISH"], &[&channel], &[&header, b"0  ", &data]], &mut conn.out);
@@ -198,7 +200,7 @@ impl Bridge {
     /// Whether the publishing connection is up and can take more.
     pub(super) fn publisher_has_room(&self) -> bool {
         match &self.links[PUBLISHER].link {
-            Link::Up(conn) => conn.out.len() < MAX_UNWRITTEN && conn.held < MAX_HELD,
+            Link::Up(conn) => conn.answered && conn.out.len() < MAX_UNWRITTEN && conn.held < MAX_HELD,
             _ => false,
         }
     }
@@ -326,9 +328,10 @@ impl Bridge {
                 Ok(())
             }
             (Expected::Tolerated, _) => Ok(()),
-            (Expected::Append(_), Value::Error(message)) => {
+            (Expected::Append { confirm, .. }, Value::Error(message)) => {
                 ClusterStats::add(&self.stats.record_errors, 1);
                 self.script_failed("an append", &message);
+                self.confirm(confirm, None);
                 Ok(())
             }
             (Expected::Read { id, slot, .. }, Value::Error(message)) => {
@@ -337,11 +340,13 @@ impl Bridge {
                 self.fill(id, slot, None);
                 Ok(())
             }
-            (Expected::Append(_), value) => {
-                match scripts::appended(&value) {
+            (Expected::Append { confirm, .. }, value) => {
+                let position = scripts::appended(&value);
+                match position {
                     Some(_) => ClusterStats::add(&self.stats.records_appended, 1),
                     None => ClusterStats::add(&self.stats.invalid, 1),
                 }
+                self.confirm(confirm, position);
                 Ok(())
             }
             (Expected::Read { id, slot, .. }, value) => {
@@ -377,6 +382,14 @@ impl Bridge {
         self.write_call(expected);
     }
 
+    /// Tells the loop that asked what became of its append.
+    fn confirm(&self, confirm: Option<(usize, u64)>, position: Option<Position>) {
+        let Some((loop_index, ticket)) = confirm else { return };
+        if !self.inlet.appended(loop_index, Appended { ticket, position }) {
+            log::debug!("cluster: loop {loop_index} could not take the answer to its append {ticket}");
+        }
+    }
+
     /// Logs a script's error reply: a warning now and then, else at debug level.
     pub(super) fn script_failed(&mut self, what: &str, message: &[u8]) {
         let now = Instant::now();
@@ -394,7 +407,10 @@ impl Bridge {
     pub(super) fn publisher_lost(&mut self, expected: VecDeque<Expected>) {
         for entry in expected {
             match entry {
-                Expected::Append(_) => ClusterStats::add(&self.stats.lost, 1),
+                Expected::Append { confirm, .. } => {
+                    ClusterStats::add(&self.stats.lost, 1);
+                    self.confirm(confirm, None);
+                }
                 Expected::Read { id, slot, .. } => self.fill(id, slot, None),
                 Expected::Members { loop_index, ticket, .. } => self.answer_members(loop_index, ticket, None),
                 Expected::Auth | Expected::Plain | Expected::ScriptLoad | Expected::Tolerated | Expected::Join(_) => {}
@@ -463,7 +479,7 @@ impl Bridge {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use super::super::tests::bridge;
+    use super::super::tests::{bridge, delivered};
     use super::*;
     use crate::cluster::record::RecordMessage;
     use crate::runtime::pubsub::Publication;
@@ -565,36 +581,51 @@ mod tests {
         assert!(conn.out.is_empty() && conn.expected.is_empty(), "nothing was sent");
     }
 
+    /// A kept record of `news`, answered to loop 0 with the ticket of `confirm`.
+    fn kept_append(data: &[u8], confirm: Option<(usize, u64)>) -> Append {
+        let keep = Some(crate::runtime::Keep { size: 3, ttl: Duration::from_secs(5) });
+        Append { topic: Topic::from("news"), data: data.to_vec(), keep, exclude: None, confirm }
+    }
+
     #[test]
     fn a_script_lost_by_redis_is_sent_again_with_its_source() {
-        let (mut bridge, _inbox) = bridge();
+        let (mut bridge, inbox) = bridge();
         let now = Instant::now();
         bridge.links[PUBLISHER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
-        let append = Append {
-            topic: Topic::from("news"),
-            data: b"hello".to_vec(),
-            keep: Some(crate::runtime::Keep { size: 3, ttl: Duration::from_secs(5) }),
-            exclude: None,
-        };
+        let append = kept_append(b"hello", Some((0, 7)));
         bridge.forward_append(append);
         let noscript = Value::Error(b"NOSCRIPT No matching script".to_vec());
         bridge.on_reply(noscript.clone()).unwrap();
         let Link::Up(conn) = &bridge.links[PUBLISHER].link else { unreachable!() };
         let out = String::from_utf8_lossy(&conn.out).into_owned();
         assert!(out.contains("EVALSHA") && out.contains("\r\nEVAL\r\n"), "{out}");
-        assert!(matches!(conn.expected.front(), Some(Expected::Append(call)) if !call.by_sha));
+        assert!(matches!(conn.expected.front(), Some(Expected::Append { call, .. }) if !call.by_sha));
         // By source, a second NOSCRIPT is an error, counted.
         bridge.on_reply(noscript).unwrap();
         assert_eq!(bridge.stats.record_errors.load(Ordering::Relaxed), 1);
-        bridge.forward_append(Append {
-            topic: Topic::from("news"),
-            data: b"x".to_vec(),
-            keep: Some(crate::runtime::Keep { size: 3, ttl: Duration::from_secs(5) }),
-            exclude: None,
-        });
+        bridge.forward_append(kept_append(b"x", Some((0, 8))));
         bridge.on_reply(Value::Array(Some(vec![Value::Integer(1), Value::Bulk(Some(b"ep".to_vec()))]))).unwrap();
         assert_eq!(bridge.stats.records_appended.load(Ordering::Relaxed), 1);
+        // Each append that asked is answered: the refused one with nothing, the kept one with its offset.
+        assert_eq!(delivered(&inbox), [b"appended 7 None".to_vec(), b"appended 8 Some(1)".to_vec()]);
         assert!(bridge.on_reply(Value::Simple(b"OK".to_vec())).is_err(), "a reply to nothing ends the link");
+    }
+
+    #[test]
+    fn appends_in_flight_are_answered_with_nothing_when_the_link_goes() {
+        let (mut bridge, inbox) = bridge();
+        let now = Instant::now();
+        bridge.links[PUBLISHER].link = Link::Up(Box::new(super::super::tests::idle_conn(now)));
+        for (ticket, confirm) in [(1, true), (2, false), (3, true)] {
+            bridge.forward_append(kept_append(b"x", confirm.then_some((0, ticket))));
+        }
+        bridge.fail(PUBLISHER, now, "test");
+        // Perhaps kept, perhaps not: the loop is told it is not known to be.
+        assert_eq!(delivered(&inbox), [b"appended 1 None".to_vec(), b"appended 3 None".to_vec()]);
+        assert_eq!(bridge.stats.lost.load(Ordering::Relaxed), 3);
+        // With the link down, an append is answered at once.
+        bridge.forward_append(kept_append(b"y", Some((0, 4))));
+        assert_eq!(delivered(&inbox), [b"appended 4 None".to_vec()]);
     }
 
     #[test]
