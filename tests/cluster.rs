@@ -368,7 +368,10 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     assert_eq!((acked["op"].as_str(), acked["kept"].as_bool()), (Some("publish"), Some(false)), "{acked}");
     let message = next_message(&mut local);
     assert_eq!((message["data"].as_str(), message.get("offset")), (Some("unkept"), None), "{message}");
-    assert!(metric(a.addr, "ferrows_history_unkept_total") >= 1);
+    // The backend's API says so too.
+    assert_eq!(publish_http(a.addr, "chat:x", &json!("unkept too")), json!({"recipients": 1, "kept": false}));
+    assert_eq!(next_message(&mut local)["data"], "unkept too");
+    assert!(metric(a.addr, "ferrows_history_unkept_total") >= 2);
 
     redis.restart();
     for n in [&a, &b] {
@@ -381,6 +384,11 @@ fn history_lives_in_redis_and_a_client_recovers_on_another_node() {
     assert_eq!(ack["recovered"]["chat:x"], false, "{ack}");
     assert_eq!(ack["positions"]["chat:x"]["offset"], 0, "{ack}");
     assert_ne!(ack["positions"]["chat:x"]["epoch"], epoch.as_str(), "a new epoch");
+    // With Redis back, the API answers once Redis kept the publication: a read then has it.
+    let answer = publish_http(b.addr, "chat:x", &json!("kept by the api"));
+    assert_eq!((answer["recipients"].as_u64(), answer.get("kept")), (Some(2), None), "{answer}");
+    let body = get_json(a.addr, "/api/history/chat:x?limit=1");
+    assert_eq!(body["publications"][0]["data"], "kept by the api", "{body}");
 }
 
 /// How many clients `topic` has, by a `presence_count` request on `ws`.

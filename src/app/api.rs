@@ -22,11 +22,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::confirm::{published_body, Ack, Published};
 use super::presence::write_clients;
 use super::pubsub::NO_HISTORY;
 use super::pubsub_protocol::{write_history, write_json_string, ProtocolLimits};
 use super::routes::{App, Member};
-use super::topics::{self, Payload};
+use super::topics;
 use crate::proto::handshake::{write_response, StatusCode};
 use crate::proto::CloseCode;
 use crate::runtime::{Context, HttpRequest, HttpResponse, SessionId};
@@ -59,12 +60,30 @@ impl Call<'_> {
     }
 }
 
-/// An answer of the API: its status and JSON body.
-struct Answer(StatusCode, String);
+/// An answer of the API: its status and JSON body, or `later` (it comes
+/// through [`respond_later`](App::respond_later)).
+struct Answer {
+    status: StatusCode,
+    body: String,
+    later: bool,
+}
 
 impl Answer {
+    fn new(status: StatusCode, body: String) -> Self {
+        Self { status, body, later: false }
+    }
+
     fn ok(body: String) -> Self {
-        Self(StatusCode::OK, body)
+        Self::new(StatusCode::OK, body)
+    }
+
+    /// The answer of a publish: its recipients on this node, and `"kept":false`
+    /// where a topic with history did not keep it.
+    fn published(published: &Published) -> Self {
+        if published.appends > 0 {
+            return Self { status: StatusCode::OK, body: String::new(), later: true };
+        }
+        Self::ok(published_body(published.recipients, published.unkept))
     }
 
     fn error(status: StatusCode, code: &str, message: &str) -> Self {
@@ -73,7 +92,7 @@ impl Answer {
         body.push_str(r#"","message":"#);
         write_json_string(&mut body, message);
         body.push('}');
-        Self(status, body)
+        Self::new(status, body)
     }
 
     fn bad_request(message: &str) -> Self {
@@ -106,7 +125,11 @@ impl App {
         if let Some(later) = self.answer_later(ctx, request, call) {
             return later;
         }
-        let Answer(status, body) = self.answer(ctx, request, call);
+        let answer = self.answer(ctx, request, call);
+        if answer.later {
+            return HttpResponse::later();
+        }
+        let Answer { status, body, .. } = answer;
         self.count_call(call.name(), status);
         if status == StatusCode::METHOD_NOT_ALLOWED {
             let allow = if matches!(call, Call::Api("topics") | Call::History(_) | Call::Presence(_)) {
@@ -191,8 +214,9 @@ impl App {
                         }
                     }
                 };
-                let recipients = self.publish(ctx, topic, Payload::Json(&data), None, None);
-                Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))
+                let published = self.publish_all(ctx, [*topic], &data, None, true);
+                self.ack_when_kept(Ack::Http { request: request.id(), call: "publish" }, &published);
+                Answer::published(&published)
             }
             Call::Api("broadcast") => {
                 let Ok(broadcast) = serde_json::from_slice::<Broadcast<'_>>(request.body()) else {
@@ -201,13 +225,11 @@ impl App {
                 if let Err(answer) = check_topics(&broadcast.topics, limits) {
                     return answer;
                 }
-                let mut recipients = 0;
-                for (i, topic) in broadcast.topics.iter().enumerate() {
-                    if !broadcast.topics[..i].contains(topic) {
-                        recipients += self.publish(ctx, topic, Payload::Json(broadcast.data), None, None);
-                    }
-                }
-                Answer::ok(format!(r#"{{"recipients":{recipients}}}"#))
+                let topics = broadcast.topics.iter().enumerate();
+                let once = topics.filter(|(i, topic)| !broadcast.topics[..*i].contains(topic)).map(|(_, t)| &**t);
+                let published = self.publish_all(ctx, once, broadcast.data, None, true);
+                self.ack_when_kept(Ack::Http { request: request.id(), call: "broadcast" }, &published);
+                Answer::published(&published)
             }
             Call::Api("disconnect") => {
                 let Ok(disconnect) = serde_json::from_slice::<Disconnect<'_>>(request.body()) else {
@@ -339,7 +361,7 @@ mod tests {
 
     #[test]
     fn errors_are_json_with_a_code() {
-        let Answer(status, body) = Answer::error(StatusCode::BAD_REQUEST, "bad_request", "a \"quoted\" reason");
+        let Answer { status, body, .. } = Answer::error(StatusCode::BAD_REQUEST, "bad_request", "a \"quoted\" reason");
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(value["code"], "bad_request");
@@ -366,5 +388,5 @@ pub(super) enum Later {
 
 /// The JSON body of an API error.
 pub(super) fn error_body(code: &str, message: &str) -> String {
-    Answer::error(StatusCode::OK, code, message).1
+    Answer::error(StatusCode::OK, code, message).body
 }

@@ -9,7 +9,7 @@ use super::identity::{Outcome, User};
 use super::presence::write_clients;
 use super::pubsub_protocol::{self as protocol, ErrorCode, Id, Request, RequestError, TopicPosition};
 use super::routes::{App, Member};
-use super::topics::{self, Payload};
+use super::topics;
 use crate::proto::CloseCode;
 use crate::runtime::{Context, SessionId};
 
@@ -131,19 +131,13 @@ impl App {
                 }
                 let exclude = exclude_self.then_some(session);
                 // An ack to give waits for the cluster's store to keep what it keeps.
-                let ticket = id.is_some().then(|| self.next_ticket());
-                let (mut recipients, mut unkept, mut appends) = (0, false, 0);
-                for topic in topics.iter() {
-                    recipients += self.publish(ctx, topic, Payload::Json(data), exclude, ticket);
-                    unkept |= self.unkept;
-                    appends += usize::from(self.confirming_last);
-                }
-                if let Some(ticket) = ticket.filter(|_| appends > 0) {
-                    self.ack_when_kept(session, id, ticket, recipients, appends, unkept);
-                } else if unkept {
-                    protocol::write_ack_publish_unkept(reply, id, recipients);
+                let published = self.publish_all(ctx, topics.iter(), data, exclude, id.is_some());
+                if published.appends > 0 {
+                    self.ack_session_when_kept(session, id, &published);
+                } else if published.unkept {
+                    protocol::write_ack_publish_unkept(reply, id, published.recipients);
                 } else {
-                    protocol::write_ack_publish(reply, id, recipients);
+                    protocol::write_ack_publish(reply, id, published.recipients);
                 }
             }
             Request::Ping { id } => protocol::write_ack_ping(reply, id),

@@ -127,8 +127,8 @@ pub fn wait_for_gauge(addr: SocketAddr, name: &str, value: u64, within: Duration
     }
 }
 
-/// Publishes `data` to `topic` through the backend's API.
-pub fn publish_http(addr: SocketAddr, topic: &str, data: &Value) {
+/// Publishes `data` to `topic` through the backend's API; returns its answer.
+pub fn publish_http(addr: SocketAddr, topic: &str, data: &Value) -> Value {
     let body = data.to_string();
     let response = http(
         addr,
@@ -139,6 +139,8 @@ pub fn publish_http(addr: SocketAddr, topic: &str, data: &Value) {
         ),
     );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
 }
 
 pub type Ws = Client<ClientStream>;
