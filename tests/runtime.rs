@@ -460,6 +460,40 @@ fn answered_keepalive_pings_keep_the_session_open() {
 }
 
 #[test]
+fn answered_keepalive_rounds_do_not_pile_up_timers() {
+    // Each round moves a session's deadline earlier (the Pong brings the
+    // next Ping closer than the Pong's timeout), leaving the later entry in
+    // the wheel until it fires, 250 ms on: about five such entries per
+    // session at any time. An entry firing for nothing must not make the
+    // session arm one more for good.
+    let config = keepalive_config(Duration::from_millis(50), Duration::from_millis(250));
+    let server = TestServer::start(config, 1, |_| Echo);
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = RawClient::open(server.addr, "/");
+            thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(2);
+                let mut rounds = 0;
+                while Instant::now() < until {
+                    let ping = client.next_frame();
+                    assert_eq!(ping.opcode, OpCode::Ping, "expected a keepalive Ping, got {ping:?}");
+                    client.send_frame(true, OpCode::Pong, &ping.payload);
+                    rounds += 1;
+                }
+                (client, rounds)
+            })
+        })
+        .collect();
+    let clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let rounds: usize = clients.iter().map(|(_, rounds)| rounds).sum();
+    assert!(rounds >= 100, "{rounds} keepalive rounds in all");
+    let timers = server.handle().metrics().armed_timers();
+    assert!(timers <= 100, "{timers} timers armed for 10 sessions after {rounds} keepalive rounds");
+    drop(clients);
+    server.stop();
+}
+
+#[test]
 fn silent_peer_is_dropped_after_the_keepalive_timeout_and_on_close_gets_1006() {
     let config = keepalive_config(Duration::from_millis(200), Duration::from_millis(200));
     let (factory, reports) = ReportingEcho::factory();

@@ -178,6 +178,7 @@ impl<H: Handler> EventLoop<H> {
             self.expire_timers(now);
             self.flush_marked(now);
             self.resume_accepting(now);
+            self.counters().timers.set(self.wheel.len() as u64);
             if self.shared.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
                 self.begin_shutdown(now);
             }
@@ -367,6 +368,11 @@ impl<H: Handler> EventLoop<H> {
             let Some(slot) = self.sessions.get_mut(key).filter(|s| s.generation == generation) else {
                 continue;
             };
+            // An entry left behind when the deadline moved earlier: the
+            // session's armed one is still to come, and stays its only one.
+            if slot.armed.is_some_and(|armed| self.wheel.is_pending(armed)) {
+                continue;
+            }
             slot.armed = None;
             match slot.session.handle_timeout(now) {
                 Expiry::Pending | Expiry::Ran => {}

@@ -48,6 +48,8 @@ pub(crate) struct LoopCounters {
     pub(crate) connections: Cell,
     /// Open WebSocket sessions.
     pub(crate) sessions: Cell,
+    /// Entries in the loop's timer wheel (live and stale), as of its last turn.
+    pub(crate) timers: Cell,
     pub(crate) subscriptions: Cell,
     pub(crate) accepted: Cell,
     /// Failed `accept` calls (out of descriptors or buffers), each pausing accepting.
@@ -172,6 +174,13 @@ impl Metrics {
         self.sum(|l| &l.sessions)
     }
 
+    /// Deadlines armed in the loops' timer wheels (about one per session,
+    /// plus those of sessions ended since the last sweep).
+    #[must_use]
+    pub fn armed_timers(&self) -> u64 {
+        self.sum(|l| &l.timers)
+    }
+
     /// TCP connections accepted since start.
     #[must_use]
     pub fn accepted(&self) -> u64 {
@@ -208,9 +217,10 @@ impl Metrics {
             u64::from(self.draining()),
         );
         text.single("ferrows_open_connections", Kind::Gauge, "Open WebSocket sessions.", self.open_connections());
-        let per_loop: [(&str, &str, CellOf); 2] = [
+        let per_loop: [(&str, &str, CellOf); 3] = [
             ("ferrows_loop_open_connections", "Open WebSocket sessions of each loop.", |l| &l.sessions),
             ("ferrows_loop_tcp_connections", "TCP connections held by each loop, in any phase.", |l| &l.connections),
+            ("ferrows_loop_timers", "Deadlines armed in each loop's timer wheel, live and stale.", |l| &l.timers),
         ];
         for (name, help, cell) in per_loop {
             text.family(name, Kind::Gauge, help);

@@ -113,6 +113,12 @@ impl TimerWheel {
         u32::try_from(self.tick_at(deadline).max(self.next_tick)).unwrap_or(u32::MAX)
     }
 
+    /// Whether an entry armed at `tick` (as [`insert`](Self::insert)
+    /// returned it) has yet to fire.
+    pub fn is_pending(&self, tick: u32) -> bool {
+        u64::from(tick) >= self.next_tick
+    }
+
     /// How long until the next tick that may fire something, if anything is armed.
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if self.len == 0 {
@@ -236,7 +242,6 @@ impl TimerWheel {
     }
 
     /// How many entries are armed (live and stale).
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
