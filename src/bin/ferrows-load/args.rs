@@ -98,6 +98,9 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// Connections in progress at once (connect).
     pub concurrency: usize,
+    /// Sends per second instead of as fast as replies allow: messages per
+    /// connection (echo), publishes (fanout), rounds (room).
+    pub rate: Option<f64>,
 }
 
 impl Options {
@@ -183,6 +186,7 @@ fn modes_of(flag: &str) -> Option<&'static [Mode]> {
         "--connections" => &[Mode::Echo, Mode::Idle],
         "--size" => &[Mode::Echo, Mode::Idle, Mode::Fanout, Mode::Room],
         "--in-flight" => &[Mode::Echo, Mode::Fanout],
+        "--rate" => &[Mode::Echo, Mode::Fanout, Mode::Room],
         "--binary" | "--text" | "--payload" | "--every-message" => &[Mode::Echo],
         "--warmup" | "--duration" => &[Mode::Echo, Mode::Connect, Mode::Fanout, Mode::Room],
         "--hold" | "--server-pid" | "--send-once" => &[Mode::Idle],
@@ -236,6 +240,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
         hold: Duration::from_secs(10),
         server_pid: None,
         concurrency: 50,
+        rate: None,
     };
     let mut protocols = Vec::new();
     let mut headers = Vec::new();
@@ -348,6 +353,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgError
             "--hold" => opts.hold = seconds(&flag, &value, true)?,
             "--server-pid" => opts.server_pid = Some(positive(&flag, &value)?),
             "--concurrency" => opts.concurrency = positive(&flag, &value)?,
+            "--rate" => opts.rate = Some(rate(&flag, &value)?),
             _ => return Err(arg_error!("unknown flag {flag} (see --help)")),
         }
     }
@@ -496,6 +502,15 @@ fn seconds(flag: &str, value: &str, zero_ok: bool) -> Result<Duration, ArgError>
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A rate per second: above 0, at most a million.
+fn rate(flag: &str, value: &str) -> Result<f64, ArgError> {
+    let rate: f64 = value.trim().parse().map_err(|_| arg_error!("{flag}: {value:?} is not a number per second"))?;
+    if rate.is_nan() || rate <= 0.0 || rate > 1e6 {
+        return Err(arg_error!("{flag}: {value} per second is out of range (above 0 up to 1000000)"));
+    }
+    Ok(rate)
+}
+
 /// `A,B,C`: addresses of one family.
 fn parse_sources(flag: &str, value: &str) -> Result<Vec<IpAddr>, ArgError> {
     let sources = value
@@ -579,6 +594,10 @@ mod tests {
         let opts = options("room --members 500 --rounds 1000 --size 16");
         assert_eq!((opts.connections, opts.size, opts.rounds), (500, 16, Some(1000)));
         assert_eq!(options("room --duration 3").duration, Duration::from_secs(3));
+        assert_eq!(options("room").rate, None);
+        assert_eq!(options("room --rate 2.5").rate, Some(2.5));
+        assert_eq!(options("fanout --rate 100").rate, Some(100.0));
+        assert_eq!(options("echo --rate 0.5").rate, Some(0.5));
     }
 
     #[cfg(feature = "deflate")]
@@ -655,6 +674,10 @@ mod tests {
             ("room --rounds 0", "--rounds must be at least 1"),
             ("room --rounds 5 --duration 3", "--rounds conflicts with --duration"),
             ("fanout --subscribers 0", "--subscribers must be at least 1"),
+            ("echo --rate 0", "--rate: 0 per second is out of range"),
+            ("room --rate x", "--rate: \"x\" is not a number"),
+            ("connect --rate 5", "--rate does not apply to connect"),
+            ("idle --rate 5", "--rate does not apply to idle"),
         ];
         for (line, expected) in cases {
             match parse_line(line) {

@@ -2,7 +2,9 @@
 //! (see [`crate::replies`]) frames are encoded once and echoes counted from
 //! their headers, round trips sampled; with `--every-message`, and on
 //! connections with permessage-deflate or TLS, the library's client builds
-//! and checks every message, which carries its send time.
+//! and checks every message, which carries its send time. With `--rate`,
+//! each connection sends a message per tick of the pace (K in flight at
+//! most) instead of one per echo, on the checking path.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -15,11 +17,12 @@ use ferrows::client::{ClientConnection, ClientEvent};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
+use crate::pace::Pace;
 use crate::replies::{Prepared, Replies, Taken};
 use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors};
 use crate::session::{Handler, Opened};
 use crate::shared::{LocalCounts, Phase, Shared};
-use crate::worker::{run_threads, Load, Plan, CLOSE_GRACE};
+use crate::worker::{run_threads, Load, Nudge, Plan, CLOSE_GRACE};
 
 /// Decimal digits of a text message's timestamp: 10^16 ns is 115 days.
 const TEXT_DIGITS: usize = 16;
@@ -46,6 +49,12 @@ pub struct Echo<'a> {
     /// Per slot: the fast path's count, `None` for a connection that does
     /// not take it (or no longer: its remaining echoes carry no send time).
     replies: Vec<Option<Replies>>,
+    /// With `--rate`: when each connection sends.
+    pace: Pace,
+    /// With `--rate`: messages each slot's connection has in flight.
+    waiting: Vec<usize>,
+    /// With `--rate`: messages each connection may send at the next nudge.
+    due: usize,
     /// The run's phase.
     phase: Phase,
     /// Round trips of the messages received while measuring, in ns.
@@ -76,7 +85,9 @@ impl<'a> Echo<'a> {
         let payload = if opts.text { text_payload.as_bytes() } else { &binary };
         // Any key will do (see `replies`); this one differs from run to run.
         let key = std::collections::hash_map::RandomState::new().build_hasher().finish() as u32;
-        let prepared = (!opts.every_message).then(|| Prepared::new(opts.text, payload, key.to_ne_bytes()));
+        // A paced connection sends on the pace's ticks, not on replies: the checking path.
+        let prepared =
+            (!opts.every_message && opts.rate.is_none()).then(|| Prepared::new(opts.text, payload, key.to_ne_bytes()));
         Echo {
             epoch,
             size: opts.size,
@@ -86,6 +97,9 @@ impl<'a> Echo<'a> {
             text_payload,
             prepared,
             replies: Vec::new(),
+            pace: Pace::new(opts.rate),
+            waiting: Vec::new(),
+            due: 0,
             phase: Phase::Opening,
             latency: Histogram::default(),
             messages: 0,
@@ -154,11 +168,16 @@ impl Handler for Echo<'_> {
     fn on_open(&mut self, conn: &mut ClientConnection, slot: usize, _started: Instant, now: Instant) -> Opened {
         if self.replies.len() <= slot {
             self.replies.resize_with(slot + 1, || None);
+            self.waiting.resize(slot + 1, 0);
         }
         let fast = self.prepared.is_some() && !conn.endpoint().uses_deflate() && !conn.is_tls();
         self.replies[slot] = fast.then(Replies::default);
         if fast {
             return Opened::Raw;
+        }
+        self.waiting[slot] = 0;
+        if self.pace.is_on() {
+            return Opened::Ready;
         }
         for _ in 0..self.in_flight {
             self.send(conn, now);
@@ -171,6 +190,7 @@ impl Handler for Echo<'_> {
             return;
         }
         let received = self.stamp(now);
+        self.waiting[slot] = self.waiting[slot].saturating_sub(1);
         // Echoes of the fast path's frames that its count did not take.
         let unstamped = self.replies[slot].is_some();
         match self.sent_at(&event) {
@@ -192,7 +212,18 @@ impl Handler for Echo<'_> {
             Ok(_) => self.shared.error("echo mismatch", "timestamp from the future"),
             Err(why) => self.shared.error("echo mismatch", why),
         }
-        if self.phase < Phase::Closing {
+        if self.phase < Phase::Closing && !self.pace.is_on() {
+            self.send(conn, now);
+        }
+    }
+
+    fn on_nudge(&mut self, conn: &mut ClientConnection, slot: usize, now: Instant) {
+        let Some(waiting) = self.waiting.get(slot).copied() else {
+            return;
+        };
+        let sends = self.due.min(self.in_flight.saturating_sub(waiting));
+        self.waiting[slot] = waiting + sends;
+        for _ in 0..sends {
             self.send(conn, now);
         }
     }
@@ -229,6 +260,18 @@ impl Load for Echo<'_> {
 
     fn flush(&mut self, shared: &Shared) {
         self.counts.flush(shared);
+    }
+
+    fn turn(&mut self, now: Instant) -> Nudge {
+        if !self.pace.is_on() || !matches!(self.phase, Phase::Warmup | Phase::Measuring) {
+            return Nudge::Nobody;
+        }
+        self.due = self.pace.due(now, self.in_flight);
+        if self.due == 0 {
+            Nudge::Nobody
+        } else {
+            Nudge::Every
+        }
     }
 }
 

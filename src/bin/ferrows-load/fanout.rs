@@ -18,6 +18,7 @@ use ferrows::client::{ClientConnection, ClientEvent};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
+use crate::pace::Pace;
 use crate::payload::{leading_number, pad};
 use crate::report::{conclude, latency_fields, latency_line, per_sec, print_closes_and_errors};
 use crate::session::{Handler, Opened};
@@ -93,8 +94,12 @@ pub struct Fanout<'a> {
     sent: u64,
     /// The sequence number of the last publish acknowledged.
     acked: u64,
-    /// Publishes the publisher may send at its next nudge.
+    /// Publishes the publisher may send: `in_flight` less those unacknowledged.
     credits: usize,
+    /// With `--rate`: when the publisher sends.
+    pace: Pace,
+    /// Publishes to send at the publisher's next nudge.
+    due: usize,
     /// With a separate publisher: the publishes not yet received by every
     /// subscriber, oldest first, with how many received each. The next
     /// publish waits for the oldest to be received everywhere, since the
@@ -137,6 +142,8 @@ impl<'a> Fanout<'a> {
             sent: 0,
             acked: 0,
             credits: 0,
+            pace: Pace::new(opts.rate),
+            due: 0,
             outstanding: std::collections::VecDeque::new(),
             subscribers: 0,
             roles: Vec::new(),
@@ -204,7 +211,12 @@ impl<'a> Fanout<'a> {
             self.recipients += recipients;
         }
         if self.publishing && self.phase < Phase::Closing && !self.separate_publisher {
-            self.publish(conn);
+            if self.pace.is_on() {
+                // Sent on a tick of the pace.
+                self.credits += 1;
+            } else {
+                self.publish(conn);
+            }
         }
     }
 
@@ -284,7 +296,9 @@ impl Handler for Fanout<'_> {
 
     fn on_nudge(&mut self, conn: &mut ClientConnection, slot: usize, _now: Instant) {
         if Some(slot) == self.publisher && self.phase < Phase::Closing {
-            for _ in 0..std::mem::take(&mut self.credits) {
+            let sends = std::mem::take(&mut self.due).min(self.credits);
+            self.credits -= sends;
+            for _ in 0..sends {
                 self.publish(conn);
             }
         }
@@ -300,17 +314,24 @@ impl Load for Fanout<'_> {
         self.counts.flush(shared);
     }
 
-    fn turn(&mut self, _now: Instant) -> Nudge {
+    fn turn(&mut self, now: Instant) -> Nudge {
         // Publishing starts once every subscriber is subscribed (the opening is over).
-        match self.publisher {
-            Some(slot) if !self.publishing && matches!(self.phase, Phase::Warmup | Phase::Measuring) => {
-                self.publishing = true;
-                self.credits = self.in_flight;
-                self.subscribers = self.roles.iter().filter(|r| matches!(r, Role::Subscriber(_))).count();
-                Nudge::One(slot)
-            }
-            Some(slot) if self.credits > 0 => Nudge::One(slot),
-            _ => Nudge::Nobody,
+        let Some(slot) = self.publisher else {
+            return Nudge::Nobody;
+        };
+        if !self.publishing && matches!(self.phase, Phase::Warmup | Phase::Measuring) {
+            self.publishing = true;
+            self.credits = self.in_flight;
+            self.subscribers = self.roles.iter().filter(|r| matches!(r, Role::Subscriber(_))).count();
+        }
+        if !self.publishing || self.credits == 0 {
+            return Nudge::Nobody;
+        }
+        self.due = self.pace.due(now, self.credits);
+        if self.due == 0 {
+            Nudge::Nobody
+        } else {
+            Nudge::One(slot)
         }
     }
 }

@@ -60,6 +60,9 @@ ECHO OPTIONS:
                            (default; bytes 0..250 or digits 0..9 over and over) or
                            json (JSON-like records with varying numbers, which
                            compress the way API and chat traffic does)
+    --rate R               each connection sends R messages per second (K in flight
+                           at most) instead of one per echo, on the checking path
+                           below: a steady load rather than a peak (a soak run)
     --every-message        build, mask, parse and check every message with the
                            library's client, its send time in its payload, for
                            a latency per message (the default path parses only
@@ -97,6 +100,8 @@ FANOUT OPTIONS (--url ws://HOST:PORT/pubsub):
                            {\"t\":SEND_NS,\"s\":SEQUENCE,\"p\":\"xx..\"}
     --in-flight K          publishes sent and not yet acknowledged (default 1);
                            the publisher sends the next one on each ack
+    --rate R               publish R times per second (K unacknowledged at most)
+                           instead of on each ack
     --warmup SECS          publish unmeasured this long once all subscribed (default 1)
     --duration SECS        then measure this long (default 10)
     Every subscriber subscribes to the topic `ferrows-load` and counts open once
@@ -108,6 +113,9 @@ ROOM OPTIONS (--url ws://HOST:PORT/rooms/NAME):
     --members N            members (default 100)
     --size BYTES           message size (default 32, at least 16): MEMBER:ROUND:xx..
     --rounds R             measure R rounds, then stop
+    --rate R               start R rounds per second at most, instead of each one
+                           as soon as the one before ends (a round's time counts
+                           from its start)
     --duration SECS        or measure this long (default 10)
     --warmup SECS          run rounds unmeasured this long first (default 1)
     A message of another round, a second one from the same member in a round,

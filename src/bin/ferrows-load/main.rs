@@ -34,6 +34,7 @@ mod help;
 mod histogram;
 mod idle;
 mod leader;
+mod pace;
 mod payload;
 mod replies;
 mod report;

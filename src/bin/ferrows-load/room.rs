@@ -6,7 +6,9 @@
 //! does the next one begin. The rounds are a barrier over all members and all
 //! threads: each thread adds its members to a shared count once they all have
 //! the round's N messages, and the thread that completes the count starts the
-//! next round and wakes the others. So a message of another round, a second
+//! next round and wakes the others. With `--rate`, a thread's members send
+//! a round's messages on a tick of the pace, and the round's time counts
+//! from that send. So a message of another round, a second
 //! message of a member in one round, or a missing one is an error.
 
 use std::io;
@@ -20,6 +22,7 @@ use ferrows::client::{ClientConnection, ClientEvent};
 use crate::args::Options;
 use crate::histogram::Histogram;
 use crate::leader::Leader;
+use crate::pace::Pace;
 use crate::payload::{leading_number, pad};
 use crate::report::{conclude, per_sec, print_closes_and_errors, us};
 use crate::session::{Handler, Opened};
@@ -92,6 +95,8 @@ pub struct Room<'a> {
     complete: usize,
     /// Whether the members still have to send their message of the round.
     to_send: bool,
+    /// With `--rate`: when a round's messages go out.
+    pace: Pace,
     /// Whether a stall of this round was reported.
     stall_reported: bool,
     /// The message being built, reused.
@@ -134,6 +139,7 @@ impl<'a> Room<'a> {
             round_entered: epoch,
             complete: 0,
             to_send: false,
+            pace: Pace::new(opts.rate),
             stall_reported: false,
             message: String::new(),
             round_times: Histogram::default(),
@@ -324,8 +330,13 @@ impl Load for Room<'_> {
             return Nudge::Nobody;
         }
         self.catch_up(now);
-        if self.to_send {
+        if self.to_send && self.pace.due(now, 1) > 0 {
             self.to_send = false;
+            if self.pace.is_on() && self.round > 1 {
+                // The round starts now, not when the one before ended.
+                self.round_entered = now;
+                self.barrier.round_began.fetch_max(self.stamp(now), Relaxed);
+            }
             return Nudge::Every;
         }
         if !self.stall_reported && self.complete < self.joined && now.duration_since(self.round_entered) >= self.stall {
