@@ -391,11 +391,7 @@ fn check_script(program: &str, args: &[String]) -> Result<(), String> {
         }
     }
     if program == "fuzz/run" {
-        if let Some(target) = args.first().filter(|t| *t != "all") {
-            if !fuzz_targets().contains(target) {
-                return Err(format!("no fuzz target {target}"));
-            }
-        }
+        return check_fuzz_run(&text, args);
     }
     let word = |a: &String| !a.is_empty() && !a.chars().all(|c| c.is_ascii_digit() || c == '.');
     match args.iter().filter(|a| word(a)).find(|a| !text.contains(a.as_str())) {
@@ -431,6 +427,29 @@ fn a_plain_cargo_run_runs_the_server() {
         shell_lines(&readme).iter().any(|(_, line)| line == "cargo run --release"),
         "the README shows the plain `cargo run --release`"
     );
+}
+
+/// `fuzz/run [OPTIONS] [cmin|report] [TARGET|all] [SECONDS]`: each option
+/// is one the script handles, and the target (or a `TARGET` placeholder) exists.
+fn check_fuzz_run(script: &str, args: &[String]) -> Result<(), String> {
+    let mut args = args.iter().map(String::as_str).peekable();
+    while let Some(option) = args.next_if(|a| a.starts_with("--")) {
+        if !script.contains(option) {
+            return Err(format!("fuzz/run does not take {option}"));
+        }
+        if matches!(option, "--jobs" | "--runs" | "--sanitizer") && args.next().is_none() {
+            return Err(format!("fuzz/run {option} takes a value"));
+        }
+    }
+    args.next_if(|a| matches!(*a, "cmin" | "report"));
+    match args.next() {
+        Some(target)
+            if target != "all" && !target.contains("TARGET") && !fuzz_targets().contains(&target.to_owned()) =>
+        {
+            Err(format!("no fuzz target {target}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[test]
@@ -480,6 +499,8 @@ fn the_checker_understands_the_lines_it_reads() {
     assert!(bad("cargo bench --bench nope").contains("no bench nope"));
     assert!(bad("autobahn/run sideways").contains("does not mention \"sideways\""));
     assert!(bad("fuzz/run no_such_target 10").contains("no fuzz target"));
+    assert!(bad("fuzz/run --no-such-option all 10").contains("does not take"));
+    assert!(bad("fuzz/run report no_such_target").contains("no fuzz target"));
     assert!(bad("cargo run --release -- --config missing.toml").contains("missing.toml"));
     assert!(bad("frobnicate --all").contains("does not know"));
 }
