@@ -105,6 +105,11 @@ pub(crate) const MAX_ARRAY: usize = 1 << 16;
 const MAX_DEPTH: usize = 4;
 
 /// Reads RESP2 values from bytes fed as they arrive.
+///
+/// A value is built only once all of it has come: until then each read
+/// goes on checking where the last one stopped ([`Scan`]), so a large reply
+/// arriving in many reads (or a byte at a time) costs its length once, not
+/// once per read.
 #[derive(Debug)]
 pub(crate) struct Reader {
     buf: Vec<u8>,
@@ -112,11 +117,80 @@ pub(crate) struct Reader {
     start: usize,
     /// The largest bulk string accepted.
     max_bulk: usize,
+    /// How much of the value at `start` is known to be well-formed.
+    scan: Scan,
+}
+
+/// The progress of checking the value at the reader's `start`.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Bytes after `start` checked whole: where the next element begins.
+    done: usize,
+    /// The items each array opened so far still waits for, innermost last
+    /// (at most [`MAX_DEPTH`] + 1 of them).
+    open: Vec<usize>,
 }
 
 impl Reader {
     pub(crate) fn new(max_bulk: usize) -> Self {
-        Self { buf: Vec::new(), start: 0, max_bulk }
+        Self { buf: Vec::new(), start: 0, max_bulk, scan: Scan::default() }
+    }
+
+    /// Whether the value at `start` has all come, checking from where the
+    /// last call stopped.
+    fn whole(&mut self) -> Result<bool, RespError> {
+        loop {
+            let mut pos = self.start + self.scan.done;
+            let Some(&kind) = self.buf.get(pos) else { return Ok(false) };
+            if self.scan.open.len() > MAX_DEPTH {
+                return Err(RespError::TooLarge);
+            }
+            if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+                return Err(RespError::Syntax("an unknown type byte"));
+            }
+            pos += 1;
+            let limit = if matches!(kind, b'+' | b'-') { self.max_bulk } else { MAX_LINE };
+            let Some(head) = line(&self.buf, &mut pos, limit)? else { return Ok(false) };
+            match kind {
+                b':' => {
+                    number(head)?;
+                }
+                b'$' => {
+                    if let Some(len) = length(head, self.max_bulk)? {
+                        // Its header is read again when more comes: it is short.
+                        if self.buf.len() < pos + len + 2 {
+                            return Ok(false);
+                        }
+                        if &self.buf[pos + len..pos + len + 2] != b"\r\n" {
+                            return Err(RespError::Syntax("a bulk string without its CRLF"));
+                        }
+                        pos += len + 2;
+                    }
+                }
+                b'*' => {
+                    if let Some(len @ 1..) = length(head, MAX_ARRAY)? {
+                        self.scan.done = pos - self.start;
+                        self.scan.open.push(len);
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.scan.done = pos - self.start;
+            // An element is whole: so is every array it completes.
+            loop {
+                match self.scan.open.last_mut() {
+                    None => return Ok(true),
+                    Some(1) => {
+                        self.scan.open.pop();
+                    }
+                    Some(left) => {
+                        *left -= 1;
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Adds bytes read from the connection.
@@ -135,10 +209,14 @@ impl Reader {
     /// Bytes that are not RESP2, or a value over the limits: the connection
     /// is not usable any more.
     pub(crate) fn next_value(&mut self) -> Result<Option<Value>, RespError> {
+        if !self.whole()? {
+            return Ok(None);
+        }
         let mut at = self.start;
         match parse(&self.buf, &mut at, self.max_bulk, 0)? {
             Some(value) => {
                 self.start = at;
+                self.scan.done = 0;
                 if self.start > (64 << 10) && self.start * 2 > self.buf.len() {
                     // Give back the bytes already read once they are most of the buffer.
                     self.buf.drain(..self.start);
@@ -155,7 +233,8 @@ impl Reader {
 /// A line longer than `limit` is refused, before its end comes if need be.
 fn line<'a>(buf: &'a [u8], at: &mut usize, limit: usize) -> Result<Option<&'a [u8]>, RespError> {
     let rest = &buf[*at..];
-    let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
+    // A CRLF past the limit is not looked for: the line is too long anyway.
+    let Some(end) = rest[..rest.len().min(limit.saturating_add(2))].windows(2).position(|w| w == b"\r\n") else {
         if rest.len() > limit + 1 {
             return Err(RespError::TooLarge);
         }
@@ -170,6 +249,19 @@ fn line<'a>(buf: &'a [u8], at: &mut usize, limit: usize) -> Result<Option<&'a [u
 
 fn number(digits: &[u8]) -> Result<i64, RespError> {
     std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).ok_or(RespError::Syntax("a bad number"))
+}
+
+/// A bulk string's or array's length: `None` for the null one (a negative
+/// length), refused over `max`.
+fn length(digits: &[u8], max: usize) -> Result<Option<usize>, RespError> {
+    let len = number(digits)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    match usize::try_from(len) {
+        Ok(len) if len <= max => Ok(Some(len)),
+        _ => Err(RespError::TooLarge),
+    }
 }
 
 fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Option<Value>, RespError> {
@@ -189,14 +281,7 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
         b'-' => Value::Error(head.to_vec()),
         b':' => Value::Integer(number(head)?),
         b'$' => {
-            let len = number(head)?;
-            if len < 0 {
-                Value::Bulk(None)
-            } else {
-                let len = usize::try_from(len).map_err(|_| RespError::TooLarge)?;
-                if len > max_bulk {
-                    return Err(RespError::TooLarge);
-                }
+            if let Some(len) = length(head, max_bulk)? {
                 if buf.len() < pos + len + 2 {
                     return Ok(None);
                 }
@@ -206,18 +291,13 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
                 let bytes = buf[pos..pos + len].to_vec();
                 pos += len + 2;
                 Value::Bulk(Some(bytes))
+            } else {
+                Value::Bulk(None)
             }
         }
         _ => {
             // b'*', the last kind left.
-            let len = number(head)?;
-            if len < 0 {
-                Value::Array(None)
-            } else {
-                let len = usize::try_from(len).map_err(|_| RespError::TooLarge)?;
-                if len > MAX_ARRAY {
-                    return Err(RespError::TooLarge);
-                }
+            if let Some(len) = length(head, MAX_ARRAY)? {
                 let mut items = Vec::with_capacity(len.min(16));
                 for _ in 0..len {
                     match parse(buf, &mut pos, max_bulk, depth + 1)? {
@@ -226,6 +306,8 @@ fn parse(buf: &[u8], at: &mut usize, max_bulk: usize, depth: usize) -> Result<Op
                     }
                 }
                 Value::Array(Some(items))
+            } else {
+                Value::Array(None)
             }
         }
     };
@@ -288,6 +370,30 @@ mod tests {
             }
             assert_eq!(values, expected, "split at {split}");
         }
+    }
+
+    #[test]
+    fn a_reply_fed_a_byte_at_a_time_is_checked_once() {
+        let mut bytes = b"*3\r\n*2\r\n$3\r\nabc\r\n:7\r\n$-1\r\n".to_vec();
+        let last = b"*1\r\n+OK\r\n";
+        let before_last = bytes.len();
+        bytes.extend_from_slice(last);
+        let mut reader = Reader::new(1 << 20);
+        let (most, end) = bytes.split_at(bytes.len() - 1);
+        for (i, byte) in most.iter().enumerate() {
+            reader.feed(&[*byte]);
+            assert_eq!(reader.next_value().unwrap(), None, "after {} bytes", i + 1);
+            if i + 1 == before_last + 4 {
+                assert_eq!(reader.scan.done, before_last + 4, "the last array's header is checked, not read again");
+                assert_eq!(reader.scan.open, vec![1, 1]);
+            }
+        }
+        reader.feed(end);
+        let value = reader.next_value().unwrap().expect("the whole reply");
+        let Value::Array(Some(items)) = value else { panic!("an array") };
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[2], Value::Array(Some(vec![Value::Simple(b"OK".to_vec())])));
+        assert_eq!((reader.scan.done, reader.scan.open.len()), (0, 0), "ready for the next value");
     }
 
     #[test]
