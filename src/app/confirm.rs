@@ -83,9 +83,10 @@ impl App {
         let ticket = if confirm { self.next_ticket() } else { 0 };
         let mut published = Published { recipients: 0, unkept: false, appends: 0, ticket };
         for topic in topics {
-            published.recipients += self.publish(ctx, topic, Payload::Json(data), exclude, confirm.then_some(ticket));
-            published.unkept |= self.unkept;
-            published.appends += usize::from(self.confirming_last);
+            let one = self.publish(ctx, topic, Payload::Json(data), exclude, confirm.then_some(ticket));
+            published.recipients += one.recipients;
+            published.unkept |= one.unkept;
+            published.appends += usize::from(one.confirming);
         }
         published
     }

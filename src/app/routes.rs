@@ -172,14 +172,20 @@ pub struct App {
     pub(super) reply: Reply,
     /// The loop's reads and cursors of history kept through the uplink.
     pub(super) kept: super::kept::KeptState,
-    /// Whether the last [`publish`](Self::publish) was to a topic with
-    /// history that could not be kept.
-    pub(super) unkept: bool,
-    /// Whether the last [`publish`](Self::publish) asked the cluster's
-    /// store to confirm it kept the publication.
-    pub(super) confirming_last: bool,
     /// Publish acks waiting for the cluster's store.
     pub(super) confirming: super::confirm::Confirming,
+}
+
+/// What a publish to one topic did.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TopicPublished {
+    /// Its recipients on this node.
+    pub(super) recipients: usize,
+    /// Whether the topic has history and could not keep it.
+    pub(super) unkept: bool,
+    /// Whether the cluster's store will answer whether it kept it
+    /// (under the publish's ticket).
+    pub(super) confirming: bool,
 }
 
 /// The buffer a pub/sub reply is written into, kept between replies; a clone starts empty.
@@ -228,9 +234,9 @@ impl App {
 
     /// Publishes `payload` to `topic` in both forms, keeping it in the
     /// topic's stream when its namespace has history; returns the recipients
-    /// on this node. With a `confirm` ticket, a publication kept through the
-    /// uplink is answered in [`on_appended_answer`](Self::on_appended_answer)
-    /// (and `confirming_last` says so).
+    /// on this node and whether it was kept. With a `confirm` ticket, a
+    /// publication kept through the uplink is answered in
+    /// [`on_appended_answer`](Self::on_appended_answer).
     pub(super) fn publish(
         &mut self,
         ctx: &mut Context<'_, Member>,
@@ -238,17 +244,14 @@ impl App {
         payload: Payload<'_>,
         exclude: Option<SessionId>,
         confirm: Option<u64>,
-    ) -> usize {
-        self.unkept = false;
-        self.confirming_last = false;
+    ) -> TopicPublished {
         if let Some(keep) = self.kept_through_uplink(ctx, topic) {
             if let Some(recipients) = self.append_publication(ctx, topic, payload, exclude, keep, confirm) {
-                self.confirming_last = confirm.is_some();
-                return recipients;
+                return TopicPublished { recipients, unkept: false, confirming: confirm.is_some() };
             }
             // The cluster's store is unreachable: this node's subscribers still get it.
-            self.unkept = true;
-            return self.publisher.publish(ctx, topic, payload, exclude, None);
+            let recipients = self.publisher.publish(ctx, topic, payload, exclude, None);
+            return TopicPublished { recipients, unkept: true, confirming: false };
         }
         let options = self.config.namespaces.of(topic);
         let history = (options.history_size > 0).then_some(History {
@@ -256,7 +259,8 @@ impl App {
             size: options.history_size,
             ttl: options.history_ttl,
         });
-        self.publisher.publish(ctx, topic, payload, exclude, history)
+        let recipients = self.publisher.publish(ctx, topic, payload, exclude, history);
+        TopicPublished { recipients, unkept: false, confirming: false }
     }
 
     /// The keys in use, shared by every clone: [`Identity::reload`] reads them again (SIGHUP).

@@ -54,8 +54,7 @@ impl<H: Handler> EventLoop<H> {
                     // connection stays in the backlog and the listener stays
                     // readable, so retrying at once would spin. Pause instead.
                     self.counters().accept_errors.add(1);
-                    if self.last_accept_warning.is_none_or(|t| now >= t + LIMIT_WARNING_INTERVAL) {
-                        self.last_accept_warning = Some(now);
+                    if warning_due(&mut self.last_accept_warning, now) {
                         log::warn!(
                             "accept failed, pausing for {ACCEPT_BACKOFF:?} (each failure counted in \
                              ferrows_accept_errors_total; further ones logged at debug): {e}"
@@ -187,11 +186,20 @@ impl<H: Handler> EventLoop<H> {
             }
             _ => format!("max_connections ({})", self.config.max_connections),
         };
-        if self.last_limit_warning.is_none_or(|t| now >= t + LIMIT_WARNING_INTERVAL) {
-            self.last_limit_warning = Some(now);
+        if warning_due(&mut self.last_limit_warning, now) {
             log::warn!("{peer}: connection refused with 503: {limit} reached (further refusals logged at debug)");
         } else {
             log::debug!("{peer}: connection refused with 503: {limit} reached");
         }
     }
+}
+
+/// Whether a warning kept to one per [`LIMIT_WARNING_INTERVAL`] is due now
+/// (then `last` becomes now); the others are logged at debug.
+fn warning_due(last: &mut Option<Instant>, now: Instant) -> bool {
+    let due = last.is_none_or(|t| now >= t + LIMIT_WARNING_INTERVAL);
+    if due {
+        *last = Some(now);
+    }
+    due
 }
