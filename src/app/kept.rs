@@ -21,6 +21,7 @@
 //! reaches this node's subscribers as a topic without history would, with no
 //! position, and the publish is acked with `"kept":false`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,7 @@ use super::pubsub_protocol::{self as protocol, write_delivery, write_json_string
 use super::routes::{App, Member};
 use super::topics::{self, json_as_text, Payload};
 use crate::proto::handshake::StatusCode;
+use crate::proto::CloseCode;
 use crate::runtime::{self, Context, Keep, MembersAnswer, Message, Read, ReadAnswer, Record, SessionId};
 
 /// The kinds of record bytes: the first byte, then the body.
@@ -52,9 +54,6 @@ const MAX_LISTED: usize = 10_000;
 
 /// Reads a session may have on their way at once.
 const MAX_READS_PER_SESSION: usize = 8;
-
-/// RFC 6455 §7.4.2 (IANA registry): try again later.
-const TRY_AGAIN_LATER: crate::proto::CloseCode = crate::proto::CloseCode(1013);
 
 /// The engine topic of a topic's records.
 pub(super) fn stream_key(out: &mut String, name: &str) {
@@ -531,7 +530,7 @@ impl App {
         self.reply.0 = reply;
         if overflowed {
             // Too far behind to be sent what waited: a new connection recovers it.
-            let _ = ctx.close(session, TRY_AGAIN_LATER, "too far behind");
+            let _ = ctx.close(session, CloseCode::TRY_AGAIN_LATER, "too far behind");
             return;
         }
         for (topic, position, _) in answers {
@@ -574,7 +573,7 @@ impl App {
         epoch: &str,
     ) -> bool {
         let at = &kept.position;
-        let missed: Vec<(u64, String)> = kept
+        let missed: Vec<(u64, Cow<'_, str>)> = kept
             .records
             .iter()
             .filter(|(o, _)| *o > offset)
@@ -719,9 +718,9 @@ fn write_values(out: &mut String, members: &[(String, String)]) {
 /// [`protocol::write_history`] takes it).
 fn write_kept_history(out: &mut String, answer: Option<Option<Id<'_>>>, topic: &str, kept: &runtime::Kept) {
     let position = (kept.position.offset, kept.position.epoch.as_str());
-    let datas: Vec<(u64, String)> =
+    let datas: Vec<(u64, Cow<'_, str>)> =
         kept.records.iter().filter_map(|(offset, data)| Some((*offset, data_json(data)?))).collect();
-    let publications = datas.iter().map(|(offset, data)| (*offset, data.as_str()));
+    let publications = datas.iter().map(|(offset, data)| (*offset, data.as_ref()));
     protocol::write_history(out, answer, topic, position, publications);
 }
 
@@ -733,16 +732,17 @@ fn covered(record: &Record, at: &runtime::Position) -> bool {
 
 /// The `data` JSON of a kept record's bytes (a text as a JSON string);
 /// `None` for bytes that are not a kept publication.
-fn data_json(data: &[u8]) -> Option<String> {
+fn data_json(data: &[u8]) -> Option<Cow<'_, str>> {
     let (&kind, body) = data.split_first()?;
     let text = std::str::from_utf8(body).ok()?;
     match kind {
         TEXT => {
             let mut json = String::with_capacity(text.len() + 2);
             write_json_string(&mut json, text);
-            Some(json)
+            Some(Cow::Owned(json))
         }
-        JSON => serde_json::from_str::<&RawValue>(text).is_ok().then(|| text.to_owned()),
+        // A JSON record is sent as it was kept: borrowed, not copied.
+        JSON => serde_json::from_str::<&RawValue>(text).is_ok().then_some(Cow::Borrowed(text)),
         _ => None,
     }
 }
