@@ -34,29 +34,34 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: Self = Self(1010);
     /// 1011: the server met an unexpected condition.
     pub const INTERNAL_ERROR: Self = Self(1011);
+    /// 1012: the server is restarting (registered with IANA).
+    pub const SERVICE_RESTART: Self = Self(1012);
+    /// 1013: try again later, the server is overloaded (registered with IANA).
+    pub const TRY_AGAIN_LATER: Self = Self(1013);
+    /// 1014: a gateway or proxy got an invalid answer upstream (registered with IANA).
+    pub const BAD_GATEWAY: Self = Self(1014);
     /// 1015: the TLS handshake failed. Never sent in a frame.
     pub const TLS_HANDSHAKE: Self = Self(1015);
 
     /// Whether a peer may send this code in a Close frame.
     ///
     /// RFC 6455 §7.4.1 and §7.4.2: 1000–1003 and 1007–1011 are defined for
-    /// use on the wire, 3000–4999 are for libraries, frameworks and
-    /// applications. 1004 is reserved, 1005, 1006 and 1015 must never be put in
-    /// a Close frame, and everything else is either unassigned in the
+    /// use on the wire, 1000–2999 are left to the RFC and the IANA registry,
+    /// which has since added 1012 (service restart), 1013 (try again later)
+    /// and 1014 (bad gateway), and 3000–4999 are for libraries, frameworks
+    /// and applications. 1004 is reserved, 1005, 1006 and 1015 must never be
+    /// put in a Close frame, and everything else is either unassigned in the
     /// registry range or outside any range.
     #[must_use]
     pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 
-    /// Whether this endpoint may put the code in a Close frame it sends.
-    ///
-    /// Looser than [`is_valid_on_wire`](Self::is_valid_on_wire) only in that
-    /// registered codes above 1011 (1012–1014, service restart and the like)
-    /// may be sent; 1005, 1006 and 1015 never are (RFC 6455 §7.4.1).
+    /// Whether this endpoint may put the code in a Close frame it sends:
+    /// the codes a peer may send ([`is_valid_on_wire`](Self::is_valid_on_wire)).
     #[must_use]
     pub fn is_sendable(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+        self.is_valid_on_wire()
     }
 }
 
@@ -135,8 +140,10 @@ mod tests {
     #[test]
     fn rfc6455_7_4_codes_accepted_from_a_peer() {
         for code in (0u16..=u16::MAX).map(CloseCode) {
-            let expected = matches!(code.0, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            // 1012–1014: registered with IANA since (service restart, try again later, bad gateway).
+            let expected = matches!(code.0, 1000..=1003 | 1007..=1014 | 3000..=4999);
             assert_eq!(code.is_valid_on_wire(), expected, "code {code}");
+            assert_eq!(code.is_sendable(), expected, "code {code}");
             let payload = code.0.to_be_bytes();
             assert_eq!(parse_close_payload(&payload).is_ok(), expected, "code {code}");
         }

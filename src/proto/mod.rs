@@ -89,7 +89,7 @@
 //! | `Sec-WebSocket-Version` other than 13 | 426 with `Sec-WebSocket-Version: 13` |
 //! | Reserved opcode, RSV bit no extension negotiated, unmasked frame to a server, masked frame to a client, non-minimal length, 64-bit length with the top bit set | close 1002 |
 //! | Control frame over 125 bytes or fragmented; continuation without a message; new message inside a fragmented one | close 1002 |
-//! | Close with a 1-byte payload, or a code outside 1000–1003, 1007–1011, 3000–4999 | close 1002 |
+//! | Close with a 1-byte payload, or a code outside 1000–1003, 1007–1014, 3000–4999 | close 1002 |
 //! | Invalid UTF-8 in a text message or a close reason (found at the first impossible byte, even mid-frame) | close 1007 |
 //! | Frame over `max_frame_size`, message over `max_message_size` (checked against the declared length before any byte is buffered), more than `max_fragments` fragments | close 1009 |
 //! | A compressed message that inflates past `max_message_size` (checked while inflating, whatever its compressed size) | close 1009 |
