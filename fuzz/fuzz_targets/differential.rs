@@ -293,7 +293,10 @@ fuzz_target!(|data: &[u8]| {
         // §7.4.2: 1014 is a registered code tungstenite does not accept on the wire.
         (Verdict::Closed, Verdict::Failed(1002))
             if matches!(f_msgs.last(), Some(Msg::Close(Some((1014, _)))))
-                && frames.iter().find_map(|h| h.close_payload.as_deref()).is_some_and(|p| p.starts_with(&[0x03, 0xf6])) =>
+                && frames
+                    .iter()
+                    .find_map(|h| h.close_payload.as_deref())
+                    .is_some_and(|p| p.starts_with(&[0x03, 0xf6])) =>
         {
             assert_eq!(f_msgs[..f_msgs.len() - 1], t_msgs[..]);
         }

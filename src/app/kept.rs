@@ -21,22 +21,21 @@
 //! reaches this node's subscribers as a topic without history would, with no
 //! position, and the publish is acked with `"kept":false`.
 
+mod presence;
+mod recovery;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
 
 use super::api::{error_body, Later};
-use super::history::can_recover;
-use super::presence;
-use super::pubsub_protocol::{self as protocol, write_delivery, write_json_string, Id, TopicPosition};
+use super::pubsub_protocol::{self as protocol, write_delivery, write_json_string, Id};
 use super::routes::{App, Member};
 use super::topics::{self, json_as_text, Payload};
 use crate::proto::handshake::StatusCode;
-use crate::proto::CloseCode;
-use crate::runtime::{self, Context, Keep, MembersAnswer, Message, Read, ReadAnswer, Record, SessionId};
+use crate::runtime::{self, Context, Keep, Message, Read, ReadAnswer, Record, SessionId};
 
 /// The kinds of record bytes: the first byte, then the body.
 const TEXT: u8 = b'T';
@@ -48,9 +47,6 @@ const EVENT: u8 = b'E';
 /// way, at most; past it the session is closed with 1013, and recovers on
 /// its next connection.
 const MAX_WAITING: usize = 4096;
-
-/// Clients a presence answer lists at most (`presence_count` counts them all).
-const MAX_LISTED: usize = 10_000;
 
 /// Reads a session may have on their way at once.
 const MAX_READS_PER_SESSION: usize = 8;
@@ -367,76 +363,6 @@ impl App {
         }
     }
 
-    /// Asks the uplink for `topic`'s clients on every node; answered when
-    /// the answer comes, at once from this node's own when it cannot be asked.
-    pub(super) fn read_presence(
-        &mut self,
-        ctx: &mut Context<'_, Member>,
-        session: SessionId,
-        id: Option<Id<'_>>,
-        topic: &str,
-        count: bool,
-    ) {
-        let pending = Pending::Presence { session, id: owned_id(id), topic: topic.to_owned(), count };
-        self.send_presence_read(ctx, pending, topic);
-    }
-
-    fn send_presence_read(&mut self, ctx: &mut Context<'_, Member>, pending: Pending, topic: &str) {
-        let ticket = self.next_ticket();
-        let limit = if matches!(pending, Pending::Presence { count: true, .. }) { 0 } else { MAX_LISTED };
-        if ctx.read_members(ticket, topic, limit) {
-            self.kept.hold(ticket, pending);
-        } else {
-            self.answer_presence(ctx, pending, None);
-        }
-    }
-
-    /// The uplink answered a read of a topic's clients.
-    pub(super) fn on_members_answer(&mut self, ctx: &mut Context<'_, Member>, answer: MembersAnswer) {
-        if let Some(pending) = self.kept.release(answer.ticket) {
-            self.answer_presence(ctx, pending, answer.members);
-        }
-    }
-
-    /// Answers a presence request with every node's clients (`members`), or
-    /// this node's own where they could not be read.
-    fn answer_presence(
-        &mut self,
-        ctx: &mut Context<'_, Member>,
-        pending: Pending,
-        members: Option<(Vec<(String, String)>, usize)>,
-    ) {
-        let (members, total) = members.unwrap_or_else(|| {
-            let topic = match &pending {
-                Pending::Presence { topic, .. } | Pending::Http { topic, .. } | Pending::History { topic, .. } => topic,
-                Pending::Subscribe { .. } => return (Vec::new(), 0),
-            };
-            let own = self.presence.clients(topic);
-            let total = own.len();
-            let listed =
-                own.iter().take(MAX_LISTED).map(|(client, m)| (client.clone(), presence::client_json(client, m)));
-            (listed.collect(), total)
-        });
-        if let Pending::Http { request, topic, .. } = &pending {
-            let mut body = String::from(r#"{"topic":"#);
-            write_json_string(&mut body, topic);
-            write_values(&mut body, &members);
-            body.push('}');
-            return self.respond_later(ctx, *request, "presence", StatusCode::OK, &body);
-        }
-        let Pending::Presence { session, id, topic, count } = pending else { return };
-        let id = id.as_deref().and_then(|raw| Id::from_json(raw.get()));
-        let mut reply = String::new();
-        protocol::write_answer_head(&mut reply, if count { "presence_count" } else { "presence" }, id, &topic);
-        if count {
-            let _ = write!(reply, r#","count":{total}}}"#);
-        } else {
-            write_values(&mut reply, &members);
-            reply.push('}');
-        }
-        let _ = ctx.send_text(session, &reply);
-    }
-
     fn answer_read(
         &mut self,
         ctx: &mut Context<'_, Member>,
@@ -473,128 +399,6 @@ impl App {
                 let _ = ctx.send_text(session, &reply);
             }
         }
-    }
-
-    /// Sends what a subscribe recovered, its ack, then the records that
-    /// waited, and leaves each cursor after the position read.
-    fn finish_subscribe(
-        &mut self,
-        ctx: &mut Context<'_, Member>,
-        ticket: u64,
-        pending: Pending,
-        results: Vec<Option<runtime::Kept>>,
-    ) {
-        let Pending::Subscribe { session, id, topics, kept } = pending else { return };
-        let id = id.as_deref();
-        if ctx.state(session).is_none() {
-            self.forget_kept(session);
-            return;
-        }
-        let stats = self.streams.clone();
-        let stats = stats.stats();
-        let mut answers = Vec::with_capacity(kept.len());
-        let mut key = String::new();
-        let mut overflowed = false;
-        for (item, result) in kept.into_iter().zip(results.into_iter().chain(std::iter::repeat(None))) {
-            // Left meanwhile (an unsubscribe, a refresh that took the grant): nothing more of it.
-            topics::subscriber_key(&mut key, &item.topic);
-            let subscribed = ctx.is_subscribed(session, &key);
-            let overflow = matches!(
-                self.kept.cursors.get(&item.topic).and_then(|sessions| sessions.get(&session)),
-                Some(Cursor::Reading { overflow: true, .. })
-            );
-            overflowed |= overflow;
-            let recovered = item.since.as_ref().map(|(offset, epoch)| {
-                let done = result.as_ref().is_some_and(|kept| {
-                    subscribed && !overflow && self.recover(ctx, session, &item.topic, kept, *offset, epoch)
-                });
-                let counter = if done { &stats.recovered } else { &stats.not_recovered };
-                counter.fetch_add(1, Ordering::Relaxed);
-                done
-            });
-            answers.push((item.topic, result.map(|k| k.position), recovered));
-        }
-        let positions: Vec<TopicPosition<'_>> = answers
-            .iter()
-            .map(|(topic, position, recovered)| TopicPosition {
-                topic,
-                position: position.as_ref().map(|p| (p.offset, p.epoch.as_str())),
-                recovered: *recovered,
-            })
-            .collect();
-        let names = protocol::Topics::from_names(&topics);
-        let mut reply = std::mem::take(&mut self.reply.0);
-        reply.clear();
-        protocol::write_ack_subscribe(&mut reply, id.and_then(|raw| Id::from_json(raw.get())), &names, &positions);
-        let _ = ctx.send_text(session, &reply);
-        self.reply.0 = reply;
-        if overflowed {
-            // Too far behind to be sent what waited: a new connection recovers it.
-            let _ = ctx.close(session, CloseCode::TRY_AGAIN_LATER, "too far behind");
-            return;
-        }
-        for (topic, position, _) in answers {
-            // Only this read's cursor: a later subscribe of the topic made its own.
-            let mine = self.kept.cursors.get(&topic).and_then(|sessions| sessions.get(&session));
-            if !matches!(mine, Some(Cursor::Reading { ticket: t, .. }) if *t == ticket) {
-                continue;
-            }
-            let Some(Cursor::Reading { waiting, .. }) = self.kept.take_cursor(session, &topic) else { continue };
-            let mut after = position;
-            for record in &waiting {
-                if after.as_ref().is_some_and(|at| covered(record, at)) {
-                    continue;
-                }
-                // A kept record past the read: the cursor is done (unkept ones leave it).
-                if record.position.is_some() {
-                    after = None;
-                }
-                let KeptState { form, data, .. } = &mut self.kept;
-                if write_pubsub_form(form, data, &topic, record) {
-                    let _ = ctx.send_text(session, form);
-                }
-            }
-            if let Some(at) = after {
-                self.kept.cursors.entry(topic).or_default().insert(session, Cursor::After(at));
-            }
-        }
-    }
-
-    /// Sends the kept publications after `offset` to `session`, marked
-    /// recovered, when they are all there under `epoch` and fit the session's
-    /// output queue; returns whether it did.
-    fn recover(
-        &mut self,
-        ctx: &mut Context<'_, Member>,
-        session: SessionId,
-        topic: &str,
-        kept: &runtime::Kept,
-        offset: u64,
-        epoch: &str,
-    ) -> bool {
-        let at = &kept.position;
-        let missed: Vec<(u64, Cow<'_, str>)> = kept
-            .records
-            .iter()
-            .filter(|(o, _)| *o > offset)
-            .filter_map(|(o, data)| Some((*o, data_json(data)?)))
-            .collect();
-        let first = kept.records.first().map(|(first, _)| *first);
-        let lengths = missed.iter().map(|(_, data)| data.len());
-        // The read stops at its byte budget: it must have reached the position.
-        let complete = missed.last().is_none_or(|(last, _)| *last == at.offset);
-        if !complete
-            || !can_recover(topic, (offset, epoch), (at.offset, &at.epoch), first, lengths, ctx.max_out_queue())
-        {
-            return false;
-        }
-        let mut text = String::new();
-        for (o, data) in &missed {
-            text.clear();
-            protocol::write_recovered(&mut text, topic, data, *o, &at.epoch);
-            let _ = ctx.send_text(session, &text);
-        }
-        true
     }
 
     /// A record came through the uplink: both forms to this loop's
@@ -700,18 +504,6 @@ fn write_pubsub_form(out: &mut String, data: &mut String, name: &str, record: &R
     };
     write_delivery(out, name, json, record.position.as_ref().map(|p| (p.offset, p.epoch.as_str())));
     true
-}
-
-/// Appends `,"clients":[...]` of members whose values are their JSON.
-fn write_values(out: &mut String, members: &[(String, String)]) {
-    out.push_str(r#","clients":["#);
-    for (i, (_, value)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(value);
-    }
-    out.push(']');
 }
 
 /// Appends a history answer from what the uplink read (`answer`: as
