@@ -136,7 +136,7 @@ fn ferrows_side(
                 events.push(match received {
                     Received::Text(text) => Event::Text(text.to_owned()),
                     Received::Binary(bytes) => Event::Binary(bytes.to_vec()),
-                    Received::Event(event) => event,
+                    Received::Event(event) => *event,
                 });
             }
             events

@@ -136,9 +136,11 @@ fn echo(session: &mut Session<u8>, read: &[u8]) {
         let _ = match message {
             Received::Text(text) => session.send(MAX_OUT, |c| c.send_text(text)),
             Received::Binary(data) => session.send(MAX_OUT, |c| c.send_binary(data)),
-            Received::Event(Event::Text(text)) => session.send(MAX_OUT, |c| c.send_text(&text)),
-            Received::Event(Event::Binary(data)) => session.send(MAX_OUT, |c| c.send_binary(&data)),
-            Received::Event(_) => Ok(()),
+            Received::Event(event) => match *event {
+                Event::Text(text) => session.send(MAX_OUT, |c| c.send_text(&text)),
+                Event::Binary(data) => session.send(MAX_OUT, |c| c.send_binary(&data)),
+                _ => Ok(()),
+            },
         };
     }
 }

@@ -387,7 +387,7 @@ impl Connection {
     #[must_use]
     pub fn poll_event_in<'a>(&mut self, data: &'a [u8]) -> Option<Received<'a>> {
         Some(match self.poll_item()? {
-            Item::Event(event) => Received::Event(*event),
+            Item::Event(event) => Received::Event(event),
             Item::Lent { text, start, end } => {
                 let payload = data.get(start..end).unwrap_or_default();
                 if text {
@@ -635,21 +635,50 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a text (`text`) or binary message at the end of `out`, the
+    /// caller's output buffer: as [`send_text`](Self::send_text) or
+    /// [`send_binary`](Self::send_binary) followed by
+    /// [`poll_transmit`](Self::poll_transmit) into `out`, without passing
+    /// through the connection's own buffer when it holds nothing to go first.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError::Closed`] once a Close was sent or the connection failed.
+    pub fn send_into(&mut self, text: bool, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        if self.wants_write() {
+            // What the connection holds (a Pong) goes first.
+            self.send(opcode, payload)?;
+            self.poll_transmit(out);
+            return Ok(());
+        }
+        self.encode_message(opcode, payload, out)
+    }
+
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
+        let mut out = self.burst.as_mut().map(|b| std::mem::take(&mut b.out)).unwrap_or_default();
+        let result = self.encode_message(opcode, payload, &mut out);
+        if self.burst.is_some() || !out.is_empty() {
+            self.burst.get_or_insert_with(Box::default).out = out;
+        }
+        result
+    }
+
+    /// Appends a message's frame to `out`: compressed when deflate applies, masked by a client.
+    fn encode_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
         if !self.can_send() {
             return Err(UsageError::Closed);
         }
+        let mask = self.masks.as_mut().map(|next| next());
         #[cfg(feature = "deflate")]
         if let Some(deflate) = self.deflate.as_mut().filter(|d| payload.len() >= d.min_size) {
             // RFC 7692 §7.2.1: compress the whole message, send it with RSV1 on its first frame.
             let mut compressed = Vec::new();
             deflate.deflater.compress(payload, &mut compressed);
-            let mask = self.masks.as_mut().map(|next| next());
-            let out = &mut self.burst.get_or_insert_with(Box::default).out;
             frame::encode_frame(true, frame::RSV1, opcode, &compressed, mask, out);
             return Ok(());
         }
-        self.queue_frame(opcode, payload);
+        frame::encode_frame(true, 0, opcode, payload, mask, out);
         Ok(())
     }
 

@@ -77,8 +77,9 @@ pub enum Received<'a> {
     /// A whole binary message, lent from the bytes read.
     Binary(&'a [u8]),
     /// Any other event, a message among them when it was reassembled from
-    /// fragments or reads, or inflated.
-    Event(Event),
+    /// fragments or reads, or inflated: boxed as the connection queued it,
+    /// so that a lent message moves a few words, not the size of an event.
+    Event(Box<Event>),
 }
 
 impl Received<'_> {
@@ -88,7 +89,7 @@ impl Received<'_> {
         match self {
             Self::Text(text) => Event::Text(text.to_owned()),
             Self::Binary(data) => Event::Binary(data.to_vec()),
-            Self::Event(event) => event,
+            Self::Event(event) => *event,
         }
     }
 }

@@ -210,9 +210,11 @@ pub fn decode_header(buf: &[u8], rules: &HeaderRules) -> Result<Decoded, Protoco
     if buf.len() < header_len {
         return Ok(Decoded::Partial(header_len - buf.len()));
     }
+    // The key is the header's last four bytes, all in `buf` (checked above).
     let mask = masked.then(|| {
-        let at = 2 + len_bytes;
-        [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+        let mut key = [0u8; 4];
+        key.copy_from_slice(&buf[header_len - 4..header_len]);
+        key
     });
     Ok(Decoded::Complete(FrameHeader { fin, rsv, opcode, mask, payload_len }, header_len))
 }
@@ -222,22 +224,33 @@ pub fn decode_header(buf: &[u8], rules: &HeaderRules) -> Result<Decoded, Protoco
 /// The length is written in its minimal form. The caller keeps control
 /// frames at 125 bytes or less.
 pub fn encode_header(header: &FrameHeader, out: &mut Vec<u8>) {
-    let first = (u8::from(header.fin) << 7) | ((header.rsv & 0b111) << 4) | header.opcode.bits();
+    let (bytes, len) = header_bytes(header);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// The encoded form of `header`, built on the stack: its bytes and how many.
+fn header_bytes(header: &FrameHeader) -> ([u8; MAX_HEADER_LEN], usize) {
+    let mut bytes = [0u8; MAX_HEADER_LEN];
+    bytes[0] = (u8::from(header.fin) << 7) | ((header.rsv & 0b111) << 4) | header.opcode.bits();
     let mask_bit = if header.mask.is_some() { 0x80 } else { 0 };
     let len = header.payload_len;
-    out.push(first);
+    let mut at = 2;
     if len < 126 {
-        out.push(mask_bit | len as u8);
+        bytes[1] = mask_bit | len as u8;
     } else if let Ok(short) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
+        bytes[1] = mask_bit | 126;
+        bytes[2..4].copy_from_slice(&short.to_be_bytes());
+        at = 4;
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
+        bytes[1] = mask_bit | 127;
+        bytes[2..10].copy_from_slice(&len.to_be_bytes());
+        at = 10;
     }
     if let Some(mask) = header.mask {
-        out.extend_from_slice(&mask);
+        bytes[at..at + 4].copy_from_slice(&mask);
+        at += 4;
     }
+    (bytes, at)
 }
 
 /// Appends a whole frame (header and payload, masked if `mask` is given) to `out`.
@@ -249,9 +262,9 @@ pub fn encode_header(header: &FrameHeader, out: &mut Vec<u8>) {
 /// assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 /// ```
 pub fn encode_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
-    let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
-    out.reserve(MAX_HEADER_LEN + payload.len());
-    encode_header(&header, out);
+    let (head, head_len) = header_bytes(&FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 });
+    out.reserve(head_len + payload.len());
+    out.extend_from_slice(&head[..head_len]);
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(mask) = mask {

@@ -128,9 +128,11 @@ impl<H: Handler> EventLoop<H> {
             let message = match &received {
                 Received::Text(text) => Message::Text(text),
                 Received::Binary(data) => Message::Binary(data),
-                Received::Event(Event::Text(text)) => Message::Text(text),
-                Received::Event(Event::Binary(data)) => Message::Binary(data),
-                Received::Event(_) => continue,
+                Received::Event(event) => match &**event {
+                    Event::Text(text) => Message::Text(text),
+                    Event::Binary(data) => Message::Binary(data),
+                    _ => continue,
+                },
             };
             self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, message));
         }

@@ -19,7 +19,7 @@ use super::Shared;
 use crate::proto::frame::{encode_frame, OpCode};
 use crate::proto::handshake::{Request, StatusCode, UpgradeRequest};
 use crate::proto::{CloseCode, UsageError};
-use crate::session::{Pool, SendRefusal, Settings, SharedFrame};
+use crate::session::{Pool, SendRefusal, Session, Settings, SharedFrame};
 
 /// A session of one event loop: its slab key and a generation, so that an id
 /// kept after its session ended never reaches a newer session in the same slot.
@@ -256,9 +256,7 @@ impl<S> Context<'_, S> {
     ///
     /// See [`SendError`].
     pub fn send_text(&mut self, session: SessionId, text: &str) -> Result<(), SendError> {
-        self.with_open(session, |conn| conn.send_text(text))?;
-        self.counters().messages_out.add(1);
-        Ok(())
+        self.send_message(session, true, text.as_bytes())
     }
 
     /// Sends a binary message.
@@ -267,9 +265,7 @@ impl<S> Context<'_, S> {
     ///
     /// See [`SendError`].
     pub fn send_binary(&mut self, session: SessionId, data: &[u8]) -> Result<(), SendError> {
-        self.with_open(session, |conn| conn.send_binary(data))?;
-        self.counters().messages_out.add(1);
-        Ok(())
+        self.send_message(session, false, data)
     }
 
     /// Sends a Ping.
@@ -278,7 +274,7 @@ impl<S> Context<'_, S> {
     ///
     /// See [`SendError`].
     pub fn send_ping(&mut self, session: SessionId, payload: &[u8]) -> Result<(), SendError> {
-        self.with_open(session, |conn| conn.send_ping(payload))
+        self.with_open(session, |session, limit| session.send(limit, |conn| conn.send_ping(payload)))
     }
 
     /// Starts the closing handshake with `code` and `reason`.
@@ -289,7 +285,9 @@ impl<S> Context<'_, S> {
     pub fn close(&mut self, session: SessionId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         let now = self.now;
         let max = usize::MAX;
-        self.with_open_limit(session, max, |conn| conn.send_close(code, reason, now))
+        self.with_open_limit(session, max, |session, limit| {
+            session.send(limit, |conn| conn.send_close(code, reason, now))
+        })
     }
 
     /// The subscribers of `topic` on every loop of this node, as the shared
@@ -671,10 +669,18 @@ impl<S> Context<'_, S> {
         self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation)
     }
 
+    fn send_message(&mut self, id: SessionId, text: bool, payload: &[u8]) -> Result<(), SendError> {
+        self.with_open(id, |session, limit| session.send_message(limit, text, payload))?;
+        self.counters().messages_out.add(1);
+        Ok(())
+    }
+
+    /// Runs `send` on the open session `id` with its output limit: none for
+    /// the session whose event is being handled (its reading pauses instead).
     fn with_open(
         &mut self,
         id: SessionId,
-        send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
+        send: impl FnOnce(&mut Session<S>, usize) -> Result<(), SendRefusal>,
     ) -> Result<(), SendError> {
         let max = if self.current == Some(id) { usize::MAX } else { self.settings.max_out_queue };
         self.with_open_limit(id, max, send)
@@ -684,12 +690,12 @@ impl<S> Context<'_, S> {
         &mut self,
         id: SessionId,
         max_out_queue: usize,
-        send: impl FnOnce(&mut crate::proto::Connection) -> Result<(), UsageError>,
+        send: impl FnOnce(&mut Session<S>, usize) -> Result<(), SendRefusal>,
     ) -> Result<(), SendError> {
         let slot = self.sessions.get_mut(id.key).filter(|s| s.generation == id.generation);
         let slot = slot.ok_or(SendError::UnknownSession)?;
         slot.session.lend(self.pool);
-        slot.session.send(max_out_queue, send).map_err(|e| match e {
+        send(&mut slot.session, max_out_queue).map_err(|e| match e {
             SendRefusal::Closed => SendError::Closed,
             SendRefusal::Backpressure => SendError::Backpressure,
             SendRefusal::Usage(e) => SendError::Usage(e),

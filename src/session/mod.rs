@@ -418,11 +418,13 @@ impl<S> Session<S> {
     pub fn poll_message<'a>(&mut self, bytes: &'a [u8]) -> Option<Received<'a>> {
         loop {
             let Phase::Open(conn) = &mut self.phase else { return None };
-            match conn.poll_event_in(bytes)? {
-                Received::Event(Event::Ping(_) | Event::Pong(_)) => {}
-                Received::Event(Event::Close(Some(frame))) => self.set_close_status(frame.code, &frame.reason),
-                Received::Event(Event::Close(None)) => self.set_close_status(CloseCode::NO_STATUS, ""),
-                message => return Some(message),
+            let received = conn.poll_event_in(bytes)?;
+            let Received::Event(event) = &received else { return Some(received) };
+            match &**event {
+                Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(Some(frame)) => self.set_close_status(frame.code, &frame.reason),
+                Event::Close(None) => self.set_close_status(CloseCode::NO_STATUS, ""),
+                Event::Text(_) | Event::Binary(_) => return Some(received),
             }
         }
     }
@@ -462,12 +464,26 @@ impl<S> Session<S> {
             return Err(SendRefusal::Backpressure);
         }
         let Phase::Open(conn) = &mut self.phase else { return Err(SendRefusal::Closed) };
-        send(conn).map_err(|e| match e {
-            UsageError::Closed => SendRefusal::Closed,
-            other => SendRefusal::Usage(other),
-        })?;
+        send(conn).map_err(refusal)?;
         self.take_output();
         Ok(())
+    }
+
+    /// Sends a text (`text`) or binary message through the open connection,
+    /// as [`send`](Self::send) does, its frame encoded straight into the
+    /// output queue.
+    ///
+    /// # Errors
+    ///
+    /// See [`SendRefusal`].
+    pub fn send_message(&mut self, limit: usize, text: bool, payload: &[u8]) -> Result<(), SendRefusal> {
+        if self.out.len() > limit {
+            return Err(SendRefusal::Backpressure);
+        }
+        let Phase::Open(conn) = &mut self.phase else { return Err(SendRefusal::Closed) };
+        let mut sent = Err(UsageError::Closed);
+        self.out.push_with(|tail| sent = conn.send_into(text, payload, tail));
+        sent.map_err(refusal)
     }
 
     /// Starts the closing handshake (the Close is queued whatever the output's size).
@@ -681,6 +697,14 @@ impl<S> Session<S> {
         if !matches!(self.ending.as_deref(), Some(Ending::Ended(_))) {
             self.ending = Some(Box::new(Ending::Ended(CloseStatus { code, reason: reason.to_owned() })));
         }
+    }
+}
+
+/// What a refused send of the connection means for the session.
+fn refusal(error: UsageError) -> SendRefusal {
+    match error {
+        UsageError::Closed => SendRefusal::Closed,
+        other => SendRefusal::Usage(other),
     }
 }
 

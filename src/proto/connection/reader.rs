@@ -124,11 +124,17 @@ impl Reader {
     ) -> Result<(usize, Option<Item>), ProtocolError> {
         let mut used = 0;
         if let ReadState::Header { .. } = self.read {
-            used = self.read_header(input, config, rules)?;
-            if let Some((len, mask)) = self.whole_message(input.len() - used) {
+            let Some((header, header_used)) = self.next_header(input, rules)? else {
+                return Ok((input.len(), None));
+            };
+            used = header_used;
+            if let Some(len) = self.whole_message(&header, input.len() - used, config) {
                 let end = used + len;
-                return self.lend(&mut input[..end], used, mask).map(|item| (end, Some(item)));
+                let text = header.opcode == OpCode::Text;
+                lend(&mut input[used..end], text, header.mask)?;
+                return Ok((end, Some(Item::Lent { text, start: used, end })));
             }
+            self.start_frame(header, config)?;
         }
         // The payload often came with its header: read on in the same call.
         if matches!(self.read, ReadState::Payload { .. }) && used < input.len() {
@@ -141,38 +147,17 @@ impl Reader {
         Ok((used, None))
     }
 
-    /// The payload's length and mask, when the frame just started is a whole
-    /// message (final, uncompressed, not a continuation) and all of it is
-    /// among the `available` bytes: the common case, read with no copy.
-    fn whole_message(&self, available: usize) -> Option<(usize, Option<[u8; 4]>)> {
-        let ReadState::Payload { opcode: OpCode::Text | OpCode::Binary, fin: true, remaining, offset: 0, mask } =
-            self.read
-        else {
+    /// The payload's length, when the frame of `header` is a whole message
+    /// (final, uncompressed, not a continuation, within the limits, no
+    /// message in progress) and all of it is among the `available` bytes
+    /// after the header: the common case, read with no copy.
+    fn whole_message(&self, header: &FrameHeader, available: usize, config: &Config) -> Option<usize> {
+        let data = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if !(data && header.fin && header.rsv == 0 && matches!(self.message, Message::None)) {
             return None;
-        };
-        let whole = matches!(
-            self.message,
-            Message::Text { compressed: false, fragments: 1, .. }
-                | Message::Binary { compressed: false, fragments: 1, .. }
-        );
-        usize::try_from(remaining).ok().filter(|&len| whole && len <= available).map(|len| (len, mask))
-    }
-
-    /// Unmasks and checks the payload at `start..` of `input`, leaving it there.
-    fn lend(&mut self, input: &mut [u8], start: usize, mask: Option<[u8; 4]>) -> Result<Item, ProtocolError> {
-        let end = input.len();
-        let payload = &mut input[start..];
-        if let Some(mask) = mask {
-            apply_mask(payload, mask, 0);
         }
-        let text = matches!(self.message, Message::Text { .. });
-        // RFC 6455 §8.1: a text message is UTF-8, checked before it is handed on.
-        if text && std::str::from_utf8(payload).is_err() {
-            return Err(ProtocolError::InvalidUtf8);
-        }
-        self.read = NEW_HEADER;
-        self.message = Message::None;
-        Ok(Item::Lent { text, start, end })
+        let limit = config.max_frame_size.min(config.max_message_size).min(available);
+        usize::try_from(header.payload_len).ok().filter(|&len| len <= limit)
     }
 
     /// Whether the reader is between frames and between messages: it holds nothing.
@@ -200,40 +185,41 @@ impl Reader {
         let _ = inflater;
     }
 
-    /// Consumes header bytes; returns how many.
-    fn read_header(&mut self, input: &[u8], config: &Config, rules: &HeaderRules) -> Result<usize, ProtocolError> {
+    /// Decodes the next frame's header from what an earlier read left of it
+    /// and `input`: the header and how many bytes of `input` it took, or
+    /// `None` when `input` ends first (its bytes are kept for the next read).
+    fn next_header(
+        &mut self,
+        input: &[u8],
+        rules: &HeaderRules,
+    ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let ReadState::Header { mut buf, len } = self.read else {
-            return Ok(0);
+            return Ok(None);
         };
         if len == 0 {
-            // The common case: the whole header is in this read, decode it in place.
-            match decode_header(input, rules)? {
-                Decoded::Complete(header, used) => {
-                    self.start_frame(header, config)?;
-                    Ok(used)
-                }
+            // The common case: the whole header is in this read, decoded in place.
+            return Ok(match decode_header(input, rules)? {
+                Decoded::Complete(header, used) => Some((header, used)),
                 Decoded::Partial(_) => {
                     // Partial means the input is shorter than the header, so it fits.
                     buf[..input.len()].copy_from_slice(input);
                     self.read = ReadState::Header { buf, len: input.len() };
-                    Ok(input.len())
+                    None
                 }
-            }
-        } else {
-            let take = (MAX_HEADER_LEN - len).min(input.len());
-            buf[len..len + take].copy_from_slice(&input[..take]);
-            match decode_header(&buf[..len + take], rules)? {
-                Decoded::Complete(header, used) => {
-                    self.read = NEW_HEADER;
-                    self.start_frame(header, config)?;
-                    Ok(used - len)
-                }
-                Decoded::Partial(_) => {
-                    self.read = ReadState::Header { buf, len: len + take };
-                    Ok(take)
-                }
-            }
+            });
         }
+        let take = (MAX_HEADER_LEN - len).min(input.len());
+        buf[len..len + take].copy_from_slice(&input[..take]);
+        Ok(match decode_header(&buf[..len + take], rules)? {
+            Decoded::Complete(header, used) => {
+                self.read = NEW_HEADER;
+                Some((header, used - len))
+            }
+            Decoded::Partial(_) => {
+                self.read = ReadState::Header { buf, len: len + take };
+                None
+            }
+        })
     }
 
     /// Checks a new frame against the message in progress and the limits.
@@ -386,6 +372,18 @@ impl Reader {
         };
         Ok(Some(event))
     }
+}
+
+/// Unmasks a whole message's payload in place and checks it, for text.
+fn lend(payload: &mut [u8], text: bool, mask: Option<[u8; 4]>) -> Result<(), ProtocolError> {
+    if let Some(mask) = mask {
+        apply_mask(payload, mask, 0);
+    }
+    // RFC 6455 §8.1: a text message is UTF-8, checked before it is handed on.
+    if text && std::str::from_utf8(payload).is_err() {
+        return Err(ProtocolError::InvalidUtf8);
+    }
+    Ok(())
 }
 
 /// Grows a buffer for `additional` more bytes without letting its capacity

@@ -73,13 +73,13 @@ fn whole_messages_are_lent_from_the_read_others_copied() {
     let Some(Received::Text(text)) = conn.poll_event_in(&data) else { panic!() };
     assert_eq!(text, "whole");
     assert!(range.contains(&text.as_ptr()), "lent, not copied");
-    assert!(matches!(conn.poll_event_in(&data), Some(Received::Event(Event::Ping(_)))));
+    assert!(matches!(conn.poll_event_in(&data), Some(Received::Event(e)) if matches!(*e, Event::Ping(_))));
     assert_eq!(conn.poll_event_in(&data), Some(Received::Binary(&[1, 2, 3][..])));
-    assert_eq!(conn.poll_event_in(&data), Some(Received::Event(Event::Text("fragment".into()))));
+    assert_eq!(conn.poll_event_in(&data), Some(Received::Event(Box::new(Event::Text("fragment".into())))));
     assert_eq!(conn.poll_event_in(&data), None);
     let mut rest = tail[8..].to_vec();
     conn.handle_read_in_place(&mut rest, now).unwrap();
-    assert_eq!(conn.poll_event_in(&rest), Some(Received::Event(Event::Text("cut short".into()))));
+    assert_eq!(conn.poll_event_in(&rest), Some(Received::Event(Box::new(Event::Text("cut short".into())))));
     // The plain read copies what it would have lent.
     let mut data = client_frame(true, OpCode::Text, b"copied");
     conn.handle_read(&mut data, now).unwrap();
@@ -126,4 +126,48 @@ fn a_pool_lends_the_burst_state_and_takes_it_back() {
     b.lend(&mut pool);
     assert!(pool.is_empty());
     assert!(b.burst.as_ref().is_some_and(|burst| burst.out.capacity() > 0));
+}
+
+#[test]
+fn a_header_cut_by_a_read_still_lends_its_payload() {
+    let now = crate::test_clock();
+    let mut conn = Connection::server(Config::default(), now);
+    let frame = client_frame(true, OpCode::Binary, b"whole");
+    conn.handle_read_in_place(&mut frame[..3].to_vec(), now).unwrap();
+    assert_eq!(conn.poll_event_in(&[]), None);
+    let mut rest = frame[3..].to_vec();
+    conn.handle_read_in_place(&mut rest, now).unwrap();
+    let Some(Received::Binary(data)) = conn.poll_event_in(&rest) else { panic!() };
+    assert_eq!(data, b"whole");
+    assert!(rest.as_ptr_range().contains(&data.as_ptr()), "lent, not copied");
+}
+
+#[test]
+fn send_into_writes_after_what_the_connection_holds() {
+    let now = crate::test_clock();
+    let mut conn = Connection::server(Config::default(), now);
+    let frame = |opcode, payload: &[u8]| {
+        let mut bytes = Vec::new();
+        frame::encode_frame(true, 0, opcode, payload, None, &mut bytes);
+        bytes
+    };
+    // Nothing held: the frame goes straight to the end of the caller's buffer.
+    let mut out = b"before".to_vec();
+    conn.send_into(true, b"hi", &mut out).unwrap();
+    assert_eq!(out, [&b"before"[..], &frame(OpCode::Text, b"hi")].concat());
+    assert!(!conn.wants_write());
+    // A Pong owed goes first.
+    conn.handle_read(&mut client_frame(true, OpCode::Ping, b"p"), now).unwrap();
+    assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+    let mut out = Vec::new();
+    conn.send_into(false, &[7], &mut out).unwrap();
+    assert_eq!(out, [frame(OpCode::Pong, b"p"), frame(OpCode::Binary, &[7])].concat());
+    assert!(!conn.wants_write());
+    // After our Close, nothing more.
+    conn.send_close(CloseCode::NORMAL, "", now).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(conn.send_into(true, b"late", &mut out), Err(UsageError::Closed));
+    assert!(out.is_empty());
+    assert!(conn.poll_transmit(&mut out));
+    assert_eq!(out, frame(OpCode::Close, &[0x03, 0xe8]));
 }
