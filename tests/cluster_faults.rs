@@ -13,7 +13,6 @@ mod process;
 #[path = "support/redis.rs"]
 mod redis;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -22,28 +21,12 @@ use std::time::{Duration, Instant};
 use cluster::{
     assert_every_kept_one_received_once_in_order, assert_silent, deliver_until, drain_in_sequence, epoch_of, healthz,
     kill, metric, next_message, next_message_within, next_within, nodes, publish, publish_until_received, publisher,
-    pubsub, signal, subscriber, wait_for_gauge, Reader, FAULT_SETTINGS, NOTICED_WITHIN,
+    pubsub, subscriber, wait_for_gauge, Reader, FAULT_SETTINGS, NOTICED_WITHIN,
 };
 use ferrows::client::{Error, Message};
+use process::Stopped;
 use redis::Redis;
 use serde_json::{json, Value};
-
-/// Sends SIGCONT to a stopped process when dropped, so that a failed
-/// assertion leaves nothing stopped.
-struct Stopped(String);
-
-impl Stopped {
-    fn new(pid: String) -> Stopped {
-        signal(&pid, "STOP");
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
-    }
-}
 
 /// Fault 1: `kill -9` of a node while publishers on the two others keep
 /// publishing to a kept topic. Its client, on another node with `since`,

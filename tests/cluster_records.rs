@@ -4,6 +4,8 @@
 //! that appends what its sessions send and shows them what comes back.
 #![cfg(feature = "redis")]
 
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/redis.rs"]
 mod redis;
 
@@ -19,6 +21,7 @@ use ferrows::runtime::{
     Appended, Context, Decision, Handler, Keep, Message, Read, ReadAnswer, Record, Server, ServerHandle, SessionId,
     Upgrade,
 };
+use process::Stopped;
 use redis::Redis;
 use tungstenite::Message as WsMessage;
 
@@ -297,16 +300,11 @@ fn a_confirmed_append_is_answered_once_redis_keeps_it_or_cannot_tell() {
 
     // Redis hangs (SIGSTOP): an append sent now is answered `none` once the
     // bridge gives the connection up (three silent pings), never `appended`.
-    let pid = redis.pid();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([name, &pid]).status().expect("kill runs");
-        assert!(status.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
-    let stopped = Instant::now();
+    let stopped = Stopped::new(redis.pid());
+    let stopped_at = Instant::now();
     send(&mut on_a, "?two");
     let answer = text(&mut on_a);
-    signal("-CONT");
+    drop(stopped);
     assert_eq!(answer, "appended none", "an append in flight when the link is lost is not known to be kept");
-    assert!(stopped.elapsed() < Duration::from_secs(6), "answered after {:?}", stopped.elapsed());
+    assert!(stopped_at.elapsed() < Duration::from_secs(6), "answered after {:?}", stopped_at.elapsed());
 }

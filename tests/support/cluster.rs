@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 use ferrows::client::{Client, ClientBuilder, ClientStream, Error, Message};
 use serde_json::{json, Value};
 
-use crate::process::ServerProcess;
+use crate::process::{send_signal, ServerProcess};
 
 /// The settings of the fault tests: a ping interval of 250 ms (a connection
 /// silent for three, 750 ms, is taken as lost), and history kept for the
@@ -58,15 +57,9 @@ pub fn nodes<const N: usize>(
     nodes
 }
 
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to `pid` with the system's `kill`.
-pub fn signal(pid: &str, signal: &str) {
-    let status = Command::new("kill").args([&format!("-{signal}"), pid]).status().expect("run `kill`");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
-}
-
 /// Kills `node` with `kill -9` (no goodbye to anyone) and reaps it.
 pub fn kill(node: &mut ServerProcess) {
-    signal(&node.child.id().to_string(), "KILL");
+    send_signal(&node.child.id().to_string(), "KILL");
     let _ = node.child.wait();
 }
 

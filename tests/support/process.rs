@@ -139,3 +139,46 @@ pub fn free_loopback_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
     listener.local_addr().expect("its address").port()
 }
+
+/// A process stopped with `SIGSTOP` (a hung node or broker), continued with
+/// `SIGCONT` when dropped, so that a failed assertion leaves nothing stopped.
+pub struct Stopped(String);
+
+impl Stopped {
+    /// Stops `pid` and waits until every thread of it is stopped: `kill`
+    /// returns once the signal is sent, and on a busy machine a thread of the
+    /// process can still run a while (and answer) before the stop reaches it.
+    pub fn new(pid: String) -> Stopped {
+        send_signal(&pid, "STOP");
+        let stopped = Stopped(pid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stopped.all_threads_stopped() {
+            assert!(Instant::now() < deadline, "process {} did not stop within 5 s", stopped.0);
+            thread::sleep(Duration::from_millis(5));
+        }
+        stopped
+    }
+
+    /// Whether /proc shows every thread in the stopped state (`T`); where
+    /// there is no /proc, the signal is taken as enough.
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.0)) else { return true };
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to `pid` with the system's `kill`.
+pub fn send_signal(pid: &str, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), pid]).status().expect("run `kill`");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
