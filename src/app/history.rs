@@ -84,6 +84,12 @@ pub struct Position {
     pub epoch: Epoch,
 }
 
+impl super::pubsub_protocol::StreamPosition for Position {
+    fn offset_epoch(&self) -> (u64, &str) {
+        (self.offset, self.epoch.as_str())
+    }
+}
+
 /// One kept publication: its offset and its `data`'s JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {

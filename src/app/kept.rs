@@ -518,6 +518,12 @@ fn write_kept_history(out: &mut String, answer: Option<Option<Id<'_>>>, topic: &
 
 /// Whether `record` is at or before `at` (same epoch, offset not past it):
 /// a read that answered `at` gave it already.
+impl protocol::StreamPosition for runtime::Position {
+    fn offset_epoch(&self) -> (u64, &str) {
+        (self.offset, &self.epoch)
+    }
+}
+
 fn covered(record: &Record, at: &runtime::Position) -> bool {
     record.position.as_ref().is_some_and(|p| p.epoch == at.epoch && p.offset <= at.offset)
 }

@@ -102,14 +102,7 @@ impl App {
                     self.read_for_subscribe(ctx, session, id, names, kept, ticket);
                     return Ok(());
                 }
-                let positions: Vec<TopicPosition<'_>> = positions
-                    .iter()
-                    .map(|(topic, at, recovered)| TopicPosition {
-                        topic,
-                        position: at.as_ref().map(|p| (p.offset, p.epoch.as_str())),
-                        recovered: *recovered,
-                    })
-                    .collect();
+                let positions = TopicPosition::list(&positions);
                 protocol::write_ack_subscribe(reply, id, &topics, &positions);
             }
             Request::Unsubscribe { id, topics } => {

@@ -652,24 +652,24 @@ impl Connection {
             self.poll_transmit(out);
             return Ok(());
         }
-        self.encode_message(opcode, payload, out)
+        self.encode_message(opcode, payload, Some(out))
     }
 
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), UsageError> {
-        let mut out = self.burst.as_mut().map(|b| std::mem::take(&mut b.out)).unwrap_or_default();
-        let result = self.encode_message(opcode, payload, &mut out);
-        if self.burst.is_some() || !out.is_empty() {
-            self.burst.get_or_insert_with(Box::default).out = out;
-        }
-        result
+        self.encode_message(opcode, payload, None)
     }
 
-    /// Appends a message's frame to `out`: compressed when deflate applies, masked by a client.
-    fn encode_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
+    /// Appends a message's frame to `out`, or to the connection's own output
+    /// when `None`: compressed when deflate applies, masked by a client.
+    fn encode_message(&mut self, opcode: OpCode, payload: &[u8], out: Option<&mut Vec<u8>>) -> Result<(), UsageError> {
         if !self.can_send() {
             return Err(UsageError::Closed);
         }
         let mask = self.masks.as_mut().map(|next| next());
+        let out = match out {
+            Some(out) => out,
+            None => &mut self.burst.get_or_insert_with(Box::default).out,
+        };
         #[cfg(feature = "deflate")]
         if let Some(deflate) = self.deflate.as_mut().filter(|d| payload.len() >= d.min_size) {
             // RFC 7692 §7.2.1: compress the whole message, send it with RSV1 on its first frame.

@@ -481,9 +481,7 @@ impl<S> Session<S> {
             return Err(SendRefusal::Backpressure);
         }
         let Phase::Open(conn) = &mut self.phase else { return Err(SendRefusal::Closed) };
-        let mut sent = Err(UsageError::Closed);
-        self.out.push_with(|tail| sent = conn.send_into(text, payload, tail));
-        sent.map_err(refusal)
+        self.out.push_with(|tail| conn.send_into(text, payload, tail)).map_err(refusal)
     }
 
     /// Starts the closing handshake (the Close is queued whatever the output's size).
@@ -534,9 +532,7 @@ impl<S> Session<S> {
     fn take_output(&mut self) {
         if let Phase::Open(conn) = &mut self.phase {
             if conn.wants_write() {
-                self.out.push_with(|bytes| {
-                    conn.poll_transmit(bytes);
-                });
+                self.out.push_with(|bytes| conn.poll_transmit(bytes));
             }
         }
     }

@@ -124,7 +124,7 @@ impl Pending {
 
     /// The owned chunk at the end to append to: the last one while it is
     /// small, else a new one made from the spare buffer.
-    fn tail(&mut self) -> Option<&mut Vec<u8>> {
+    fn tail(&mut self) -> &mut Vec<u8> {
         if self.len == 0 {
             if !matches!(self.front, Chunk::Owned(_)) {
                 let spare = std::mem::take(&mut self.spare);
@@ -134,8 +134,8 @@ impl Pending {
             self.rest.push_back(Chunk::Owned(std::mem::take(&mut self.spare)));
         }
         match self.rest.back_mut().unwrap_or(&mut self.front) {
-            Chunk::Owned(last) => Some(last),
-            Chunk::Shared(_) => None,
+            Chunk::Owned(last) => last,
+            Chunk::Shared(_) => unreachable!("the back chunk was just made an owned one"),
         }
     }
 
@@ -201,12 +201,13 @@ impl OutQueue {
     }
 
     /// Appends what `write` adds to the queue's last owned chunk (a new one,
-    /// from the spare buffer, when the last is shared or large).
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+    /// from the spare buffer, when the last is shared or large), and returns
+    /// what `write` returns.
+    pub fn push_with<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let pending = self.pending();
-        let Some(last) = pending.tail() else { return };
+        let last = pending.tail();
         let before = last.len();
-        write(last);
+        let result = write(last);
         let added = last.len() - before;
         pending.len += added;
         if added == 0 && pending.len > 0 {
@@ -217,6 +218,7 @@ impl OutQueue {
                 }
             }
         }
+        result
     }
 
     /// Appends bytes shared with other queues.

@@ -54,14 +54,7 @@ impl App {
             });
             answers.push((item.topic, result.map(|k| k.position), recovered));
         }
-        let positions: Vec<TopicPosition<'_>> = answers
-            .iter()
-            .map(|(topic, position, recovered)| TopicPosition {
-                topic,
-                position: position.as_ref().map(|p| (p.offset, p.epoch.as_str())),
-                recovered: *recovered,
-            })
-            .collect();
+        let positions = TopicPosition::list(&answers);
         let names = protocol::Topics::from_names(&topics);
         let mut reply = std::mem::take(&mut self.reply.0);
         reply.clear();

@@ -160,6 +160,27 @@ pub struct TopicPosition<'a> {
     pub recovered: Option<bool>,
 }
 
+/// A place in a topic's stream, as an ack writes it: the last publication's offset and the epoch.
+pub trait StreamPosition {
+    /// The offset and the epoch.
+    fn offset_epoch(&self) -> (u64, &str);
+}
+
+impl<'a> TopicPosition<'a> {
+    /// The positions of a subscribe's ack from `(topic, position, recovered)`
+    /// answers, a position `None` for a topic that keeps no history.
+    pub fn list<T: AsRef<str>, P: StreamPosition>(answers: &'a [(T, Option<P>, Option<bool>)]) -> Vec<Self> {
+        answers
+            .iter()
+            .map(|(topic, position, recovered)| TopicPosition {
+                topic: topic.as_ref(),
+                position: position.as_ref().map(StreamPosition::offset_epoch),
+                recovered: *recovered,
+            })
+            .collect()
+    }
+}
+
 /// Appends the ack of a subscribe: `{"type":"ack","op":"subscribe","id":1,"topics":["a"],
 /// "positions":{"a":{"offset":41,"epoch":"k3f9"}},"recovered":{"a":true}}`, `positions` for
 /// the topics that keep history and `recovered` for those named in `since` (each left out when empty).

@@ -63,7 +63,7 @@ pub use encode::{
     encode_ack_ping, encode_ack_publish, encode_ack_subscribe, encode_ack_unsubscribe, encode_delivery, encode_error,
     write_ack, write_ack_connect, write_ack_ping, write_ack_publish, write_ack_publish_unkept, write_ack_refresh,
     write_ack_subscribe, write_ack_topics, write_answer_head, write_delivery, write_error, write_history,
-    write_json_string, write_recovered, TopicPosition,
+    write_json_string, write_recovered, StreamPosition, TopicPosition,
 };
 
 /// Limits on what one request may ask for. The caller sets them; the parser checks them
