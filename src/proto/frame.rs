@@ -219,6 +219,34 @@ pub fn decode_header(buf: &[u8], rules: &HeaderRules) -> Result<Decoded, Protoco
     Ok(Decoded::Complete(FrameHeader { fin, rsv, opcode, mask, payload_len }, header_len))
 }
 
+/// The most common header, recognised from its first byte and length byte
+/// alone: a final, uncompressed Text or Binary frame of under 126 bytes,
+/// masked as `rules` require. `None` for any other header, or when `buf`
+/// does not hold all of it: [`decode_header`] then decides. Where this finds
+/// a header, `decode_header` finds the same one.
+#[inline]
+#[must_use]
+pub fn decode_short_data_header(buf: &[u8], rules: &HeaderRules) -> Option<(FrameHeader, usize)> {
+    let [first, second, ..] = *buf else { return None };
+    let opcode = match first {
+        0x81 => OpCode::Text,
+        0x82 => OpCode::Binary,
+        _ => return None,
+    };
+    let masked = second & 0x80 != 0;
+    let payload_len = second & 0x7f;
+    if masked != matches!(rules.role, Role::Server) || payload_len >= 126 {
+        return None;
+    }
+    let (mask, header_len) = if masked {
+        let key: [u8; 4] = buf.get(2..6)?.try_into().ok()?;
+        (Some(key), 6)
+    } else {
+        (None, 2)
+    };
+    Some((FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: u64::from(payload_len) }, header_len))
+}
+
 /// Appends the encoded form of `header` to `out`.
 ///
 /// The length is written in its minimal form. The caller keeps control
@@ -262,6 +290,13 @@ fn header_bytes(header: &FrameHeader) -> ([u8; MAX_HEADER_LEN], usize) {
 /// assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 /// ```
 pub fn encode_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+    if mask.is_none() && payload.len() < 126 {
+        // A server's short frame: two header bytes.
+        out.reserve(2 + payload.len());
+        out.extend_from_slice(&[(u8::from(fin) << 7) | ((rsv & 0b111) << 4) | opcode.bits(), payload.len() as u8]);
+        out.extend_from_slice(payload);
+        return;
+    }
     let (head, head_len) = header_bytes(&FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 });
     out.reserve(head_len + payload.len());
     out.extend_from_slice(&head[..head_len]);
@@ -382,6 +417,44 @@ mod tests {
                 assert_eq!(out.len(), expected_len);
                 let rules = if mask.is_some() { SERVER } else { CLIENT };
                 assert_eq!(decode(&out, &rules), Ok(Decoded::Complete(header, expected_len)));
+            }
+        }
+    }
+
+    #[test]
+    fn the_short_data_header_is_what_the_general_decoder_finds() {
+        let mut found = 0;
+        for role in [Role::Server, Role::Client] {
+            for allowed_rsv in [0, RSV1] {
+                let rules = HeaderRules { role, allowed_rsv };
+                for first in 0..=255u8 {
+                    for second in 0..=255u8 {
+                        let bytes = [first, second, 9, 8, 7, 6];
+                        for len in 0..=bytes.len() {
+                            let Some(short) = decode_short_data_header(&bytes[..len], &rules) else { continue };
+                            assert_eq!(decode(&bytes[..len], &rules), Ok(Decoded::Complete(short.0, short.1)));
+                            found += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Text and Binary, 126 lengths, each role with its own masking, over the lengths of input that hold it.
+        assert_eq!(found, 2 * 2 * 126 * (1 + 5));
+    }
+
+    #[test]
+    fn short_frames_encode_as_any_frame_does() {
+        for len in [0usize, 1, 16, 125, 126, 300] {
+            let payload = vec![7u8; len];
+            for (fin, rsv, opcode) in [(true, 0, OpCode::Text), (false, RSV1, OpCode::Binary), (true, 0, OpCode::Ping)]
+            {
+                let mut out = Vec::new();
+                encode_frame(fin, rsv, opcode, &payload, None, &mut out);
+                let mut expected = Vec::new();
+                encode_header(&FrameHeader { fin, rsv, opcode, mask: None, payload_len: len as u64 }, &mut expected);
+                expected.extend_from_slice(&payload);
+                assert_eq!(out, expected);
             }
         }
     }

@@ -198,6 +198,9 @@ impl Reader {
         };
         if len == 0 {
             // The common case: the whole header is in this read, decoded in place.
+            if let Some(found) = frame::decode_short_data_header(input, rules) {
+                return Ok(Some(found));
+            }
             return Ok(match decode_header(input, rules)? {
                 Decoded::Complete(header, used) => Some((header, used)),
                 Decoded::Partial(_) => {
