@@ -385,6 +385,7 @@ impl Connection {
     /// Returns the next event, oldest first, lending a message that
     /// [`handle_read_in_place`](Self::handle_read_in_place) left in `data`.
     #[must_use]
+    #[inline]
     pub fn poll_event_in<'a>(&mut self, data: &'a [u8]) -> Option<Received<'a>> {
         Some(match self.poll_item()? {
             Item::Event(event) => Received::Event(event),
@@ -400,6 +401,7 @@ impl Connection {
         })
     }
 
+    #[inline]
     fn poll_item(&mut self) -> Option<Item> {
         let item = self.burst.as_mut().and_then(|b| b.events.pop_front());
         match item {
@@ -661,6 +663,7 @@ impl Connection {
 
     /// Appends a message's frame to `out`, or to the connection's own output
     /// when `None`: compressed when deflate applies, masked by a client.
+    #[inline]
     fn encode_message(&mut self, opcode: OpCode, payload: &[u8], out: Option<&mut Vec<u8>>) -> Result<(), UsageError> {
         if !self.can_send() {
             return Err(UsageError::Closed);

@@ -124,6 +124,7 @@ impl Pending {
 
     /// The owned chunk at the end to append to: the last one while it is
     /// small, else a new one made from the spare buffer.
+    #[inline]
     fn tail(&mut self) -> &mut Vec<u8> {
         if self.len == 0 {
             if !matches!(self.front, Chunk::Owned(_)) {
@@ -203,6 +204,7 @@ impl OutQueue {
     /// Appends what `write` adds to the queue's last owned chunk (a new one,
     /// from the spare buffer, when the last is shared or large), and returns
     /// what `write` returns.
+    #[inline]
     pub fn push_with<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let pending = self.pending();
         let last = pending.tail();

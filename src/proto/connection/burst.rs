@@ -87,9 +87,11 @@ impl EventQueue {
         }
     }
 
+    #[inline]
     pub(super) fn pop_front(&mut self) -> Option<Item> {
-        let event = self.first.take();
-        self.first = self.rest.pop_front();
-        event
+        match self.rest.pop_front() {
+            Some(next) => self.first.replace(next),
+            None => self.first.take(),
+        }
     }
 }
