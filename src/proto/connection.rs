@@ -449,6 +449,7 @@ impl Connection {
     /// Lends the connection working memory from `pool` for the traffic about
     /// to come (a read, a send), so that it allocates none of its own. It
     /// keeps it until [`give_back`](Self::give_back).
+    #[inline]
     pub fn lend(&mut self, pool: &mut BurstPool) {
         if self.burst.is_none() {
             self.burst = Some(pool.take());

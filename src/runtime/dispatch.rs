@@ -120,11 +120,16 @@ impl<H: Handler> EventLoop<H> {
 
     /// Hands the session's messages to the handler.
     fn dispatch_messages(&mut self, key: usize, bytes: &[u8], now: Instant) {
+        let Some(slot) = self.sessions.get(key) else { return };
+        let id = SessionId { key, generation: slot.generation };
+        // One context for all the messages of the read.
+        let (handler, mut ctx) = self.context(now, Some(id));
+        let counters = &ctx.shared.counters.loops[ctx.loop_index];
         loop {
-            let Some(slot) = self.sessions.get_mut(key) else { return };
-            let id = SessionId { key, generation: slot.generation };
+            // The handler may have ended the session.
+            let Some(slot) = ctx.sessions.get_mut(key).filter(|s| s.generation == id.generation) else { return };
             let Some(received) = slot.session.poll_message(bytes) else { break };
-            self.counters().messages_in.add(1);
+            counters.messages_in.add(1);
             let message = match &received {
                 Received::Text(text) => Message::Text(text),
                 Received::Binary(data) => Message::Binary(data),
@@ -134,7 +139,7 @@ impl<H: Handler> EventLoop<H> {
                     _ => continue,
                 },
             };
-            self.with_context(now, Some(id), |h, ctx| h.on_message(ctx, id, message));
+            handler.on_message(&mut ctx, id, message);
         }
     }
 
@@ -165,7 +170,13 @@ impl<H: Handler> EventLoop<H> {
         current: Option<SessionId>,
         f: impl FnOnce(&mut H, &mut Context<'_, H::State>),
     ) {
-        let mut ctx = Context {
+        let (handler, mut ctx) = self.context(now, current);
+        f(handler, &mut ctx);
+    }
+
+    /// The handler, and the context of its callbacks; `current` is the session whose event it handles.
+    fn context(&mut self, now: Instant, current: Option<SessionId>) -> (&mut H, Context<'_, H::State>) {
+        let ctx = Context {
             sessions: &mut self.sessions,
             to_flush: &mut self.to_flush,
             settings: &self.settings,
@@ -178,6 +189,6 @@ impl<H: Handler> EventLoop<H> {
             bus: &self.shared.bus,
             shared: &self.shared,
         };
-        f(&mut self.handler, &mut ctx);
+        (&mut self.handler, ctx)
     }
 }

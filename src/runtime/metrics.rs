@@ -20,18 +20,22 @@ pub(crate) struct Cell(AtomicU64);
 
 impl Cell {
     /// Adds `n`. Only the owning loop calls it, so no locked add is needed.
+    #[inline]
     pub(crate) fn add(&self, n: u64) {
         self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn sub(&self, n: u64) {
         self.0.store(self.0.load(Ordering::Relaxed).saturating_sub(n), Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn set(&self, n: u64) {
         self.0.store(n, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }

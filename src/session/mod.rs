@@ -431,6 +431,7 @@ impl<S> Session<S> {
 
     /// Lends the session working memory from `pool` for traffic about to
     /// come: a read, a send, a publish.
+    #[inline]
     pub fn lend(&mut self, pool: &mut Pool) {
         // Only an open session's traffic is steady; a request is answered once.
         if let Phase::Open(conn) = &mut self.phase {

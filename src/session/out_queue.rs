@@ -266,6 +266,7 @@ impl OutQueue {
     }
 
     /// Lends the queue memory from `pool` for output about to come, unless it holds some.
+    #[inline]
     pub fn lend(&mut self, pool: &mut QueuePool) {
         if self.pending.is_none() {
             self.pending = Some(pool.take());
