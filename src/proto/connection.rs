@@ -647,6 +647,7 @@ impl Connection {
     /// # Errors
     ///
     /// [`UsageError::Closed`] once a Close was sent or the connection failed.
+    #[inline]
     pub fn send_into(&mut self, text: bool, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
         let opcode = if text { OpCode::Text } else { OpCode::Binary };
         if self.wants_write() {

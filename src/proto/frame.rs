@@ -289,6 +289,7 @@ fn header_bytes(header: &FrameHeader) -> ([u8; MAX_HEADER_LEN], usize) {
 /// encode_frame(true, 0, OpCode::Text, b"Hello", None, &mut out);
 /// assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 /// ```
+#[inline]
 pub fn encode_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
     if mask.is_none() && payload.len() < 126 {
         // A server's short frame: two header bytes.

@@ -415,6 +415,7 @@ impl<S> Session<S> {
     /// whole in them: `Received::Text`, `Received::Binary`, or an owned
     /// `Event::Text` or `Event::Binary`. A Close is recorded as the session's
     /// close status; Pings and Pongs are the protocol's own.
+    #[inline]
     pub fn poll_message<'a>(&mut self, bytes: &'a [u8]) -> Option<Received<'a>> {
         loop {
             let Phase::Open(conn) = &mut self.phase else { return None };
@@ -477,6 +478,7 @@ impl<S> Session<S> {
     /// # Errors
     ///
     /// See [`SendRefusal`].
+    #[inline]
     pub fn send_message(&mut self, limit: usize, text: bool, payload: &[u8]) -> Result<(), SendRefusal> {
         if self.out.len() > limit {
             return Err(SendRefusal::Backpressure);

@@ -115,6 +115,7 @@ impl Reader {
     /// message completes nothing).
     ///
     /// `input` is unmasked in place.
+    #[inline]
     pub(super) fn read(
         &mut self,
         input: &mut [u8],
