@@ -90,6 +90,18 @@ struct Deflate {
     min_size: usize,
 }
 
+#[cfg(feature = "deflate")]
+impl Deflate {
+    /// Appends a message's frame, compressed: RFC 7692 §7.2.1, the whole
+    /// message compressed and sent with RSV1 on its first frame.
+    #[inline(never)]
+    fn encode(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+        let mut compressed = Vec::new();
+        self.deflater.compress(payload, &mut compressed);
+        frame::encode_frame(true, frame::RSV1, opcode, &compressed, mask, out);
+    }
+}
+
 type MaskSource = Box<dyn FnMut() -> [u8; 4] + Send>;
 
 /// The WebSocket protocol state of one connection, after the handshake.
@@ -677,10 +689,7 @@ impl Connection {
         };
         #[cfg(feature = "deflate")]
         if let Some(deflate) = self.deflate.as_mut().filter(|d| payload.len() >= d.min_size) {
-            // RFC 7692 §7.2.1: compress the whole message, send it with RSV1 on its first frame.
-            let mut compressed = Vec::new();
-            deflate.deflater.compress(payload, &mut compressed);
-            frame::encode_frame(true, frame::RSV1, opcode, &compressed, mask, out);
+            deflate.encode(opcode, payload, mask, out);
             return Ok(());
         }
         frame::encode_frame(true, 0, opcode, payload, mask, out);

@@ -298,12 +298,22 @@ pub fn encode_frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], mask: Op
         out.extend_from_slice(payload);
         return;
     }
-    let (head, head_len) = header_bytes(&FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 });
+    encode_long_or_masked_frame(
+        &FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 },
+        payload,
+        out,
+    );
+}
+
+/// [`encode_frame`] past its inlined common case.
+#[inline(never)]
+fn encode_long_or_masked_frame(header: &FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
+    let (head, head_len) = header_bytes(header);
     out.reserve(head_len + payload.len());
     out.extend_from_slice(&head[..head_len]);
     let start = out.len();
     out.extend_from_slice(payload);
-    if let Some(mask) = mask {
+    if let Some(mask) = header.mask {
         apply_mask(&mut out[start..], mask, 0);
     }
 }

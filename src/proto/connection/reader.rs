@@ -189,6 +189,7 @@ impl Reader {
     /// Decodes the next frame's header from what an earlier read left of it
     /// and `input`: the header and how many bytes of `input` it took, or
     /// `None` when `input` ends first (its bytes are kept for the next read).
+    #[inline]
     fn next_header(
         &mut self,
         input: &[u8],
