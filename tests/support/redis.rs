@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +15,11 @@ pub const INSTALL: &str = "redis-server is needed (Debian: apt-get install redis
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// Holds the port while no server does: bound but not listening, so that
+    /// a connection to it is refused and no other socket is given the port
+    /// (a node listening on port 0 could otherwise get the one its Redis
+    /// will take, and reach itself when it connects to its Redis).
+    reservation: Option<socket2::Socket>,
 }
 
 impl Redis {
@@ -26,7 +31,8 @@ impl Redis {
 
     /// One with its port chosen, to start later ([`restart`](Self::restart)).
     pub fn not_started() -> Redis {
-        Redis { port: free_loopback_port(), child: None }
+        let (port, reservation) = reserve_loopback_port();
+        Redis { port, child: None, reservation: Some(reservation) }
     }
 
     pub fn url(&self) -> String {
@@ -35,6 +41,7 @@ impl Redis {
 
     /// Starts the server on its port (again) and waits until it answers.
     pub fn restart(&mut self) {
+        self.reservation = None;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
@@ -151,7 +158,11 @@ impl Drop for Redis {
     }
 }
 
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().expect("its address").port()
+/// A free loopback port, held by a socket bound to it that does not listen
+/// (and does not allow address reuse, so that no other bind shares it).
+fn reserve_loopback_port() -> (u16, socket2::Socket) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).expect("bind a loopback port");
+    let port = socket.local_addr().ok().and_then(|a| a.as_socket()).expect("its address").port();
+    (port, socket)
 }
